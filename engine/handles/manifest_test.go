@@ -1,0 +1,260 @@
+package handles
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden files")
+
+// sampleManifest is a small but complete manifest: one handle of each class
+// and most kinds, in scrambled order.
+func sampleManifest() *Manifest {
+	mt := time.Date(2024, 6, 1, 10, 0, 0, 0, time.UTC)
+	return &Manifest{
+		Version: Version, InitPID: 4242,
+		Display: Display{Width: 1280, Height: 800, Depth: 24},
+		Env:     []string{"PATH=/usr/bin:/bin", "DISPLAY=:1", "HANDOFF_APP=notes"},
+		Mounts: []Mount{
+			{ID: 815, Parent: 812, Mountpoint: "/tmp", FSType: "tmpfs", Source: "tmpfs", Root: "/", Options: "rw,nosuid,nodev", Configured: "tmpfs"},
+			{ID: 812, Parent: 790, Mountpoint: "/", FSType: "overlay", Source: "overlay", Root: "/", Options: "rw,relatime", Configured: "overlay"},
+			{ID: 813, Parent: 812, Mountpoint: "/dev", FSType: "tmpfs", Source: "tmpfs", Root: "/", Options: "rw,nosuid", Configured: "tmpfs"},
+		},
+		Processes: []Process{
+			{PID: 4250, NSPID: 2, PPID: 4242, Comm: "xterm", Exe: "/usr/bin/xterm", Cmdline: []string{"xterm"}, AnonBytes: 2 << 20},
+			{PID: 4242, NSPID: 1, PPID: 4200, Comm: "Xvfb", Exe: "/usr/bin/Xvfb", Cmdline: []string{"Xvfb", ":1"}, AnonBytes: 9 << 20},
+		},
+		Handles: []Handle{
+			{ID: "socket:20068", Kind: KindUnix, Class: Blocks, Path: "socket:[20068]", Proto: "UNIX-STREAM", Inode: 20068,
+				Peer:   &Peer{Address: "/tmp/.X11-unix/X0", Inode: 19340, PID: 812, Comm: "Xorg"},
+				Reason: "unix socket connected to host process Xorg (pid 812) at /tmp/.X11-unix/X0",
+				Remedy: "close the connection to /tmp/.X11-unix/X0 (for a host X client or D-Bus: close that window or session), or quit xterm (pid 4250)",
+				Users:  []User{{PID: 4250, Comm: "xterm", FD: 3, Flags: "O_RDWR|O_CLOEXEC", MntID: 15}}},
+			{ID: "file:/usr/lib/x86_64-linux-gnu/libc.so.6", Kind: KindMapped, Class: Present, Path: "/usr/lib/x86_64-linux-gnu/libc.so.6",
+				Mount: "/", FSType: "overlay", Layer: "base", Size: 1926232, MTime: mt, Inode: 1234,
+				SHA256: strings.Repeat("ab", 32),
+				Users:  []User{{PID: 4250, Comm: "xterm", FD: -1, Map: "r--p,r-xp"}, {PID: 4242, Comm: "Xvfb", FD: -1, Map: "r--p,r-xp"}}},
+			{ID: "file:/tmp/.handoff/fb/Xvfb_screen0", Kind: KindRegular, Class: Moves, Path: "/tmp/.handoff/fb/Xvfb_screen0",
+				Mount: "/tmp", FSType: "tmpfs", Size: 4096000, MTime: mt, Inode: 7, Note: "on the container's tmpfs /tmp: saved in the image",
+				Users: []User{{PID: 4242, Comm: "Xvfb", FD: 5, Flags: "O_RDWR", Pos: 0, MntID: 815}, {PID: 4242, Comm: "Xvfb", FD: -1, Map: "rw-s"}}},
+			{ID: "file:/dev/null", Kind: KindCharDev, Class: Present, Path: "/dev/null", Mount: "/dev", FSType: "tmpfs", Device: "char 1:3", Inode: 3, Note: "standard device",
+				Users: []User{{PID: 4250, Comm: "xterm", FD: 0, Flags: "O_RDWR", MntID: 813}, {PID: 4242, Comm: "Xvfb", FD: 0, Flags: "O_RDWR", MntID: 813}}},
+			{ID: "socket:30001", Kind: KindTCP, Class: Blocks, Path: "socket:[30001] 10.0.0.2:40000", Proto: "TCP", Inode: 30001,
+				Peer:   &Peer{Address: "192.0.2.7:22", State: "ESTABLISHED"},
+				Reason: "established TCP connection to 192.0.2.7:22, outside the container",
+				Remedy: "close the connection to 192.0.2.7:22 or quit xterm (pid 4250)",
+				Users:  []User{{PID: 4250, Comm: "xterm", FD: 7, Flags: "O_RDWR|O_NONBLOCK|O_CLOEXEC", MntID: 9}}},
+			{ID: "anon:4242:3", Kind: KindAnon, Class: Moves, Path: "anon_inode:[eventpoll]",
+				Users: []User{{PID: 4242, Comm: "Xvfb", FD: 3, Flags: "O_RDWR|O_CLOEXEC", MntID: 16}}},
+			{ID: "deleted:2049:77", Kind: KindDeleted, Class: Moves, Path: "/var/tmp/cache.db", Mount: "/", FSType: "overlay", Size: 8192, MTime: mt, Inode: 77,
+				Note:  "deleted while open: CRIU carries its 8192 bytes in the image as a ghost file (the dump's ghost limit must allow it)",
+				Users: []User{{PID: 4250, Comm: "xterm", FD: 9, Flags: "O_RDWR", Pos: 100, MntID: 812}}},
+			{ID: "pipe:555", Kind: KindPipe, Class: Moves, Path: "pipe:[555]", Inode: 555, Note: "both ends inside the container",
+				Users: []User{{PID: 4250, Comm: "xterm", FD: 5, Flags: "O_WRONLY"}, {PID: 4242, Comm: "Xvfb", FD: 4, Flags: "O_RDONLY"}}},
+		},
+		Skipped: []string{"pid 4251 exited during the scan"},
+	}
+}
+
+func TestGoldenJSON(t *testing.T) {
+	m := sampleManifest()
+	got, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	golden := filepath.Join("testdata", "manifest.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -run TestGoldenJSON -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("JSON differs from %s (run with -update if the change is intended):\n%s", golden, got)
+	}
+	// The golden file reads back into an equal manifest.
+	var back Manifest
+	if err := json.Unmarshal(want, &back); err != nil {
+		t.Fatal(err)
+	}
+	again, err := json.MarshalIndent(&back, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(append(again, '\n'), want) {
+		t.Error("golden JSON does not round-trip")
+	}
+	if back.Version != 1 || back.Summary.Blocks != 2 || back.Summary.Present != 2 || back.Summary.Moves != 4 {
+		t.Errorf("summary %+v", back.Summary)
+	}
+}
+
+// TestJSONDeterministic shuffles every list and marshals both as a value
+// and as a pointer: the bytes never change, and marshaling does not modify
+// the manifest.
+func TestJSONDeterministic(t *testing.T) {
+	want, err := json.Marshal(sampleManifest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 20 {
+		m := sampleManifest()
+		r.Shuffle(len(m.Handles), func(i, j int) { m.Handles[i], m.Handles[j] = m.Handles[j], m.Handles[i] })
+		r.Shuffle(len(m.Mounts), func(i, j int) { m.Mounts[i], m.Mounts[j] = m.Mounts[j], m.Mounts[i] })
+		for _, h := range m.Handles {
+			r.Shuffle(len(h.Users), func(i, j int) { h.Users[i], h.Users[j] = h.Users[j], h.Users[i] })
+		}
+		before := slices.Clone(m.Handles)
+		var got []byte
+		if i%2 == 0 {
+			got, err = json.Marshal(m)
+		} else {
+			got, err = json.Marshal(*m)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("round %d: JSON differs", i)
+		}
+		for k := range before {
+			if before[k].ID != m.Handles[k].ID {
+				t.Fatal("MarshalJSON reordered the caller's manifest")
+			}
+		}
+	}
+}
+
+func TestBlockingAndSummary(t *testing.T) {
+	m := sampleManifest()
+	m.Summarize()
+	b := m.Blocking()
+	if len(b) != 2 || b[0].ID != "socket:20068" && b[0].ID != "socket:30001" {
+		t.Fatalf("blocking = %v", b)
+	}
+	for _, h := range b {
+		if h.Class != Blocks || h.Reason == "" || h.Remedy == "" {
+			t.Errorf("blocking handle %+v", h)
+		}
+	}
+	s := m.Summary
+	if s.Blocks != 2 || s.Present != 2 || s.Moves != 4 || s.PresentBytes != 1926232 || s.GhostMax != 8192 || s.AnonBytes != 11<<20 {
+		t.Errorf("summary %+v", s)
+	}
+}
+
+func TestMissing(t *testing.T) {
+	m := sampleManifest()
+	libc := "/usr/lib/x86_64-linux-gnu/libc.so.6"
+	req := m.Required()
+	if len(req) != 2 || req[0].Path != "/dev/null" || req[1].Path != libc || req[1].SHA256 == "" {
+		t.Fatalf("required = %+v", req)
+	}
+	tests := []struct {
+		name string
+		has  map[string]string // path → hash the destination holds
+		want []string
+	}{
+		{"has everything", map[string]string{"/dev/null": "", libc: strings.Repeat("ab", 32)}, nil},
+		{"different libc", map[string]string{"/dev/null": "", libc: strings.Repeat("cd", 32)}, []string{libc}},
+		{"nothing", map[string]string{}, []string{"/dev/null", libc}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := m.Missing(func(path, sum string) bool {
+				h, ok := tc.has[path]
+				return ok && (sum == "" || h == sum)
+			})
+			var paths []string
+			for _, r := range got {
+				paths = append(paths, r.Path)
+			}
+			if !slices.Equal(paths, tc.want) {
+				t.Errorf("missing = %v, want %v", paths, tc.want)
+			}
+		})
+	}
+}
+
+func TestLocalChecker(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "usr/lib"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("libc bytes")
+	if err := os.WriteFile(filepath.Join(root, "usr/lib/libc.so"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A link pointing out of root must not be followed out of it.
+	if err := os.Symlink("/etc/hostname", filepath.Join(root, "usr/lib/escape")); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	good := hex.EncodeToString(sum[:])
+	cache := NewHashCache()
+	has := LocalChecker(root, cache)
+	tests := []struct {
+		path, sum string
+		want      bool
+	}{
+		{"/usr/lib/libc.so", good, true},
+		{"/usr/lib/libc.so", strings.Repeat("0", 64), false},
+		{"/usr/lib/libc.so", "", true},
+		{"/usr/lib", "", true},
+		{"/usr/lib/nope.so", "", false},
+		{"/usr/lib/escape", "", false},
+		{"/../../etc/hostname", "", false},
+	}
+	for _, tc := range tests {
+		if got := has(tc.path, tc.sum); got != tc.want {
+			t.Errorf("has(%s, %.8s) = %v, want %v", tc.path, tc.sum, got, tc.want)
+		}
+	}
+	if has("/usr/lib/libc.so", good); cache.Len() != 1 {
+		t.Errorf("cache holds %d hashes, want 1", cache.Len())
+	}
+	if hits, _, _ := cache.Stats(); hits == 0 {
+		t.Error("second lookup did not hit the cache")
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	m := sampleManifest()
+	m.Summarize()
+	var b bytes.Buffer
+	if err := WriteTable(&b, m); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"BLOCKS THE MOVE (2)", "PID", "COMM", "FD", "KIND", "CLASS", "PATH/PEER", "SIZE",
+		"why: established TCP connection to 192.0.2.7:22", "fix: close the connection to 192.0.2.7:22",
+		"MUST BE PRESENT ON THE DESTINATION (2, 1.8 MiB)", "4242 +1", "mem",
+		"MOVES WITH THE APP (4)", "2 processes, 8 handles: 2 block",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Index(out, "BLOCKS") > strings.Index(out, "MUST BE PRESENT") || strings.Index(out, "MUST BE PRESENT") > strings.Index(out, "MOVES WITH") {
+		t.Errorf("groups out of order:\n%s", out)
+	}
+	if strings.Contains(out, "nothing blocks") {
+		t.Error("claims nothing blocks")
+	}
+}
