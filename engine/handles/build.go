@@ -259,6 +259,10 @@ func (b *builder) scanProcess(pid int) error {
 		return fmt.Errorf("read status of pid %d: %w", pid, err)
 	}
 	ps := parseStatus(status)
+	if ps.Tgid != 0 && ps.Tgid != pid {
+		b.skip("pid %d is a thread of %d", pid, ps.Tgid) // given tasks instead of procs
+		return nil
+	}
 	p.PPID, p.NSPID = ps.PPID, ps.NSPID
 	if cl, err := readProc(pid, "cmdline"); err == nil {
 		p.Cmdline = splitNUL(cl)

@@ -2,6 +2,7 @@ package handles
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -369,4 +370,17 @@ func (m *Manifest) clone() *Manifest {
 		c.Handles[i] = h
 	}
 	return &c
+}
+
+// Parse decodes a manifest received from another machine and refuses
+// versions this code does not understand.
+func Parse(data []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("decode handles manifest: %w", err)
+	}
+	if m.Version < 1 || m.Version > Version {
+		return nil, fmt.Errorf("handles manifest version %d is not supported (this side reads 1 to %d): update Handoff on both machines", m.Version, Version)
+	}
+	return &m, nil
 }

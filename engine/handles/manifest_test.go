@@ -258,3 +258,19 @@ func TestWriteTable(t *testing.T) {
 		t.Error("claims nothing blocks")
 	}
 }
+
+func TestParse(t *testing.T) {
+	good, err := json.Marshal(sampleManifest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Parse(good)
+	if err != nil || len(m.Handles) != 8 {
+		t.Fatalf("Parse(good) = %v, %v", m, err)
+	}
+	for _, bad := range []string{`{"version": 2}`, `{"version": 0}`, `{"version": "1"}`, `not json`} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("Parse(%s) succeeded", bad)
+		}
+	}
+}

@@ -240,6 +240,7 @@ func parseHexAddrPort(s string) (netip.AddrPort, error) {
 
 // procStatus holds the fields of /proc/PID/status we use.
 type procStatus struct {
+	Tgid  int
 	PPID  int
 	NSPID int // innermost PID namespace
 }
@@ -256,6 +257,8 @@ func parseStatus(b []byte) procStatus {
 			continue
 		}
 		switch string(k) {
+		case "Tgid":
+			s.Tgid, _ = strconv.Atoi(f[0])
 		case "PPid":
 			s.PPID, _ = strconv.Atoi(f[0])
 		case "NSpid":

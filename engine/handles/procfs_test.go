@@ -179,8 +179,8 @@ func TestParseRealNetTCP(t *testing.T) {
 }
 
 func TestParseStatus(t *testing.T) {
-	s := parseStatus([]byte("Name:\tbash\nPPid:\t41\nNSpid:\t9876\t1\n"))
-	if s.PPID != 41 || s.NSPID != 1 {
+	s := parseStatus([]byte("Name:\tbash\nTgid:\t9876\nPPid:\t41\nNSpid:\t9876\t1\n"))
+	if s.Tgid != 9876 || s.PPID != 41 || s.NSPID != 1 {
 		t.Errorf("got %+v", s)
 	}
 }
