@@ -1,0 +1,312 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+)
+
+// sumsFile records a CRC-32C of every image file, written after a dump and
+// checked before a restore: restoring a silently damaged page image would
+// bring the app back with wrong memory.
+const sumsFile = "handoff-sums.json"
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// HandleChecker names handles that would make a dump fail. The daemon plugs
+// in the handles manifest; nil skips the check.
+type HandleChecker func(ctx context.Context, name string) error
+
+// Suspend checkpoints the app to disk. Its processes are gone afterwards; on
+// any failure the app keeps running and no partial image is left.
+func (e *Engine) Suspend(ctx context.Context, name string, check HandleChecker) error {
+	a, err := e.lookup(name)
+	if err != nil {
+		return err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	through, err := checkTransition(name, "suspend", a.info().State)
+	if err != nil {
+		return err
+	}
+	if _, err := e.Criu(ctx); err != nil {
+		return fmt.Errorf("suspend %q: %w", name, err)
+	}
+	if check != nil {
+		if err := check(ctx, name); err != nil {
+			return fmt.Errorf("suspend %q: %w; the app keeps running", name, err)
+		}
+	}
+	if err := e.checkSpace(a); err != nil {
+		return fmt.Errorf("suspend %q: %w; the app keeps running", name, err)
+	}
+	e.update(a, func(r *record) { r.State = through })
+	size, err := e.dump(a)
+	if err != nil {
+		e.update(a, func(r *record) { r.State, r.Error = StateRunning, err.Error() })
+		return fmt.Errorf("suspend %q: %w; the app keeps running", name, err)
+	}
+	e.destroyContainer(a)
+	e.update(a, func(r *record) { r.State, r.InitPID, r.ImageBytes, r.Error = StateSuspended, 0, size, "" })
+	e.log.Info("app suspended", "app", name, "image_bytes", size)
+	return nil
+}
+
+// checkSpace refuses a dump that would not fit: the image is about as large
+// as the container's memory (including its tmpfs).
+func (e *Engine) checkSpace(a *app) error {
+	need := a.info().MemoryBytes + 16<<20
+	var st unix.Statfs_t
+	if err := unix.Statfs(e.cfg.StateDir, &st); err != nil {
+		return nil // cannot tell; the dump itself will say
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if free < need {
+		return fmt.Errorf("%w in %s: the checkpoint needs about %s, %s free; free some space and try again",
+			ErrNoSpace, e.cfg.StateDir, humanBytes(need), humanBytes(free))
+	}
+	return nil
+}
+
+// dump checkpoints the container into a fresh image dir and moves it into
+// place only when complete.
+func (e *Engine) dump(a *app) (int64, error) {
+	a.mu.Lock()
+	ctr := a.ctr
+	a.mu.Unlock()
+	if ctr == nil {
+		return 0, errors.New("the app's container is not loaded")
+	}
+	partial := a.dirs.checkpoint() + ".partial"
+	_ = os.RemoveAll(partial)
+	_ = os.RemoveAll(a.dirs.criuWork())
+	if err := os.MkdirAll(a.dirs.criuWork(), 0o700); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	err := ctr.Checkpoint(&libcontainer.CriuOpts{
+		ImagesDirectory: partial,
+		WorkDirectory:   a.dirs.criuWork(),
+		FileLocks:       true,
+	})
+	if err != nil {
+		cause := criuLogErrors(filepath.Join(a.dirs.criuWork(), "dump.log"))
+		_ = os.RemoveAll(partial)
+		if strings.Contains(cause, "No space left") || errors.Is(err, unix.ENOSPC) {
+			return 0, fmt.Errorf("%w in %s while writing the checkpoint", ErrNoSpace, e.cfg.StateDir)
+		}
+		if h := blockingHandleFromLog(cause); h != "" {
+			return 0, fmt.Errorf("%w: %s", ErrBlocked, h)
+		}
+		return 0, fmt.Errorf("checkpoint failed: %v%s", err, withCause(cause))
+	}
+	size, err := writeSums(partial)
+	if err != nil {
+		return 0, fmt.Errorf("checksum checkpoint: %w", err)
+	}
+	_ = os.RemoveAll(a.dirs.checkpoint())
+	if err := os.Rename(partial, a.dirs.checkpoint()); err != nil {
+		return 0, err
+	}
+	e.log.Debug("dump done", "app", a.rec.Spec.Name, "took", time.Since(start))
+	return size, nil
+}
+
+// Resume restores a suspended app. A missing or damaged checkpoint is
+// reported and kept; nothing is deleted on failure.
+func (e *Engine) Resume(ctx context.Context, name string) error {
+	a, err := e.lookup(name)
+	if err != nil {
+		return err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	through, err := checkTransition(name, "resume", a.info().State)
+	if err != nil {
+		return err
+	}
+	if _, err := e.Criu(ctx); err != nil {
+		return fmt.Errorf("resume %q: %w", name, err)
+	}
+	if err := verifySums(a.dirs.checkpoint()); err != nil {
+		e.update(a, func(r *record) { r.Error = err.Error() })
+		return fmt.Errorf("resume %q: %w; the checkpoint in %s was kept", name, err, a.dirs.checkpoint())
+	}
+	e.update(a, func(r *record) { r.State = through })
+	pid, err := e.restore(a)
+	if err != nil {
+		e.destroyContainer(a)
+		e.update(a, func(r *record) { r.State, r.Error = StateSuspended, err.Error() })
+		return fmt.Errorf("resume %q: %w; the checkpoint was kept, the app stays suspended", name, err)
+	}
+	_ = os.RemoveAll(a.dirs.checkpoint())
+	e.update(a, func(r *record) {
+		r.State, r.InitPID, r.Started, r.ImageBytes, r.Error = StateRunning, pid, time.Now().UTC(), 0, ""
+	})
+	e.log.Info("app resumed", "app", name, "pid", pid)
+	return nil
+}
+
+func (e *Engine) restore(a *app) (int, error) {
+	spec := a.rec.Spec
+	if err := mountOverlay(a.dirs, e.cfg.Base); err != nil {
+		return 0, err
+	}
+	cfg := containerConfig(spec.Name, a.dirs.rootfs(), e.cgroupPath(spec.Name), spec)
+	ctr, err := libcontainer.Create(e.runcRoot, spec.Name, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("create container: %w", err)
+	}
+	a.mu.Lock()
+	a.ctr = ctr
+	a.mu.Unlock()
+	_ = os.RemoveAll(a.dirs.criuWork())
+	if err := os.MkdirAll(a.dirs.criuWork(), 0o700); err != nil {
+		return 0, err
+	}
+	proc := &libcontainer.Process{Init: true, Args: []string{"/bin/sh", initPath}, Env: containerEnv(spec)}
+	err = ctr.Restore(proc, &libcontainer.CriuOpts{
+		ImagesDirectory: a.dirs.checkpoint(),
+		WorkDirectory:   a.dirs.criuWork(),
+		FileLocks:       true,
+	})
+	if err != nil {
+		cause := criuLogErrors(filepath.Join(a.dirs.criuWork(), "restore.log"))
+		return 0, fmt.Errorf("restore failed: %v%s", err, withCause(cause))
+	}
+	pid, err := proc.Pid()
+	if err != nil {
+		return 0, err
+	}
+	e.watch(a, pid, proc)
+	return pid, nil
+}
+
+// criuLogErrors returns the error lines of a CRIU log, for messages.
+func criuLogErrors(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var errs []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.Contains(l, "Error (") {
+			if i := strings.Index(l, "): "); i >= 0 {
+				l = l[i+3:]
+			}
+			errs = append(errs, strings.TrimSpace(l))
+		}
+	}
+	if len(errs) > 3 {
+		errs = errs[:3]
+	}
+	return strings.Join(errs, "; ")
+}
+
+func withCause(cause string) string {
+	if cause == "" {
+		return ""
+	}
+	return " (CRIU: " + cause + ")"
+}
+
+// blockingHandleFromLog recognises CRIU's complaints about handles whose
+// other end is outside the container and names the handle.
+func blockingHandleFromLog(cause string) string {
+	for _, pat := range []string{"external socket", "External socket", "unix: Can't dump", "Can't lookup mount", "Can't dump half of stream unix", "not reachable", "ext_mount"} {
+		if strings.Contains(cause, pat) {
+			return cause
+		}
+	}
+	return ""
+}
+
+type imageSums struct {
+	Files map[string]uint32 `json:"files"` // name → CRC-32C
+	Bytes int64             `json:"bytes"`
+}
+
+func writeSums(dir string) (int64, error) {
+	sums := imageSums{Files: map[string]uint32{}}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, ent := range entries {
+		if !ent.Type().IsRegular() || ent.Name() == sumsFile {
+			continue
+		}
+		c, n, err := crcFile(filepath.Join(dir, ent.Name()))
+		if err != nil {
+			return 0, err
+		}
+		sums.Files[ent.Name()] = c
+		sums.Bytes += n
+	}
+	data, err := json.Marshal(sums)
+	if err != nil {
+		return 0, err
+	}
+	return sums.Bytes, os.WriteFile(filepath.Join(dir, sumsFile), data, 0o600)
+}
+
+func verifySums(dir string) error {
+	data, err := os.ReadFile(filepath.Join(dir, sumsFile))
+	if err != nil {
+		return fmt.Errorf("%w: %s has no checksum list (%v)", ErrBadImage, dir, err)
+	}
+	var sums imageSums
+	if err := json.Unmarshal(data, &sums); err != nil || len(sums.Files) == 0 {
+		return fmt.Errorf("%w: checksum list in %s is unreadable", ErrBadImage, dir)
+	}
+	for name, want := range sums.Files {
+		got, _, err := crcFile(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrBadImage, name, err)
+		}
+		if got != want {
+			return fmt.Errorf("%w: %s is damaged (checksum mismatch)", ErrBadImage, name)
+		}
+	}
+	return nil
+}
+
+func crcFile(path string) (uint32, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	h := crc32.New(castagnoli)
+	n, err := io.Copy(h, f)
+	return h.Sum32(), n, err
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

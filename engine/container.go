@@ -1,0 +1,166 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/moby/sys/mountinfo"
+	devices "github.com/opencontainers/cgroups/devices/config"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"golang.org/x/sys/unix"
+
+	_ "github.com/opencontainers/cgroups/devices" // device rules for the cgroup manager
+)
+
+// Paths inside every app container.
+const (
+	containerDisplay = ":1"
+	handoffDir       = "/tmp/.handoff"         // on the container's tmpfs: dumped with the image
+	fbDir            = handoffDir + "/fb"      // Xvfb -fbdir
+	fbFile           = fbDir + "/Xvfb_screen0" // XWD image Xvfb keeps up to date
+	initPath         = "/.handoff/init"        // in the upper dir: travels with it
+	appLogPath       = handoffDir + "/app.log"
+)
+
+// initScript is the container's PID 1. It keeps every stdio handle inside the
+// container (a handle to a host file would make the dump fail), starts the
+// private X server, waits for its socket, runs the app and ends everything when
+// the app ends. The TERM trap matters: a PID-namespace init ignores signals it
+// has no handler for, and `handoff stop` asks politely first.
+const initScript = `#!/bin/sh
+mkdir -p ` + fbDir + `
+exec </dev/null >>` + handoffDir + `/init.log 2>&1
+trap 'kill -TERM $app $xvfb 2>/dev/null' TERM INT
+Xvfb ` + containerDisplay + ` -screen 0 "$HANDOFF_SCREEN" -fbdir ` + fbDir + ` -nolisten tcp -noreset &
+xvfb=$!
+i=0
+while [ ! -S /tmp/.X11-unix/X1 ] && [ $i -lt 200 ]; do sleep 0.025; i=$((i+1)); done
+DISPLAY=` + containerDisplay + ` "$@" >>` + appLogPath + ` 2>&1 &
+app=$!
+while kill -0 $app 2>/dev/null; do sleep 1; done
+kill -TERM $xvfb 2>/dev/null
+exit 0
+`
+
+// defaultCaps is runc's default capability set for containers.
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// appDirs are an app's places in the state dir.
+type appDirs struct{ root string }
+
+func (d appDirs) record() string     { return filepath.Join(d.root, "app.json") }
+func (d appDirs) upper() string      { return filepath.Join(d.root, "upper") }
+func (d appDirs) work() string       { return filepath.Join(d.root, "work") }
+func (d appDirs) rootfs() string     { return filepath.Join(d.root, "rootfs") }
+func (d appDirs) checkpoint() string { return filepath.Join(d.root, "checkpoint") }
+func (d appDirs) criuWork() string   { return filepath.Join(d.root, "criu") }
+
+// prepareRootfs writes the init script into the upper dir and mounts the
+// overlay (read-only base + upper) at the rootfs mountpoint.
+func prepareRootfs(d appDirs, base string) error {
+	for _, dir := range []string{d.upper(), d.work(), d.rootfs(), filepath.Join(d.upper(), filepath.Dir(initPath))} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(d.upper(), initPath), []byte(initScript), 0o755); err != nil {
+		return fmt.Errorf("write init: %w", err)
+	}
+	return mountOverlay(d, base)
+}
+
+func mountOverlay(d appDirs, base string) error {
+	if mounted, _ := isMountpoint(d.rootfs()); mounted {
+		return nil
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", base, d.upper(), d.work())
+	if err := unix.Mount("overlay", d.rootfs(), "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount overlay root at %s: %w", d.rootfs(), err)
+	}
+	return nil
+}
+
+// unmountRootfs detaches the overlay; a missing mount is not an error.
+func unmountRootfs(d appDirs) error {
+	for {
+		mounted, err := isMountpoint(d.rootfs())
+		if err != nil || !mounted {
+			return nil
+		}
+		if err := unix.Unmount(d.rootfs(), unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount %s: %w", d.rootfs(), err)
+		}
+	}
+}
+
+// isMountpoint reports whether path is a mount point in this daemon's mount
+// namespace. It must not read /proc/self: libcontainer's mount-source helper
+// can leave the main thread (whose view /proc/self shows) inside a container's
+// mount namespace; mountinfo uses /proc/thread-self.
+func isMountpoint(path string) (bool, error) {
+	return mountinfo.Mounted(path)
+}
+
+// containerConfig builds the libcontainer configuration of an app.
+func containerConfig(id, rootfs, cgroupPath string, spec Spec) *configs.Config {
+	const defaultMountFlags = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
+	caps := &configs.Capabilities{
+		Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps,
+	}
+	devs := make([]*devices.Device, 0, len(specconv.AllowedDevices))
+	devs = append(devs, specconv.AllowedDevices...)
+	var rules []*devices.Rule
+	for _, d := range devs {
+		rules = append(rules, &d.Rule)
+	}
+	mem := spec.MemoryLimit
+	return &configs.Config{
+		Rootfs:          rootfs,
+		RootPropagation: unix.MS_PRIVATE | unix.MS_REC,
+		Capabilities:    caps,
+		NoNewPrivileges: true,
+		Hostname:        id,
+		Namespaces: configs.Namespaces([]configs.Namespace{
+			{Type: configs.NEWNS}, {Type: configs.NEWUTS}, {Type: configs.NEWIPC},
+			{Type: configs.NEWPID}, {Type: configs.NEWNET},
+		}),
+		Networks: []*configs.Network{{Type: "loopback", Address: "127.0.0.1/0", Gateway: "localhost"}},
+		Cgroups: &configs.Cgroup{
+			Path: cgroupPath,
+			Resources: &configs.Resources{
+				Memory:  mem,
+				Devices: rules,
+			},
+		},
+		Devices:       devs,
+		MaskPaths:     []string{"/proc/kcore", "/sys/firmware"},
+		ReadonlyPaths: []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"},
+		Mounts: []*configs.Mount{
+			{Source: "proc", Destination: "/proc", Device: "proc", Flags: defaultMountFlags},
+			{Source: "tmpfs", Destination: "/dev", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_STRICTATIME, Data: "mode=755,size=65536k"},
+			{Source: "devpts", Destination: "/dev/pts", Device: "devpts", Flags: unix.MS_NOSUID | unix.MS_NOEXEC, Data: "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+			{Source: "shm", Destination: "/dev/shm", Device: "tmpfs", Flags: defaultMountFlags, Data: "mode=1777,size=65536k"},
+			{Source: "mqueue", Destination: "/dev/mqueue", Device: "mqueue", Flags: defaultMountFlags},
+			{Source: "sysfs", Destination: "/sys", Device: "sysfs", Flags: defaultMountFlags | unix.MS_RDONLY},
+			{Source: "tmpfs", Destination: "/tmp", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=1777"},
+		},
+		Rlimits: []configs.Rlimit{{Type: unix.RLIMIT_NOFILE, Hard: 1024, Soft: 1024}},
+	}
+}
+
+// containerEnv is the environment of the app's processes.
+func containerEnv(spec Spec) []string {
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/root", "TERM=xterm", "LANG=C.UTF-8",
+		fmt.Sprintf("HANDOFF_SCREEN=%dx%dx%d", spec.Width, spec.Height, spec.Depth),
+		"HANDOFF_APP=" + spec.Name,
+	}
+	return append(env, spec.Env...)
+}
