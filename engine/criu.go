@@ -74,13 +74,14 @@ func ProbeCriu(ctx context.Context) (CriuInfo, error) {
 	if v < minCriuVersion {
 		return info, &CriuError{Check: "version", Detail: fmt.Sprintf("CRIU %s is too old, need 4.0 or newer", info.VersionString())}
 	}
-	feat, err := c.FeatureCheck(&rpc.CriuFeatures{MemTrack: proto.Bool(true), LazyPages: proto.Bool(true)})
-	if err != nil {
-		// Feature probing failing is not fatal: it only disables optimisations.
-		return info, nil
+	feat, err := c.FeatureCheck(&rpc.CriuFeatures{LazyPages: proto.Bool(true)})
+	if err == nil {
+		info.LazyPages = feat.GetLazyPages()
 	}
-	info.MemTrack = feat.GetMemTrack()
-	info.LazyPages = feat.GetLazyPages()
+	// The RPC feature check reports mem_track from what the kernel advertises;
+	// on these VMs it says yes while soft-dirty bits never get set. The CLI
+	// check really dirties a page and looks, so it decides.
+	info.MemTrack = exec.CommandContext(ctx, path, "check", "--feature", "mem_dirty_track").Run() == nil
 	return info, nil
 }
 

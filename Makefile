@@ -1,0 +1,43 @@
+# Handoff — see README.md. Every target that needs system packages depends on
+# `deps`, which is idempotent and takes about a second when all is in place.
+SHELL := /bin/bash
+GO ?= go
+export PATH := /usr/local/go/bin:/usr/local/sbin:$(PATH)
+export LANG ?= C.UTF-8
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1.0-dev)
+LDFLAGS := -X github.com/handoff/handoff/app.Version=$(VERSION)
+# Integration tests need root, namespaces, CRIU and Xvfb; they run one package
+# at a time so that CPU-hungry suites do not disturb each other on 2 cores.
+TEST_TIMEOUT ?= 40m
+
+.PHONY: all deps build test unit vet bench demo clean
+
+all: build
+
+deps:
+	@bash packaging/install-deps.sh
+
+build: bin/handoff
+
+bin/handoff: $(shell find . -name '*.go' -not -path './bin/*') go.mod go.sum
+	$(GO) build -ldflags "$(LDFLAGS)" -o $@ .
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+unit:
+	$(GO) test -count=1 ./...
+
+test: deps vet
+	$(GO) test -tags integration -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
+
+bench: deps
+	$(GO) test -tags integration -count=1 -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee bench.out
+
+demo: deps build
+	@bash internal/demo/demo.sh
+
+clean:
+	rm -rf bin demo-out bench.out

@@ -1,0 +1,57 @@
+package app
+
+import (
+	"sync"
+	"time"
+
+	"github.com/handoff/handoff/engine"
+)
+
+// Event types on the event stream.
+const (
+	EventApp        = "app"         // an app changed state; App holds its new view
+	EventAppRemoved = "app-removed" // an app was stopped and removed; App.Name says which
+	EventHello      = "hello"       // first event of every stream
+)
+
+// Event is one line of the event stream (GET /v0/events, newline-delimited JSON).
+type Event struct {
+	Type string       `json:"type"`
+	Time time.Time    `json:"time"`
+	App  *engine.Info `json:"app,omitempty"`
+}
+
+// hub fans events out to subscribers. A subscriber that does not keep up
+// loses events rather than slowing the daemon down.
+type hub struct {
+	mu   sync.Mutex
+	subs map[chan Event]struct{}
+}
+
+func newHub() *hub { return &hub{subs: map[chan Event]struct{}{}} }
+
+func (h *hub) subscribe() (<-chan Event, func()) {
+	ch := make(chan Event, 64)
+	h.mu.Lock()
+	h.subs[ch] = struct{}{}
+	h.mu.Unlock()
+	return ch, func() {
+		h.mu.Lock()
+		delete(h.subs, ch)
+		h.mu.Unlock()
+	}
+}
+
+func (h *hub) publish(ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}

@@ -1,0 +1,22 @@
+// Command handoff moves running graphical apps between Linux workstations.
+// One binary: the root daemon, the desktop tray and the CLI (see app/).
+package main
+
+import (
+	"os"
+
+	"github.com/opencontainers/runc/libcontainer"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // bootstraps container inits before Go starts
+
+	"github.com/handoff/handoff/app"
+)
+
+func main() {
+	// libcontainer re-executes this binary as `handoff init` to become a
+	// container's first process.
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		libcontainer.Init()
+		panic("libcontainer.Init returned")
+	}
+	os.Exit(app.Main(os.Args[1:]))
+}
