@@ -241,7 +241,7 @@ func (h *handler) writeEngineError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
 		status, code = http.StatusNotFound, "not_found"
-	case errors.Is(err, engine.ErrInvalidName):
+	case errors.Is(err, engine.ErrInvalidName), errors.Is(err, engine.ErrInvalidSpec):
 		status, code = http.StatusBadRequest, "bad_request"
 	case errors.Is(err, engine.ErrExists):
 		status, code = http.StatusConflict, "exists"

@@ -24,13 +24,9 @@ const sumsFile = "handoff-sums.json"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// HandleChecker names handles that would make a dump fail. The daemon plugs
-// in the handles manifest; nil skips the check.
-type HandleChecker func(ctx context.Context, name string) error
-
 // Suspend checkpoints the app to disk. Its processes are gone afterwards; on
 // any failure the app keeps running and no partial image is left.
-func (e *Engine) Suspend(ctx context.Context, name string, check HandleChecker) error {
+func (e *Engine) Suspend(ctx context.Context, name string) error {
 	a, err := e.lookup(name)
 	if err != nil {
 		return err
@@ -44,10 +40,8 @@ func (e *Engine) Suspend(ctx context.Context, name string, check HandleChecker) 
 	if _, err := e.Criu(ctx); err != nil {
 		return fmt.Errorf("suspend %q: %w", name, err)
 	}
-	if check != nil {
-		if err := check(ctx, name); err != nil {
-			return fmt.Errorf("suspend %q: %w; the app keeps running", name, err)
-		}
+	if err := e.checkHandles(ctx, name); err != nil {
+		return fmt.Errorf("suspend %q: %w; the app keeps running", name, err)
 	}
 	if err := e.checkSpace(a); err != nil {
 		return fmt.Errorf("suspend %q: %w; the app keeps running", name, err)

@@ -18,6 +18,8 @@ import (
 
 	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
+
+	"github.com/handoff/handoff/engine/handles"
 )
 
 // Config tells the engine where things live. Every place is a field so that
@@ -109,6 +111,8 @@ type Engine struct {
 	mu   sync.Mutex
 	apps map[string]*app
 
+	hashes *handles.HashCache // content hashes of base-layer files, kept across manifests
+
 	criuOnce sync.Once
 	criu     CriuInfo
 	criuErr  error
@@ -153,6 +157,7 @@ func New(cfg Config) (*Engine, error) {
 		runcRoot: filepath.Join(abs, "runc"),
 		cgroup:   "/handoff/" + hex.EncodeToString(sum[:4]),
 		apps:     map[string]*app{},
+		hashes:   handles.NewHashCache(),
 		ctx:      ctx,
 		cancel:   cancel,
 	}
@@ -272,7 +277,13 @@ func (e *Engine) Run(ctx context.Context, spec Spec) (Info, error) {
 		return Info{}, fmt.Errorf("%w %q: use letters, digits, '.', '_' or '-' (at most 63)", ErrInvalidName, spec.Name)
 	}
 	if len(spec.Args) == 0 {
-		return Info{}, fmt.Errorf("run %q: no command given", spec.Name)
+		return Info{}, fmt.Errorf("run %q: %w: no command given", spec.Name, ErrInvalidSpec)
+	}
+	if spec.Width < 64 || spec.Height < 64 || spec.Width > 8192 || spec.Height > 8192 || (spec.Depth != 24 && spec.Depth != 16) {
+		return Info{}, fmt.Errorf("run %q: %w: display %dx%dx%d is out of range (64–8192 pixels, depth 16 or 24)", spec.Name, ErrInvalidSpec, spec.Width, spec.Height, spec.Depth)
+	}
+	if spec.MemoryLimit < 64<<20 {
+		return Info{}, fmt.Errorf("run %q: %w: memory limit %d is below 64 MiB", spec.Name, ErrInvalidSpec, spec.MemoryLimit)
 	}
 	a := &app{dirs: e.dirsOf(spec.Name), rec: record{Spec: spec, State: StateStarting, Created: time.Now().UTC()}}
 	e.mu.Lock()

@@ -23,6 +23,7 @@ var (
 	ErrNotFound    = errors.New("no such app")
 	ErrExists      = errors.New("an app with this name already exists")
 	ErrInvalidName = errors.New("invalid app name")
+	ErrInvalidSpec = errors.New("invalid app spec")
 	ErrWrongState  = errors.New("operation not allowed in the app's current state")
 	ErrBlocked     = errors.New("the app holds a handle that cannot be checkpointed")
 	ErrNoSpace     = errors.New("not enough disk space")

@@ -1,0 +1,19 @@
+package app
+
+import (
+	"os"
+	"testing"
+
+	"github.com/opencontainers/runc/libcontainer"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // container init bootstrap
+)
+
+// TestMain lets the test binary act as the container init that libcontainer
+// re-executes when the in-process daemon starts an app.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		libcontainer.Init()
+		panic("libcontainer.Init returned")
+	}
+	os.Exit(m.Run())
+}

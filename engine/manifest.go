@@ -1,0 +1,79 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/handoff/handoff/engine/handles"
+)
+
+// Handles builds the handles manifest of a running app: every fd and mapped
+// file of its processes, classified as moving with the image, required on a
+// destination, or blocking a checkpoint.
+func (e *Engine) Handles(ctx context.Context, name string) (*handles.Manifest, error) {
+	a, err := e.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	ctr, rec := a.ctr, a.rec
+	a.mu.Unlock()
+	if rec.State != StateRunning || ctr == nil {
+		return nil, &StateError{App: name, Op: "list the handles of", State: rec.State}
+	}
+	pids, err := ctr.Processes()
+	if err != nil {
+		return nil, fmt.Errorf("handles of %q: list processes: %w", name, err)
+	}
+	scope := handles.Scope{
+		PIDs: pids, InitPID: rec.InitPID, UpperDir: a.dirs.upper(), Rootfs: a.dirs.rootfs(),
+		Display: handles.Display{Width: rec.Spec.Width, Height: rec.Spec.Height, Depth: rec.Spec.Depth},
+	}
+	for _, m := range ctr.Config().Mounts {
+		scope.Mounts = append(scope.Mounts, handles.MountSpec{Destination: m.Destination, Type: m.Device})
+	}
+	scope.Mounts = append(scope.Mounts, handles.MountSpec{Destination: "/", Type: "overlay"})
+	m, err := handles.Build(ctx, scope, e.hashes)
+	if err != nil {
+		return nil, fmt.Errorf("handles of %q: %w", name, err)
+	}
+	return m, nil
+}
+
+// checkHandles refuses a checkpoint that a blocking handle would break, naming
+// every blocker and what to do about it.
+func (e *Engine) checkHandles(ctx context.Context, name string) error {
+	m, err := e.Handles(ctx, name)
+	if err != nil {
+		return err
+	}
+	return BlockingError(m)
+}
+
+// BlockingError describes a manifest's blocking handles, or returns nil.
+func BlockingError(m *handles.Manifest) error {
+	blockers := m.Blocking()
+	if len(blockers) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for i, h := range blockers {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		who := ""
+		if len(h.Users) > 0 {
+			who = fmt.Sprintf("%s (pid %d) ", h.Users[0].Comm, h.Users[0].PID)
+		}
+		what := h.Path
+		if h.Peer != nil && h.Peer.Address != "" {
+			what += " → " + h.Peer.Address
+		}
+		fmt.Fprintf(&b, "%s%s %s: %s", who, h.Kind, what, h.Reason)
+		if h.Remedy != "" {
+			b.WriteString(" — " + h.Remedy)
+		}
+	}
+	return fmt.Errorf("%w: %s", ErrBlocked, b.String())
+}
