@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/handoff/handoff/engine"
 )
@@ -43,6 +46,10 @@ type Daemon struct {
 	events *hub
 	server *http.Server
 	ln     net.Listener
+	// ctx is the base of every API request; Close cancels it so that
+	// long-lived streams (events) end and shutdown does not wait for them.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // StartDaemon opens the state, re-adopts apps and starts serving the local API.
@@ -58,6 +65,12 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
 	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the daemon needs root (CRIU and namespaces do); run it with sudo or as the handoffd service")
+	}
+	// Descriptors inherited from whoever started us (a shell, a test runner)
+	// must not reach app containers: a pipe to a host process would block
+	// every checkpoint of the app holding it.
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		cfg.Logger.Warn("cannot mark inherited descriptors close-on-exec", "err", err)
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, events: newHub()}
 	eng, err := engine.New(engine.Config{
@@ -78,8 +91,10 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
 		return nil, err
 	}
 	d.ln = ln
+	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.server = &http.Server{
 		Handler:           newHandler(d),
+		BaseContext:       func(net.Listener) context.Context { return d.ctx },
 		ConnContext:       connContext,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -97,6 +112,7 @@ func (d *Daemon) Engine() *engine.Engine { return d.engine }
 
 // Close stops serving. Running apps keep running; the next daemon re-adopts them.
 func (d *Daemon) Close() error {
+	d.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := d.server.Shutdown(ctx)
