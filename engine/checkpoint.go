@@ -40,14 +40,15 @@ func (e *Engine) Suspend(ctx context.Context, name string) error {
 	if _, err := e.Criu(ctx); err != nil {
 		return fmt.Errorf("suspend %q: %w", name, err)
 	}
-	if err := e.checkHandles(ctx, name); err != nil {
+	m, err := e.checkHandles(ctx, name)
+	if err != nil {
 		return fmt.Errorf("suspend %q: %w; the app keeps running", name, err)
 	}
 	if err := e.checkSpace(a); err != nil {
 		return fmt.Errorf("suspend %q: %w; the app keeps running", name, err)
 	}
 	e.update(a, func(r *record) { r.State = through })
-	size, err := e.dump(a)
+	size, err := e.dump(a, m.Summary.TCPEstablished > 0)
 	if err != nil {
 		e.update(a, func(r *record) { r.State, r.Error = StateRunning, err.Error() })
 		return fmt.Errorf("suspend %q: %w; the app keeps running", name, err)
@@ -76,7 +77,7 @@ func (e *Engine) checkSpace(a *app) error {
 
 // dump checkpoints the container into a fresh image dir and moves it into
 // place only when complete.
-func (e *Engine) dump(a *app) (int64, error) {
+func (e *Engine) dump(a *app, tcpEstablished bool) (int64, error) {
 	a.mu.Lock()
 	ctr := a.ctr
 	a.mu.Unlock()
@@ -94,6 +95,7 @@ func (e *Engine) dump(a *app) (int64, error) {
 		ImagesDirectory: partial,
 		WorkDirectory:   a.dirs.criuWork(),
 		FileLocks:       true,
+		TcpEstablished:  tcpEstablished,
 	})
 	if err != nil {
 		cause := criuLogErrors(filepath.Join(a.dirs.criuWork(), "dump.log"))
@@ -158,7 +160,7 @@ func (e *Engine) restore(a *app) (int, error) {
 	if err := mountOverlay(a.dirs, e.cfg.Base); err != nil {
 		return 0, err
 	}
-	cfg := containerConfig(spec.Name, a.dirs.rootfs(), e.cgroupPath(spec.Name), spec)
+	cfg := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec)
 	ctr, err := libcontainer.Create(e.runcRoot, spec.Name, cfg)
 	if err != nil {
 		return 0, fmt.Errorf("create container: %w", err)
@@ -175,6 +177,7 @@ func (e *Engine) restore(a *app) (int, error) {
 		ImagesDirectory: a.dirs.checkpoint(),
 		WorkDirectory:   a.dirs.criuWork(),
 		FileLocks:       true,
+		TcpEstablished:  true, // harmless when the image has no such connection
 	})
 	if err != nil {
 		cause := criuLogErrors(filepath.Join(a.dirs.criuWork(), "restore.log"))

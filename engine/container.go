@@ -60,6 +60,12 @@ func (d appDirs) work() string       { return filepath.Join(d.root, "work") }
 func (d appDirs) rootfs() string     { return filepath.Join(d.root, "rootfs") }
 func (d appDirs) checkpoint() string { return filepath.Join(d.root, "checkpoint") }
 func (d appDirs) criuWork() string   { return filepath.Join(d.root, "criu") }
+func (d appDirs) criuConf() string   { return filepath.Join(d.root, "criu.conf") }
+
+// criuConfig holds CRIU options libcontainer has no field for; it reaches
+// CRIU through the container's org.criu.config label. Files deleted while
+// open travel in the image as "ghosts", limited to 1 MiB each by default.
+const criuConfig = "ghost-limit 256M\n"
 
 // prepareRootfs writes the init script into the upper dir and mounts the
 // overlay (read-only base + upper) at the rootfs mountpoint.
@@ -71,6 +77,9 @@ func prepareRootfs(d appDirs, base string) error {
 	}
 	if err := os.WriteFile(filepath.Join(d.upper(), initPath), []byte(initScript), 0o755); err != nil {
 		return fmt.Errorf("write init: %w", err)
+	}
+	if err := os.WriteFile(d.criuConf(), []byte(criuConfig), 0o600); err != nil {
+		return fmt.Errorf("write CRIU config: %w", err)
 	}
 	return mountOverlay(d, base)
 }
@@ -108,7 +117,7 @@ func isMountpoint(path string) (bool, error) {
 }
 
 // containerConfig builds the libcontainer configuration of an app.
-func containerConfig(id, rootfs, cgroupPath string, spec Spec) *configs.Config {
+func containerConfig(id string, d appDirs, cgroupPath string, spec Spec) *configs.Config {
 	const defaultMountFlags = unix.MS_NOEXEC | unix.MS_NOSUID | unix.MS_NODEV
 	caps := &configs.Capabilities{
 		Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps,
@@ -121,7 +130,8 @@ func containerConfig(id, rootfs, cgroupPath string, spec Spec) *configs.Config {
 	}
 	mem := spec.MemoryLimit
 	return &configs.Config{
-		Rootfs:          rootfs,
+		Rootfs:          d.rootfs(),
+		Labels:          []string{"org.criu.config=" + d.criuConf()},
 		RootPropagation: unix.MS_PRIVATE | unix.MS_REC,
 		Capabilities:    caps,
 		NoNewPrivileges: true,

@@ -321,7 +321,7 @@ func (e *Engine) start(ctx context.Context, a *app) error {
 	if err := prepareRootfs(a.dirs, e.cfg.Base); err != nil {
 		return err
 	}
-	cfg := containerConfig(spec.Name, a.dirs.rootfs(), e.cgroupPath(spec.Name), spec)
+	cfg := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec)
 	ctr, err := libcontainer.Create(e.runcRoot, spec.Name, cfg)
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)

@@ -42,13 +42,14 @@ func (e *Engine) Handles(ctx context.Context, name string) (*handles.Manifest, e
 }
 
 // checkHandles refuses a checkpoint that a blocking handle would break, naming
-// every blocker and what to do about it.
-func (e *Engine) checkHandles(ctx context.Context, name string) error {
+// every blocker and what to do about it, and returns the manifest the dump
+// options depend on.
+func (e *Engine) checkHandles(ctx context.Context, name string) (*handles.Manifest, error) {
 	m, err := e.Handles(ctx, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return BlockingError(m)
+	return m, BlockingError(m)
 }
 
 // BlockingError describes a manifest's blocking handles, or returns nil.
