@@ -1,0 +1,395 @@
+package delta
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+)
+
+// Piece sizes. Page images shift by whole pages between dumps, so page-sized
+// pieces keep matching; other image files are small protobuf streams.
+const (
+	PageSize     = 4096
+	MaxChunkSize = 1 << 20
+	// MaxFiles and MaxFileSize bound what a receiver accepts from an index.
+	MaxFiles    = 1 << 16
+	MaxFileSize = 64 << 30
+)
+
+// Hash names a piece by content.
+type Hash [sha256.Size]byte
+
+func (h Hash) String() string { return fmt.Sprintf("%x", h[:8]) }
+
+// File is one file of an indexed directory.
+type File struct {
+	Name   string `json:"name"` // relative, slash-separated, no ".."
+	Size   int64  `json:"size"`
+	Mode   uint32 `json:"mode"`
+	Pieces []Hash `json:"pieces"`
+}
+
+// pieceSize is the size of every piece of f but possibly the last.
+func (f File) pieceSize() int64 {
+	if isPageImage(f.Name) {
+		return PageSize
+	}
+	return MaxChunkSize
+}
+
+// Index describes a directory's files piece by piece.
+type Index struct {
+	Files []File `json:"files"`
+}
+
+// Bytes is the total size of the indexed files.
+func (ix *Index) Bytes() int64 {
+	var n int64
+	for _, f := range ix.Files {
+		n += f.Size
+	}
+	return n
+}
+
+func isPageImage(name string) bool {
+	base := filepath.Base(name)
+	return strings.HasPrefix(base, "pages-") && strings.HasSuffix(base, ".img")
+}
+
+// IndexDir hashes every regular file directly in dir (CRIU image dirs are
+// flat), using all CPUs: this runs while the app is frozen.
+func IndexDir(dir string) (*Index, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("index %s: %w", dir, err)
+	}
+	ix := &Index{}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil, err
+		}
+		ix.Files = append(ix.Files, File{Name: e.Name(), Size: info.Size(), Mode: uint32(info.Mode().Perm())})
+	}
+	sort.Slice(ix.Files, func(i, j int) bool { return ix.Files[i].Name < ix.Files[j].Name })
+	for i := range ix.Files {
+		if err := hashFile(filepath.Join(dir, ix.Files[i].Name), &ix.Files[i]); err != nil {
+			return nil, fmt.Errorf("index %s: %w", ix.Files[i].Name, err)
+		}
+	}
+	return ix, nil
+}
+
+// hashFile fills f.Pieces, hashing pieces in parallel.
+func hashFile(path string, f *File) error {
+	file, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	ps := f.pieceSize()
+	n := int((f.Size + ps - 1) / ps)
+	f.Pieces = make([]Hash, n)
+	workers := runtime.GOMAXPROCS(0)
+	const span = 256 // pieces per work item
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	next := make(chan int, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, ps*span)
+			for first := range next {
+				last := min(first+span, n)
+				off := int64(first) * ps
+				m, err := file.ReadAt(buf[:min(int64(len(buf)), f.Size-off)], off)
+				if err != nil && !errors.Is(err, io.EOF) {
+					errs <- err
+					return
+				}
+				for i := first; i < last; i++ {
+					lo := int64(i-first) * ps
+					hi := min(lo+ps, int64(m))
+					f.Pieces[i] = sha256.Sum256(buf[lo:hi])
+				}
+			}
+		}()
+	}
+	for first := 0; first < n; first += span {
+		next <- first
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// Pool is what a receiver already holds: pieces of earlier images, found by
+// hash. It is safe for concurrent reads once built.
+type Pool struct {
+	where map[Hash]location
+	dirs  []string
+}
+
+type location struct {
+	dir  int
+	file string
+	off  int64
+	size int64
+}
+
+// NewPool indexes pieces already on disk: each dir with the Index it was
+// built from.
+func NewPool() *Pool { return &Pool{where: map[Hash]location{}} }
+
+// Add makes the pieces of an earlier image (dir, described by ix) available.
+func (p *Pool) Add(dir string, ix *Index) {
+	p.dirs = append(p.dirs, dir)
+	d := len(p.dirs) - 1
+	for _, f := range ix.Files {
+		ps := f.pieceSize()
+		for i, h := range f.Pieces {
+			if _, ok := p.where[h]; ok {
+				continue
+			}
+			off := int64(i) * ps
+			p.where[h] = location{dir: d, file: f.Name, off: off, size: min(ps, f.Size-off)}
+		}
+	}
+}
+
+// Has reports whether the pool holds a piece.
+func (p *Pool) Has(h Hash) bool { _, ok := p.where[h]; return ok }
+
+// Missing lists, in index order and without repeats, the pieces of ix the
+// pool lacks: what the sender must send.
+func (p *Pool) Missing(ix *Index) []Hash {
+	seen := map[Hash]bool{}
+	var out []Hash
+	for _, f := range ix.Files {
+		for _, h := range f.Pieces {
+			if !seen[h] && !p.Has(h) {
+				seen[h] = true
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}
+
+// Validate refuses an index a receiver must not act on: unsafe names,
+// duplicate files, sizes that do not match the piece counts, absurd sizes.
+func (ix *Index) Validate() error {
+	if len(ix.Files) > MaxFiles {
+		return fmt.Errorf("index has %d files, more than %d", len(ix.Files), MaxFiles)
+	}
+	seen := map[string]bool{}
+	for _, f := range ix.Files {
+		if f.Name == "" || f.Name != filepath.Base(f.Name) || f.Name == "." || f.Name == ".." || strings.ContainsRune(f.Name, 0) {
+			return fmt.Errorf("index names an unsafe file %q", f.Name)
+		}
+		if seen[f.Name] {
+			return fmt.Errorf("index names %q twice", f.Name)
+		}
+		seen[f.Name] = true
+		if f.Size < 0 || f.Size > MaxFileSize {
+			return fmt.Errorf("%s: size %d out of range", f.Name, f.Size)
+		}
+		ps := f.pieceSize()
+		if want := (f.Size + ps - 1) / ps; int64(len(f.Pieces)) != want {
+			return fmt.Errorf("%s: %d pieces for %d bytes, want %d", f.Name, len(f.Pieces), f.Size, want)
+		}
+	}
+	return nil
+}
+
+// WritePieces streams the named pieces of the indexed dir to w: for each,
+// its hash, length and bytes. It reads each piece from where the index says.
+func WritePieces(w io.Writer, dir string, ix *Index, want []Hash) (int64, error) {
+	at := map[Hash]location{}
+	for _, f := range ix.Files {
+		ps := f.pieceSize()
+		for i, h := range f.Pieces {
+			if _, ok := at[h]; !ok {
+				off := int64(i) * ps
+				at[h] = location{file: f.Name, off: off, size: min(ps, f.Size-off)}
+			}
+		}
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	files := map[string]*os.File{}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	var total int64
+	buf := make([]byte, MaxChunkSize)
+	for _, h := range want {
+		loc, ok := at[h]
+		if !ok {
+			return total, fmt.Errorf("piece %s is not in the image", h)
+		}
+		f := files[loc.file]
+		if f == nil {
+			var err error
+			if f, err = os.Open(filepath.Join(dir, loc.file)); err != nil {
+				return total, err
+			}
+			files[loc.file] = f
+		}
+		if _, err := f.ReadAt(buf[:loc.size], loc.off); err != nil && !errors.Is(err, io.EOF) {
+			return total, err
+		}
+		var hdr [sha256.Size + 4]byte
+		copy(hdr[:], h[:])
+		binary.BigEndian.PutUint32(hdr[sha256.Size:], uint32(loc.size))
+		if _, err := bw.Write(hdr[:]); err != nil {
+			return total, err
+		}
+		if _, err := bw.Write(buf[:loc.size]); err != nil {
+			return total, err
+		}
+		total += loc.size
+	}
+	return total, bw.Flush()
+}
+
+// ErrCorrupt is returned when received data does not match its hash.
+var ErrCorrupt = errors.New("received data does not match its checksum")
+
+// ReadPieces reads pieces written by WritePieces into a spool file in dir and
+// adds them to the pool. Each piece is checked against its hash on arrival;
+// only pieces listed in want are accepted.
+func (p *Pool) ReadPieces(r io.Reader, spoolDir string, want []Hash) error {
+	wanted := make(map[Hash]bool, len(want))
+	for _, h := range want {
+		wanted[h] = true
+	}
+	spool, err := os.CreateTemp(spoolDir, "pieces-*.spool")
+	if err != nil {
+		return err
+	}
+	defer spool.Close()
+	p.dirs = append(p.dirs, spoolDir)
+	d := len(p.dirs) - 1
+	name := filepath.Base(spool.Name())
+	br := bufio.NewReaderSize(r, 1<<20)
+	buf := make([]byte, MaxChunkSize)
+	var off int64
+	for len(wanted) > 0 {
+		var hdr [sha256.Size + 4]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return fmt.Errorf("read piece header (%d pieces still expected): %w", len(wanted), err)
+		}
+		var h Hash
+		copy(h[:], hdr[:sha256.Size])
+		size := int64(binary.BigEndian.Uint32(hdr[sha256.Size:]))
+		if !wanted[h] || size > MaxChunkSize {
+			return fmt.Errorf("%w: unexpected piece %s of %d bytes", ErrCorrupt, h, size)
+		}
+		if _, err := io.ReadFull(br, buf[:size]); err != nil {
+			return fmt.Errorf("read piece %s: %w", h, err)
+		}
+		if sha256.Sum256(buf[:size]) != h {
+			return fmt.Errorf("%w: piece %s", ErrCorrupt, h)
+		}
+		if _, err := spool.Write(buf[:size]); err != nil {
+			return fmt.Errorf("spool piece: %w", err)
+		}
+		p.where[h] = location{dir: d, file: name, off: off, size: size}
+		off += size
+		delete(wanted, h)
+	}
+	return spool.Sync()
+}
+
+// Assemble writes every file of ix into dst from pieces in the pool. It fails
+// without leaving a partial file when a piece is missing.
+func (p *Pool) Assemble(dst string, ix *Index) error {
+	if err := ix.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return err
+	}
+	open := map[string]*os.File{}
+	defer func() {
+		for _, f := range open {
+			f.Close()
+		}
+	}()
+	buf := make([]byte, MaxChunkSize)
+	for _, f := range ix.Files {
+		path, err := securejoin.SecureJoin(dst, f.Name)
+		if err != nil {
+			return err
+		}
+		tmp := path + ".part"
+		out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, os.FileMode(f.Mode&0o700)|0o600)
+		if err != nil {
+			return err
+		}
+		bw := bufio.NewWriterSize(out, 1<<20)
+		for _, h := range f.Pieces {
+			loc, ok := p.where[h]
+			if !ok {
+				out.Close()
+				os.Remove(tmp)
+				return fmt.Errorf("assemble %s: piece %s is missing", f.Name, h)
+			}
+			key := filepath.Join(p.dirs[loc.dir], loc.file)
+			src := open[key]
+			if src == nil {
+				if src, err = os.Open(key); err != nil {
+					out.Close()
+					os.Remove(tmp)
+					return err
+				}
+				open[key] = src
+			}
+			if _, err := src.ReadAt(buf[:loc.size], loc.off); err != nil && !errors.Is(err, io.EOF) {
+				out.Close()
+				os.Remove(tmp)
+				return err
+			}
+			if _, err := bw.Write(buf[:loc.size]); err != nil {
+				out.Close()
+				os.Remove(tmp)
+				return err
+			}
+		}
+		if err := bw.Flush(); err == nil {
+			err = out.Close()
+		} else {
+			out.Close()
+		}
+		if st, err := os.Stat(tmp); err != nil || st.Size() != f.Size {
+			os.Remove(tmp)
+			return fmt.Errorf("assemble %s: %w: size mismatch", f.Name, ErrCorrupt)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,192 @@
+package delta
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func randomPages(t testing.TB, n int) []byte {
+	b := make([]byte, n*PageSize)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func writeDir(t testing.TB, files map[string][]byte) string {
+	dir := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// transfer runs one round as sender and receiver would and returns the bytes sent.
+func transfer(t *testing.T, pool *Pool, src, dst string) int64 {
+	t.Helper()
+	ix, err := IndexDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := pool.Missing(ix)
+	var wire bytes.Buffer
+	sent, err := WritePieces(&wire, src, ix, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.ReadPieces(&wire, t.TempDir(), want); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.Assemble(dst, ix); err != nil {
+		t.Fatal(err)
+	}
+	pool.Add(dst, ix)
+	return sent
+}
+
+func TestRoundsSendOnlyWhatChanged(t *testing.T) {
+	v1 := randomPages(t, 300)
+	// v2: 5 pages rewritten, 3 new pages inserted near the front (shifting
+	// everything after them), one page dropped at the end.
+	v2 := append([]byte(nil), v1[:10*PageSize]...)
+	v2 = append(v2, randomPages(t, 3)...)
+	v2 = append(v2, v1[10*PageSize:299*PageSize]...)
+	for _, p := range []int{50, 51, 120, 200, 250} {
+		copy(v2[p*PageSize:], randomPages(t, 1))
+	}
+	meta := []byte(strings.Repeat("core image ", 1000))
+
+	pool := NewPool()
+	first := transfer(t, pool, writeDir(t, map[string][]byte{"pages-1.img": v1, "core-1.img": meta}), filepath.Join(t.TempDir(), "r1"))
+	if first != int64(len(v1)+len(meta)) {
+		t.Fatalf("first round sent %d bytes, want everything (%d)", first, len(v1)+len(meta))
+	}
+	src2 := writeDir(t, map[string][]byte{"pages-1.img": v2, "core-1.img": meta})
+	dst2 := filepath.Join(t.TempDir(), "r2")
+	second := transfer(t, pool, src2, dst2)
+	if want := int64(8 * PageSize); second != want {
+		t.Fatalf("second round sent %d bytes, want %d (8 changed pages)", second, want)
+	}
+	got, err := os.ReadFile(filepath.Join(dst2, "pages-1.img"))
+	if err != nil || !bytes.Equal(got, v2) {
+		t.Fatalf("assembled page image differs from the source (err %v)", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dst2, "core-1.img")); !bytes.Equal(got, meta) {
+		t.Fatal("assembled core image differs")
+	}
+}
+
+func TestCorruptPieceRejected(t *testing.T) {
+	src := writeDir(t, map[string][]byte{"pages-1.img": randomPages(t, 4)})
+	ix, _ := IndexDir(src)
+	pool := NewPool()
+	want := pool.Missing(ix)
+	var wire bytes.Buffer
+	if _, err := WritePieces(&wire, src, ix, want); err != nil {
+		t.Fatal(err)
+	}
+	b := wire.Bytes()
+	b[len(b)-100] ^= 0xff
+	err := pool.ReadPieces(bytes.NewReader(b), t.TempDir(), want)
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("corrupted piece: err %v, want ErrCorrupt", err)
+	}
+	if err := pool.Assemble(t.TempDir(), ix); err == nil {
+		t.Fatal("assembled an image with a piece missing")
+	}
+}
+
+func TestTruncatedStream(t *testing.T) {
+	src := writeDir(t, map[string][]byte{"pages-1.img": randomPages(t, 4)})
+	ix, _ := IndexDir(src)
+	pool := NewPool()
+	want := pool.Missing(ix)
+	var wire bytes.Buffer
+	WritePieces(&wire, src, ix, want)
+	if err := pool.ReadPieces(bytes.NewReader(wire.Bytes()[:wire.Len()/2]), t.TempDir(), want); err == nil {
+		t.Fatal("a truncated stream was accepted")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	h := Hash{1}
+	tests := []struct {
+		name string
+		ix   Index
+		want string
+	}{
+		{"ok", Index{Files: []File{{Name: "pages-1.img", Size: PageSize + 1, Pieces: []Hash{h, h}}}}, ""},
+		{"dotdot", Index{Files: []File{{Name: "../etc/passwd"}}}, "unsafe"},
+		{"absolute", Index{Files: []File{{Name: "/etc/passwd"}}}, "unsafe"},
+		{"subdir", Index{Files: []File{{Name: "a/b"}}}, "unsafe"},
+		{"dot", Index{Files: []File{{Name: ".."}}}, "unsafe"},
+		{"twice", Index{Files: []File{{Name: "a"}, {Name: "a"}}}, "twice"},
+		{"negative", Index{Files: []File{{Name: "a", Size: -1}}}, "out of range"},
+		{"huge", Index{Files: []File{{Name: "a", Size: MaxFileSize + 1}}}, "out of range"},
+		{"short", Index{Files: []File{{Name: "pages-1.img", Size: 3 * PageSize, Pieces: []Hash{h}}}}, "pieces"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.ix.Validate()
+			if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("Validate() = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzValidate(f *testing.F) {
+	f.Add("pages-1.img", int64(5000), 2)
+	f.Add("../x", int64(1), 1)
+	f.Fuzz(func(t *testing.T, name string, size int64, pieces int) {
+		if pieces < 0 || pieces > 1<<12 {
+			return
+		}
+		ix := Index{Files: []File{{Name: name, Size: size, Pieces: make([]Hash, pieces)}}}
+		if ix.Validate() == nil {
+			if filepath.Base(name) != name || name == ".." || name == "." {
+				t.Fatalf("accepted unsafe name %q", name)
+			}
+			if _, err := filepath.Rel("/x", filepath.Join("/x", name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkIndex measures hashing a 200 MB page image (done while the app is
+// frozen), beside a plain read of the same file as the baseline.
+func BenchmarkIndex(b *testing.B) {
+	dir := writeDir(b, map[string][]byte{"pages-1.img": randomPages(b, 200<<20/PageSize)})
+	b.SetBytes(200 << 20)
+	b.Run("read-baseline", func(b *testing.B) {
+		b.SetBytes(200 << 20)
+		buf := make([]byte, 1<<20)
+		for range b.N {
+			f, err := os.Open(filepath.Join(dir, "pages-1.img"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+	})
+	b.Run("index", func(b *testing.B) {
+		b.SetBytes(200 << 20)
+		for range b.N {
+			if _, err := IndexDir(dir); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,17 @@
+// Package delta moves a directory of CRIU image files to a machine that may
+// already hold much of their content, sending only what it lacks.
+//
+// The sender indexes the directory: page images (pages-*.img, a plain run of
+// 4 KiB pages) are cut into pages, every other file into chunks of at most
+// 1 MiB, and each piece is named by its SHA-256. The receiver keeps the
+// images it received earlier in the same handoff (the pre-copy rounds) and
+// answers with the pieces it cannot find there; the sender streams those; the
+// receiver rebuilds every file from old and new pieces, checking each piece's
+// hash as it writes, and each file's size. Where the kernel tracks dirty
+// pages CRIU's own incremental pre-dump is better; where it does not (these
+// machines), this turns a full final dump into a transfer of the pages that
+// changed since the last round.
+//
+// It knows nothing of containers, CRIU invocations or networks: it works on
+// directories and io.Reader/io.Writer.
+package delta
