@@ -91,14 +91,30 @@ func (e *Engine) dump(a *app, tcpEstablished bool) (int64, error) {
 		return 0, err
 	}
 	start := time.Now()
-	err := ctr.Checkpoint(&libcontainer.CriuOpts{
-		ImagesDirectory: partial,
-		WorkDirectory:   a.dirs.criuWork(),
-		FileLocks:       true,
-		TcpEstablished:  tcpEstablished,
-	})
+	var err error
+	var cause string
+	for attempt := 1; ; attempt++ {
+		err = ctr.Checkpoint(&libcontainer.CriuOpts{
+			ImagesDirectory: partial,
+			WorkDirectory:   a.dirs.criuWork(),
+			FileLocks:       true,
+			TcpEstablished:  tcpEstablished,
+		})
+		if err == nil {
+			break
+		}
+		cause = criuLogErrors(filepath.Join(a.dirs.criuWork(), "dump.log"))
+		// A socket caught inside an SCM_RIGHTS message (X clients and
+		// servers pass fds while starting up) fails the dump for that
+		// instant only; CRIU has resumed the app, so try again shortly.
+		if !strings.Contains(cause, "in-flight socket") || attempt == 3 {
+			break
+		}
+		e.log.Debug("dump hit an in-flight socket, retrying", "app", a.rec.Spec.Name, "attempt", attempt)
+		_ = os.RemoveAll(partial)
+		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+	}
 	if err != nil {
-		cause := criuLogErrors(filepath.Join(a.dirs.criuWork(), "dump.log"))
 		_ = os.RemoveAll(partial)
 		if strings.Contains(cause, "No space left") || errors.Is(err, unix.ENOSPC) {
 			return 0, fmt.Errorf("%w in %s while writing the checkpoint", ErrNoSpace, e.cfg.StateDir)
