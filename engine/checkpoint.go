@@ -107,7 +107,7 @@ func (e *Engine) dump(a *app, tcpEstablished bool) (int64, error) {
 		// A socket caught inside an SCM_RIGHTS message (X clients and
 		// servers pass fds while starting up) fails the dump for that
 		// instant only; CRIU has resumed the app, so try again shortly.
-		if !strings.Contains(cause, "in-flight socket") || attempt == 3 {
+		if !isTransientDumpError(cause) || attempt == 3 {
 			break
 		}
 		e.log.Debug("dump hit an in-flight socket, retrying", "app", a.rec.Spec.Name, "attempt", attempt)
@@ -205,6 +205,12 @@ func (e *Engine) restore(a *app) (int, error) {
 	}
 	e.watch(a, pid, proc)
 	return pid, nil
+}
+
+// isTransientDumpError recognises a dump that failed only because of the
+// instant it ran at.
+func isTransientDumpError(cause string) bool {
+	return strings.Contains(cause, "in-flight socket")
 }
 
 // criuLogErrors returns the error lines of a CRIU log, for messages.

@@ -75,6 +75,12 @@ func prepareRootfs(d appDirs, base string) error {
 			return err
 		}
 	}
+	// The overlay root takes the upper dir's mode, and CRIU checks the
+	// root's mode on restore: keep it the same (the base's 0755) on every
+	// machine. The app dir above it stays 0700.
+	if err := os.Chmod(d.upper(), 0o755); err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(d.upper(), initPath), []byte(initScript), 0o755); err != nil {
 		return fmt.Errorf("write init: %w", err)
 	}

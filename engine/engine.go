@@ -232,7 +232,7 @@ func (a *app) info() Info {
 		Name: r.Spec.Name, State: r.State, Command: r.Spec.Args, Created: r.Created,
 		Width: r.Spec.Width, Height: r.Spec.Height, Error: r.Error,
 	}
-	if r.State == StateRunning {
+	if r.State == StateRunning || r.State == StateFrozen {
 		in.PID = r.InitPID
 		in.Started = r.Started
 		if a.ctr != nil {
@@ -361,7 +361,7 @@ func (e *Engine) FramebufferPath(name string) (string, error) {
 		return "", err
 	}
 	in := a.info()
-	if in.State != StateRunning {
+	if in.State != StateRunning && in.State != StateFrozen {
 		return "", &StateError{App: name, Op: "show", State: in.State}
 	}
 	return framebufferPath(in.PID), nil

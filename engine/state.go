@@ -16,6 +16,9 @@ const (
 	StateResuming   State = "resuming"
 	StateStopping   State = "stopping"
 	StateExited     State = "exited" // the app ended by itself; its upper dir is kept until stop
+	// StateFrozen: a handoff froze the app for its final dump; it is thawed
+	// on any failure and released once the destination runs it.
+	StateFrozen State = "frozen"
 )
 
 // Named errors a caller can test with errors.Is.
@@ -40,7 +43,8 @@ var transitions = map[string]struct {
 }{
 	"suspend": {from: []State{StateRunning}, through: StateSuspending},
 	"resume":  {from: []State{StateSuspended}, through: StateResuming},
-	"stop":    {from: []State{StateRunning, StateSuspended, StateExited, StateStarting}, through: StateStopping},
+	"stop":    {from: []State{StateRunning, StateSuspended, StateExited, StateStarting, StateFrozen}, through: StateStopping},
+	"freeze":  {from: []State{StateRunning}, through: StateFrozen},
 }
 
 // StateError is returned when an operation is not allowed in the app's state.

@@ -1,0 +1,204 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+)
+
+// The source side of a handoff: pre-copy snapshots while the app runs, then
+// freeze, a final dump that leaves the app frozen (until the destination
+// confirms, this frozen copy is the app), and thaw on any failure or release
+// after success. The destination side is Instantiate.
+
+// Snapshot writes a full image of a running app into dir and leaves it
+// running: a pre-copy round. The app is paused only while CRIU copies it.
+func (e *Engine) Snapshot(ctx context.Context, name, dir string) error {
+	a, err := e.lookup(name)
+	if err != nil {
+		return err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	if st := a.info().State; st != StateRunning {
+		return &StateError{App: name, Op: "snapshot", State: st}
+	}
+	return e.checkpointTo(a, dir, true)
+}
+
+// Freeze stops every process of the app with the cgroup freezer.
+func (e *Engine) Freeze(ctx context.Context, name string) error {
+	a, err := e.lookup(name)
+	if err != nil {
+		return err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	through, err := checkTransition(name, "freeze", a.info().State)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	ctr := a.ctr
+	a.mu.Unlock()
+	if err := ctr.Pause(); err != nil {
+		return fmt.Errorf("freeze %q: %w", name, err)
+	}
+	e.update(a, func(r *record) { r.State = through })
+	return nil
+}
+
+// Thaw lets a frozen app run again: the rollback of a handoff.
+func (e *Engine) Thaw(ctx context.Context, name string) error {
+	a, err := e.lookup(name)
+	if err != nil {
+		return err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	if st := a.info().State; st != StateFrozen {
+		return &StateError{App: name, Op: "thaw", State: st}
+	}
+	a.mu.Lock()
+	ctr := a.ctr
+	a.mu.Unlock()
+	if err := ctr.Resume(); err != nil {
+		return fmt.Errorf("thaw %q: %w", name, err)
+	}
+	e.update(a, func(r *record) { r.State = StateRunning })
+	return nil
+}
+
+// DumpFrozen writes the image of a frozen app into dir; the app stays frozen.
+func (e *Engine) DumpFrozen(ctx context.Context, name, dir string) error {
+	a, err := e.lookup(name)
+	if err != nil {
+		return err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	if st := a.info().State; st != StateFrozen {
+		return &StateError{App: name, Op: "dump", State: st}
+	}
+	return e.checkpointTo(a, dir, true)
+}
+
+func (e *Engine) checkpointTo(a *app, dir string, leaveRunning bool) error {
+	a.mu.Lock()
+	ctr := a.ctr
+	a.mu.Unlock()
+	work, err := os.MkdirTemp(a.dirs.root, "criu-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	for attempt := 1; ; attempt++ {
+		err = ctr.Checkpoint(&libcontainer.CriuOpts{
+			ImagesDirectory: dir, WorkDirectory: work, LeaveRunning: leaveRunning,
+			FileLocks: true, TcpEstablished: true,
+		})
+		if err == nil {
+			return nil
+		}
+		cause := criuLogErrors(filepath.Join(work, "dump.log"))
+		if !isTransientDumpError(cause) || attempt == 3 {
+			return fmt.Errorf("checkpoint %q: %v%s", a.rec.Spec.Name, err, withCause(cause))
+		}
+		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+	}
+}
+
+// Release removes an app that now runs elsewhere: its frozen processes are
+// killed and its container, mounts and files removed.
+func (e *Engine) Release(ctx context.Context, name string) error {
+	a, err := e.lookup(name)
+	if err != nil {
+		return err
+	}
+	a.op.Lock()
+	defer a.op.Unlock()
+	if st := a.info().State; st != StateFrozen {
+		return &StateError{App: name, Op: "release", State: st}
+	}
+	e.update(a, func(r *record) { r.State = StateStopping })
+	e.removeAll(a)
+	e.forget(a)
+	e.log.Info("app released to its new machine", "app", name)
+	return nil
+}
+
+// ExportUpper writes the app's upper dir (the files it changed or created)
+// as a tar stream. The app should be frozen so that the files hold still.
+func (e *Engine) ExportUpper(ctx context.Context, name string, w io.Writer) error {
+	a, err := e.lookup(name)
+	if err != nil {
+		return err
+	}
+	return writeUpperTar(a.dirs.upper(), w)
+}
+
+// Instantiate creates an app from a received image: its spec, its upper dir
+// (a tar stream from ExportUpper) and a CRIU image dir. The image dir is
+// moved into the app's place; on failure everything received is removed and
+// the error says why.
+func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, imageDir string) (Info, error) {
+	spec.fillDefaults()
+	if !ValidName(spec.Name) {
+		return Info{}, fmt.Errorf("%w %q", ErrInvalidName, spec.Name)
+	}
+	if _, err := e.Criu(ctx); err != nil {
+		return Info{}, err
+	}
+	a := &app{dirs: e.dirsOf(spec.Name), rec: record{Spec: spec, State: StateResuming, Created: time.Now().UTC()}}
+	e.mu.Lock()
+	if _, ok := e.apps[spec.Name]; ok {
+		e.mu.Unlock()
+		return Info{}, fmt.Errorf("receive %q: %w", spec.Name, ErrExists)
+	}
+	e.apps[spec.Name] = a
+	e.mu.Unlock()
+	a.op.Lock()
+	defer a.op.Unlock()
+	fail := func(err error) (Info, error) {
+		e.removeAll(a)
+		e.forget(a)
+		return Info{}, fmt.Errorf("receive %q: %w", spec.Name, err)
+	}
+	if err := os.MkdirAll(a.dirs.root, 0o700); err != nil {
+		return fail(err)
+	}
+	if err := extractUpperTar(upper, a.dirs.upper()); err != nil {
+		return fail(err)
+	}
+	if err := prepareRootfs(a.dirs, e.cfg.Base); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(imageDir, a.dirs.checkpoint()); err != nil {
+		return fail(fmt.Errorf("take the image: %w", err))
+	}
+	e.update(a, func(*record) {})
+	pid, err := e.restore(a)
+	if err != nil {
+		return fail(err)
+	}
+	_ = os.RemoveAll(a.dirs.checkpoint())
+	e.update(a, func(r *record) { r.State, r.InitPID, r.Started = StateRunning, pid, time.Now().UTC() })
+	e.log.Info("app received and running", "app", spec.Name, "pid", pid)
+	return a.info(), nil
+}
+
+// Spec returns the spec an app was started with (the destination needs it).
+func (e *Engine) Spec(name string) (Spec, error) {
+	a, err := e.lookup(name)
+	if err != nil {
+		return Spec{}, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rec.Spec, nil
+}

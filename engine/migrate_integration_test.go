@@ -1,0 +1,179 @@
+//go:build integration
+
+package engine
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/handoff/handoff/engine/delta"
+	"github.com/handoff/handoff/stream/fb"
+)
+
+func newTestEngine(t *testing.T) *Engine {
+	t.Helper()
+	e, err := New(Config{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, a := range e.List() {
+			e.Stop(context.Background(), a.Name)
+		}
+		e.Close()
+	})
+	return e
+}
+
+// stableShot waits until two snapshots in a row are identical.
+func stableShot(t *testing.T, e *Engine, name string) []byte {
+	t.Helper()
+	var last []byte
+	for i := 0; i < 40; i++ {
+		path, err := e.FramebufferPath(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := fb.SnapshotFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(img.Pix, last) {
+			return last
+		}
+		last = img.Pix
+		time.Sleep(150 * time.Millisecond)
+	}
+	t.Fatal("the screen never settled")
+	return nil
+}
+
+// TestHandoffBetweenEngines moves an xterm with unsaved typed text from one
+// engine to another on this machine through the handoff primitives: a
+// pre-copy snapshot while it runs, freeze, final dump, only the changed pages
+// transferred (engine/delta), instantiate, release. The screen on the
+// destination equals the source's last screen and typing still works.
+func TestHandoffBetweenEngines(t *testing.T) {
+	ctx := context.Background()
+	src, dst := newTestEngine(t), newTestEngine(t)
+	if _, err := src.Run(ctx, Spec{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if out, err := src.Exec(ctx, "notes", "xdotool", "mousemove", "20", "20", "type", "--delay", "10", "unsaved words"); err != nil {
+		t.Fatalf("type: %v %s", err, out)
+	}
+	spool := t.TempDir()
+	pre := filepath.Join(spool, "pre")
+	if err := src.Snapshot(ctx, "notes", pre); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := src.Get("notes"); st.State != StateRunning {
+		t.Fatalf("after the pre-copy snapshot the app is %s", st.State)
+	}
+	preIx, err := delta.IndexDir(pre)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := delta.NewPool()
+	pool.Add(pre, preIx) // as if the pre-copy round had been sent
+
+	before := stableShot(t, src, "notes")
+	if err := src.Freeze(ctx, "notes"); err != nil {
+		t.Fatal(err)
+	}
+	final := filepath.Join(spool, "final")
+	if err := src.DumpFrozen(ctx, "notes", final); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := src.Get("notes"); st.State != StateFrozen {
+		t.Fatalf("after the final dump the app is %s, want frozen", st.State)
+	}
+	ix, err := delta.IndexDir(final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := pool.Missing(ix)
+	var wire bytes.Buffer
+	sent, err := delta.WritePieces(&wire, final, ix, missing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("final round: %d of %d bytes sent (%.1f%%)", sent, ix.Bytes(), 100*float64(sent)/float64(ix.Bytes()))
+	if sent >= ix.Bytes()/2 {
+		t.Errorf("final round sent %d of %d bytes; pre-copy should have saved most of it", sent, ix.Bytes())
+	}
+	if err := pool.ReadPieces(&wire, t.TempDir(), missing); err != nil {
+		t.Fatal(err)
+	}
+	received := filepath.Join(t.TempDir(), "image")
+	if err := pool.Assemble(received, ix); err != nil {
+		t.Fatal(err)
+	}
+	var upper bytes.Buffer
+	if err := src.ExportUpper(ctx, "notes", &upper); err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := src.Spec("notes")
+	info, err := dst.Instantiate(ctx, spec, &upper, received)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != StateRunning {
+		t.Fatalf("instantiated app is %s", info.State)
+	}
+	after := stableShot(t, dst, "notes")
+	if !bytes.Equal(before, after) {
+		t.Fatal("the destination's screen differs from the source's last screen")
+	}
+	if err := src.Release(ctx, "notes"); err != nil {
+		t.Fatal(err)
+	}
+	if len(src.List()) != 0 {
+		t.Fatalf("source still lists %v", src.List())
+	}
+	if out, err := dst.Exec(ctx, "notes", "xdotool", "mousemove", "20", "20", "type", "--delay", "10", " more"); err != nil {
+		t.Fatalf("type on destination: %v %s", err, out)
+	}
+	if bytes.Equal(after, stableShot(t, dst, "notes")) {
+		t.Fatal("typing on the destination changed nothing")
+	}
+}
+
+// TestHandoffRollback: a frozen app thaws and carries on when the handoff fails.
+func TestHandoffRollback(t *testing.T) {
+	ctx := context.Background()
+	e := newTestEngine(t)
+	if _, err := e.Run(ctx, Spec{Name: "clock", Args: []string{"xclock", "-update", "1"}, Width: 400, Height: 300}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Freeze(ctx, "clock"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DumpFrozen(ctx, "clock", filepath.Join(t.TempDir(), "img")); err != nil {
+		t.Fatal(err)
+	}
+	frozen := stableShot(t, e, "clock")
+	time.Sleep(1200 * time.Millisecond)
+	if path, _ := e.FramebufferPath("clock"); path == "" {
+		t.Fatal("no framebuffer while frozen")
+	}
+	if err := e.Suspend(ctx, "clock"); err == nil {
+		t.Fatal("suspend of a frozen app was accepted")
+	}
+	if err := e.Thaw(ctx, "clock"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	path, _ := e.FramebufferPath("clock")
+	img, err := fb.SnapshotFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(img.Pix, frozen) {
+		t.Fatal("the clock did not move after thawing")
+	}
+}
