@@ -133,13 +133,14 @@ func (e *Engine) Release(ctx context.Context, name string) error {
 }
 
 // ExportUpper writes the app's upper dir (the files it changed or created)
-// as a tar stream. The app should be frozen so that the files hold still.
-func (e *Engine) ExportUpper(ctx context.Context, name string, w io.Writer) error {
+// as a tar stream, plus the base files named in extra (container paths) that
+// the destination lacks. The app should be frozen so that files hold still.
+func (e *Engine) ExportUpper(ctx context.Context, name string, w io.Writer, extra []string) error {
 	a, err := e.lookup(name)
 	if err != nil {
 		return err
 	}
-	return writeUpperTar(a.dirs.upper(), w)
+	return writeUpperTar(a.dirs.upper(), w, e.cfg.Base, extra)
 }
 
 // Instantiate creates an app from a received image: its spec, its upper dir

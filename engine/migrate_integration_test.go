@@ -114,7 +114,7 @@ func TestHandoffBetweenEngines(t *testing.T) {
 		t.Fatal(err)
 	}
 	var upper bytes.Buffer
-	if err := src.ExportUpper(ctx, "notes", &upper); err != nil {
+	if err := src.ExportUpper(ctx, "notes", &upper, nil); err != nil {
 		t.Fatal(err)
 	}
 	spec, _ := src.Spec("notes")

@@ -24,8 +24,10 @@ const (
 
 // writeUpperTar writes an overlay upper dir as a tar stream. Overlay
 // whiteouts (character devices 0:0) and opaque-directory markers are kept:
-// they record what the app deleted from the base.
-func writeUpperTar(root string, w io.Writer) error {
+// they record what the app deleted from the base. Extra names files of the
+// base (container paths) that go along: a destination that lacks them gets
+// them in its upper dir, where they shadow its own base.
+func writeUpperTar(root string, w io.Writer, base string, extra []string) error {
 	tw := tar.NewWriter(w)
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -72,6 +74,37 @@ func writeUpperTar(root string, w io.Writer) error {
 	})
 	if err != nil {
 		return fmt.Errorf("archive upper dir: %w", err)
+	}
+	for _, p := range extra {
+		rel := strings.TrimPrefix(filepath.Clean("/"+p), "/")
+		if _, err := os.Lstat(filepath.Join(root, rel)); err == nil || rel == "" {
+			continue // the upper dir already has its own version
+		}
+		src, err := securejoin.SecureJoin(base, rel)
+		if err != nil {
+			return err
+		}
+		info, err := os.Stat(src)
+		if err != nil || !info.Mode().IsRegular() {
+			return fmt.Errorf("base file %s the destination lacks cannot be sent: %v", p, err)
+		}
+		hdr, err := tar.FileInfoHeader(info, "")
+		if err != nil {
+			return err
+		}
+		hdr.Name = rel
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		f, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		_, err = io.CopyN(tw, f, hdr.Size)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("send base file %s: %w", p, err)
+		}
 	}
 	return tw.Close()
 }

@@ -83,7 +83,7 @@ func TestUpperRoundTrip(t *testing.T) {
 		t.Skipf("cannot set trusted xattrs here (need root): %v", err)
 	}
 	var b bytes.Buffer
-	if err := writeUpperTar(src, &b); err != nil {
+	if err := writeUpperTar(src, &b, "/", nil); err != nil {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "upper")

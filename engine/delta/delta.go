@@ -105,7 +105,9 @@ func hashFile(path string, f *File) error {
 	n := int((f.Size + ps - 1) / ps)
 	f.Pieces = make([]Hash, n)
 	workers := runtime.GOMAXPROCS(0)
-	const span = 256 // pieces per work item
+	// Each work item reads about 1 MiB (256 pages, or one chunk), and no
+	// buffer is larger than the file.
+	span := max(1, int((1<<20)/ps))
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	next := make(chan int, workers)
@@ -113,7 +115,7 @@ func hashFile(path string, f *File) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, ps*span)
+			buf := make([]byte, min(ps*int64(span), f.Size))
 			for first := range next {
 				last := min(first+span, n)
 				off := int64(first) * ps

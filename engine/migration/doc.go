@@ -1,0 +1,23 @@
+// Package migration is the handoff protocol: it moves a running app from this
+// machine's engine to a peer's, over HTTP requests the caller carries (the
+// daemon uses its mutual-TLS peer channel), and keeps the move transactional.
+//
+// Source                                   Destination
+//   POST /offer           spec, CRIU, arch →  refuse now (declined, no space,
+//                                             incompatible) or accept
+//   POST /{id}/manifest   handles manifest →  ← files it lacks
+//   snapshot while running; POST /{id}/pre/index, PUT /{id}/pre/pieces
+//   freeze; final dump;   POST /{id}/final/index, PUT /{id}/final/pieces
+//   PUT /{id}/upper       upper dir + the files it lacked
+//   POST /{id}/commit                     →  assemble, restore, first frame
+//   release the frozen copy                ← running
+//
+// Until the destination answers the commit with "running", the source keeps
+// the frozen app and thaws it on any error, timeout or cancel; the
+// destination removes everything it received for a handoff that did not
+// commit. Pages travel once: the final round sends only pages the pre-copy
+// did not already deliver (engine/delta), which is what makes the freeze
+// short on kernels without dirty-page tracking.
+//
+// It knows nothing of TLS, mDNS or the UI.
+package migration

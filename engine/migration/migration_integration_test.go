@@ -1,0 +1,238 @@
+//go:build integration
+
+package migration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/handoff/handoff/engine"
+	"github.com/handoff/handoff/stream/fb"
+)
+
+type side struct {
+	eng  *engine.Engine
+	work string
+}
+
+func newSide(t *testing.T) side {
+	t.Helper()
+	dir := t.TempDir()
+	e, err := engine.New(engine.Config{StateDir: filepath.Join(dir, "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, a := range e.List() {
+			e.Stop(context.Background(), a.Name)
+		}
+		e.Close()
+	})
+	work := filepath.Join(dir, "work")
+	os.MkdirAll(work, 0o700)
+	return side{eng: e, work: work}
+}
+
+// fault lets a test break the wire: it sees every request to the receiver.
+type fault func(w http.ResponseWriter, r *http.Request) bool
+
+func serve(t *testing.T, rv *Receiver, f fault) Peer {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f != nil && f(w, r) {
+			return
+		}
+		rv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return Peer{HTTP: srv.Client(), Base: srv.URL, Name: "workstation-b"}
+}
+
+func screen(t *testing.T, e *engine.Engine, name string) []byte {
+	t.Helper()
+	var last []byte
+	for i := 0; i < 40; i++ {
+		path, err := e.FramebufferPath(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := fb.SnapshotFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(img.Pix, last) {
+			return last
+		}
+		last = img.Pix
+		time.Sleep(150 * time.Millisecond)
+	}
+	t.Fatal("screen never settled")
+	return nil
+}
+
+func runXterm(t *testing.T, s side) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.eng.Run(ctx, engine.Spec{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if out, err := s.eng.Exec(ctx, "notes", "xdotool", "mousemove", "20", "20", "type", "--delay", "10", "unsaved"); err != nil {
+		t.Fatalf("type: %v %s", err, out)
+	}
+}
+
+func TestSendOverHTTP(t *testing.T) {
+	a, b := newSide(t), newSide(t)
+	runXterm(t, a)
+	rv := &Receiver{Engine: b.eng, WorkDir: b.work}
+	peer := serve(t, rv, nil)
+	before := screen(t, a.eng, "notes")
+	var phases []string
+	s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
+	res, err := s.Send(context.Background(), "notes", peer, func(p Progress) {
+		if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
+			phases = append(phases, p.Phase)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("phases %v; downtime %v; sent %d bytes; %v", phases, res.Downtime, res.Bytes, res.Phases)
+	if want := "request handles pre-copy freeze final restore done"; strings.Join(phases, " ") != want {
+		t.Errorf("phases %v, want %s", phases, want)
+	}
+	if _, err := a.eng.Get("notes"); err == nil {
+		t.Fatal("the source still has the app after the handoff")
+	}
+	if !bytes.Equal(before, screen(t, b.eng, "notes")) {
+		t.Fatal("the destination's screen differs from the source's")
+	}
+	if rv.Pending() != 0 {
+		t.Fatal("the receiver keeps a finished handoff")
+	}
+	leftovers, _ := os.ReadDir(b.work)
+	if len(leftovers) != 0 {
+		t.Fatalf("the receiver left %d entries in its work dir", len(leftovers))
+	}
+}
+
+// assertStillHere checks that a failed handoff left the app running at the
+// source, nothing at the destination, and no staging files anywhere.
+func assertStillHere(t *testing.T, a, b side, rv *Receiver) {
+	t.Helper()
+	info, err := a.eng.Get("notes")
+	if err != nil || info.State != engine.StateRunning {
+		t.Fatalf("after a failed handoff the source app is %+v, %v; want running", info, err)
+	}
+	if out, err := a.eng.Exec(context.Background(), "notes", "xdotool", "mousemove", "20", "20", "type", "x"); err != nil {
+		t.Fatalf("the app does not take input after the rollback: %v %s", err, out)
+	}
+	if _, err := b.eng.Get("notes"); err == nil {
+		t.Fatal("the destination has the app after a failed handoff")
+	}
+	if rv.Pending() != 0 {
+		t.Fatal("the receiver keeps a failed handoff")
+	}
+	for _, dir := range []string{a.work, b.work} {
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Fatalf("%s has %d leftover entries", dir, len(ents))
+		}
+	}
+}
+
+func TestSendFaults(t *testing.T) {
+	tests := []struct {
+		name    string
+		accept  func(context.Context, Offer) error
+		fault   func(calls *int32) fault
+		wantErr string
+	}{
+		{
+			name:    "declined",
+			accept:  func(context.Context, Offer) error { return RefuseError(RefusedDeclined, "the user declined") },
+			wantErr: "declined",
+		},
+		{
+			name: "corrupt piece in the final round",
+			fault: func(*int32) fault {
+				return func(w http.ResponseWriter, r *http.Request) bool {
+					if strings.HasSuffix(r.URL.Path, "/final/pieces") {
+						data, _ := io.ReadAll(r.Body)
+						if len(data) > 100 {
+							data[len(data)/2] ^= 0xff
+						}
+						r.Body = io.NopCloser(bytes.NewReader(data))
+					}
+					return false
+				}
+			},
+			wantErr: "checksum",
+		},
+		{
+			name: "link cut during the final round",
+			fault: func(*int32) fault {
+				return func(w http.ResponseWriter, r *http.Request) bool {
+					if strings.HasSuffix(r.URL.Path, "/final/pieces") {
+						conn, _, err := http.NewResponseController(w).Hijack()
+						if err == nil {
+							conn.Close()
+						}
+						return true
+					}
+					return false
+				}
+			},
+			wantErr: "connection",
+		},
+		{
+			name: "link cut during pre-copy",
+			fault: func(*int32) fault {
+				return func(w http.ResponseWriter, r *http.Request) bool {
+					if strings.HasSuffix(r.URL.Path, "/pre/pieces") {
+						conn, _, err := http.NewResponseController(w).Hijack()
+						if err == nil {
+							conn.Close()
+						}
+						return true
+					}
+					return false
+				}
+			},
+			wantErr: "connection",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := newSide(t), newSide(t)
+			runXterm(t, a)
+			rv := &Receiver{Engine: b.eng, WorkDir: b.work, Accept: tt.accept}
+			var calls int32
+			var f fault
+			if tt.fault != nil {
+				f = tt.fault(&calls)
+			}
+			peer := serve(t, rv, f)
+			s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
+			_, err := s.Send(context.Background(), "notes", peer, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
+			}
+			var re *RefusedError
+			if tt.name == "declined" && !errors.As(err, &re) {
+				t.Fatalf("a declined offer is not a RefusedError: %v", err)
+			}
+			_ = atomic.LoadInt32(&calls)
+			assertStillHere(t, a, b, rv)
+		})
+	}
+}

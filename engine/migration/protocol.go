@@ -1,0 +1,93 @@
+package migration
+
+import (
+	"time"
+
+	"github.com/handoff/handoff/engine"
+	"github.com/handoff/handoff/engine/delta"
+	"github.com/handoff/handoff/engine/handles"
+)
+
+// Version of the handoff protocol; both sides must speak the same.
+const Version = 1
+
+// Offer opens a handoff: what the source wants to hand over and what the
+// destination needs to know to refuse early.
+type Offer struct {
+	Version     int             `json:"version"`
+	Spec        engine.Spec     `json:"spec"`
+	From        string          `json:"from"` // the source's human name
+	Criu        engine.CriuInfo `json:"criu"`
+	Arch        string          `json:"arch"`
+	Kernel      string          `json:"kernel"`
+	MemoryBytes int64           `json:"memory_bytes"`
+}
+
+// Accepted answers an Offer.
+type Accepted struct {
+	ID string `json:"id"`
+}
+
+// Refusal codes: why a destination said no, before anything was frozen.
+const (
+	RefusedDeclined     = "declined"
+	RefusedNoSpace      = "no_space"
+	RefusedIncompatible = "incompatible"
+	RefusedExists       = "exists"
+	RefusedBusy         = "busy"
+)
+
+// Refusal is the body of a non-2xx answer.
+type Refusal struct {
+	Code  string `json:"code"`
+	Error string `json:"error"`
+}
+
+// MissingFiles answers a manifest: base files the destination lacks.
+type MissingFiles struct {
+	Files []handles.Requirement `json:"files"`
+}
+
+// MissingPieces answers an index: pieces the destination lacks.
+type MissingPieces struct {
+	Pieces []delta.Hash `json:"pieces"`
+	Bytes  int64        `json:"bytes"`
+}
+
+// Committed answers a commit: the app runs on the destination.
+type Committed struct {
+	Info engine.Info `json:"info"`
+	// RestoreMillis is the destination's part of the downtime: restore
+	// start to the first frame on its display.
+	RestoreMillis int64 `json:"restore_ms"`
+}
+
+// Phases of a handoff, in order, as reported in Progress.
+const (
+	PhaseRequest  = "request"
+	PhaseHandles  = "handles"
+	PhasePreCopy  = "pre-copy"
+	PhaseFreeze   = "freeze"
+	PhaseFinal    = "final"
+	PhaseRestore  = "restore"
+	PhaseDone     = "done"
+	PhaseRollback = "rollback"
+)
+
+// Progress reports a handoff as it goes.
+type Progress struct {
+	Phase string        `json:"phase"`
+	Bytes int64         `json:"bytes"` // sent so far in this phase
+	Total int64         `json:"total"` // to send in this phase
+	Rate  float64       `json:"rate"`  // bytes per second
+	ETA   time.Duration `json:"eta"`
+}
+
+// Result records a finished handoff.
+type Result struct {
+	Phases   map[string]time.Duration `json:"phases"`
+	Downtime time.Duration            `json:"downtime"` // freeze → running on the destination
+	Bytes    int64                    `json:"bytes"`    // sent in all
+	Image    int64                    `json:"image"`    // size of the final image
+	Info     engine.Info              `json:"info"`     // the app on the destination
+}

@@ -1,0 +1,383 @@
+package migration
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/handoff/handoff/engine"
+	"github.com/handoff/handoff/engine/delta"
+	"github.com/handoff/handoff/engine/handles"
+	"github.com/handoff/handoff/stream/fb"
+)
+
+// Limits a receiver enforces on what a peer sends.
+const (
+	maxJSONBody  = 64 << 20
+	maxUpperSize = 16 << 30
+	spaceMargin  = 64 << 20
+)
+
+// Receiver is the destination's side of the protocol, an http.Handler to be
+// mounted on the peer channel (only trusted peers may reach it: restoring an
+// image runs its code as root).
+type Receiver struct {
+	Engine  *engine.Engine
+	WorkDir string // where incoming images are staged (same filesystem as the engine's state)
+	Base    string // the root base files are checked against ("/")
+	Hashes  *handles.HashCache
+	// Accept asks whether to take an offer (e.g. by asking the user); it
+	// returns a *Refusal-carrying error to refuse. Nil accepts.
+	Accept func(ctx context.Context, o Offer) error
+	// IdleTimeout drops a handoff that has not progressed for this long.
+	IdleTimeout time.Duration
+	Log         *slog.Logger
+
+	once sync.Once
+	mux  *http.ServeMux
+	mu   sync.Mutex
+	in   map[string]*incoming
+}
+
+type incoming struct {
+	mu      sync.Mutex // one request at a time per handoff
+	id, dir string
+	offer   Offer
+	pool    *delta.Pool
+	index   map[string]*delta.Index
+	missing map[string][]delta.Hash
+	upper   string
+	last    time.Time
+}
+
+// RefuseError makes Accept refuse an offer with a code and a message.
+func RefuseError(code, msg string) error { return &refusalError{Refusal{Code: code, Error: msg}} }
+
+type refusalError struct{ r Refusal }
+
+func (e *refusalError) Error() string { return e.r.Error }
+
+func (rv *Receiver) init() {
+	rv.once.Do(func() {
+		if rv.Log == nil {
+			rv.Log = slog.Default()
+		}
+		if rv.IdleTimeout == 0 {
+			rv.IdleTimeout = 2 * time.Minute
+		}
+		if rv.Base == "" {
+			rv.Base = "/"
+		}
+		if rv.Hashes == nil {
+			rv.Hashes = handles.NewHashCache()
+		}
+		rv.in = map[string]*incoming{}
+		rv.mux = http.NewServeMux()
+		rv.mux.HandleFunc("POST /offer", rv.serveOffer)
+		rv.mux.HandleFunc("POST /{id}/manifest", rv.with(rv.serveManifest))
+		rv.mux.HandleFunc("POST /{id}/{round}/index", rv.with(rv.serveIndex))
+		rv.mux.HandleFunc("PUT /{id}/{round}/pieces", rv.with(rv.servePieces))
+		rv.mux.HandleFunc("PUT /{id}/upper", rv.with(rv.serveUpper))
+		rv.mux.HandleFunc("POST /{id}/commit", rv.with(rv.serveCommit))
+		rv.mux.HandleFunc("DELETE /{id}", rv.serveDrop)
+	})
+}
+
+func (rv *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rv.init()
+	rv.expire()
+	rv.mux.ServeHTTP(w, r)
+}
+
+// Pending reports how many handoffs are in progress.
+func (rv *Receiver) Pending() int {
+	rv.init()
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	return len(rv.in)
+}
+
+func (rv *Receiver) serveOffer(w http.ResponseWriter, r *http.Request) {
+	var o Offer
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxJSONBody)).Decode(&o); err != nil {
+		refuse(w, http.StatusBadRequest, "bad_request", "cannot read the offer: "+err.Error())
+		return
+	}
+	if err := rv.check(r.Context(), o); err != nil {
+		var rf *refusalError
+		if errors.As(err, &rf) {
+			status := http.StatusConflict
+			switch rf.r.Code {
+			case RefusedDeclined:
+				status = http.StatusForbidden
+			case RefusedNoSpace:
+				status = http.StatusInsufficientStorage
+			}
+			refuse(w, status, rf.r.Code, rf.r.Error)
+			return
+		}
+		refuse(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	id := newID()
+	dir := filepath.Join(rv.WorkDir, "in-"+id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		refuse(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	rv.mu.Lock()
+	rv.in[id] = &incoming{id: id, dir: dir, offer: o, pool: delta.NewPool(),
+		index: map[string]*delta.Index{}, missing: map[string][]delta.Hash{}, last: time.Now()}
+	rv.mu.Unlock()
+	rv.Log.Info("handoff offered", "app", o.Spec.Name, "from", o.From, "id", id)
+	writeJSON(w, Accepted{ID: id})
+}
+
+// check refuses an offer that cannot work here, with the reason in words.
+func (rv *Receiver) check(ctx context.Context, o Offer) error {
+	if o.Version != Version {
+		return RefuseError(RefusedIncompatible, fmt.Sprintf("it speaks handoff protocol %d, this machine %d; update Handoff on both", o.Version, Version))
+	}
+	if o.Arch != runtime.GOARCH {
+		return RefuseError(RefusedIncompatible, fmt.Sprintf("the app was built for %s, this machine is %s", o.Arch, runtime.GOARCH))
+	}
+	criu, err := rv.Engine.Criu(ctx)
+	if err != nil {
+		return RefuseError(RefusedIncompatible, "this machine cannot restore apps: "+err.Error())
+	}
+	if o.Criu.Version/100 > criu.Version/100 {
+		return RefuseError(RefusedIncompatible, fmt.Sprintf("its CRIU %s is newer than this machine's %s", o.Criu.VersionString(), criu.VersionString()))
+	}
+	if _, err := rv.Engine.Get(o.Spec.Name); err == nil {
+		return RefuseError(RefusedExists, fmt.Sprintf("an app named %q already runs here", o.Spec.Name))
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(rv.WorkDir, &st); err == nil {
+		free := int64(st.Bavail) * int64(st.Bsize)
+		// Pre-copy and final images may both be here before assembly.
+		if need := 2*o.MemoryBytes + spaceMargin; free < need {
+			return RefuseError(RefusedNoSpace, fmt.Sprintf("needs about %d MB free, %d MB are", need>>20, free>>20))
+		}
+	}
+	if rv.Accept != nil {
+		return rv.Accept(ctx, o)
+	}
+	return nil
+}
+
+// with finds the handoff named in the path and serialises work on it.
+func (rv *Receiver) with(serve func(http.ResponseWriter, *http.Request, *incoming)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rv.mu.Lock()
+		in := rv.in[r.PathValue("id")]
+		rv.mu.Unlock()
+		if in == nil {
+			refuse(w, http.StatusNotFound, "not_found", "no such handoff (it may have timed out)")
+			return
+		}
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		in.last = time.Now()
+		serve(w, r, in)
+		in.last = time.Now()
+	}
+}
+
+func (rv *Receiver) serveManifest(w http.ResponseWriter, r *http.Request, in *incoming) {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody))
+	if err != nil {
+		refuse(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	m, err := handles.Parse(data)
+	if err != nil {
+		refuse(w, http.StatusBadRequest, "bad_request", "cannot read the handles manifest: "+err.Error())
+		return
+	}
+	writeJSON(w, MissingFiles{Files: m.Missing(handles.LocalChecker(rv.Base, rv.Hashes))})
+}
+
+func validRound(round string) bool { return round == "pre" || round == "final" }
+
+func (rv *Receiver) serveIndex(w http.ResponseWriter, r *http.Request, in *incoming) {
+	round := r.PathValue("round")
+	if !validRound(round) {
+		refuse(w, http.StatusNotFound, "not_found", "no such round")
+		return
+	}
+	var ix delta.Index
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxJSONBody)).Decode(&ix); err != nil {
+		refuse(w, http.StatusBadRequest, "bad_request", "cannot read the index: "+err.Error())
+		return
+	}
+	if err := ix.Validate(); err != nil {
+		refuse(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	in.index[round] = &ix
+	miss := in.pool.Missing(&ix)
+	in.missing[round] = miss
+	writeJSON(w, MissingPieces{Pieces: miss, Bytes: int64(len(miss)) * delta.PageSize})
+}
+
+func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *incoming) {
+	round := r.PathValue("round")
+	ix := in.index[round]
+	if !validRound(round) || ix == nil {
+		refuse(w, http.StatusConflict, "out_of_order", "send the index first")
+		return
+	}
+	if err := in.pool.ReadPieces(r.Body, in.dir, in.missing[round]); err != nil {
+		refuse(w, http.StatusBadRequest, "corrupt", fmt.Sprintf("receive %s round: %v", round, err))
+		return
+	}
+	if round == "pre" {
+		// Keep the pre-copy image whole: its pages are what the final round
+		// does not have to send.
+		dst := filepath.Join(in.dir, "pre")
+		if err := in.pool.Assemble(dst, ix); err != nil {
+			refuse(w, http.StatusInternalServerError, "internal", err.Error())
+			return
+		}
+		in.pool.Add(dst, ix)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (rv *Receiver) serveUpper(w http.ResponseWriter, r *http.Request, in *incoming) {
+	path := filepath.Join(in.dir, "upper.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		refuse(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	n, err := io.Copy(f, io.LimitReader(r.Body, maxUpperSize+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n > maxUpperSize {
+		err = fmt.Errorf("upper dir larger than %d bytes", int64(maxUpperSize))
+	}
+	if err != nil {
+		refuse(w, http.StatusBadRequest, "bad_request", "receive upper dir: "+err.Error())
+		return
+	}
+	in.upper = path
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *incoming) {
+	ix := in.index["final"]
+	if ix == nil || in.upper == "" {
+		refuse(w, http.StatusConflict, "out_of_order", "the final image and upper dir must arrive before the commit")
+		return
+	}
+	start := time.Now()
+	image := filepath.Join(in.dir, "image")
+	if err := in.pool.Assemble(image, ix); err != nil {
+		rv.drop(in.id)
+		refuse(w, http.StatusBadRequest, "corrupt", "assemble the image: "+err.Error())
+		return
+	}
+	upper, err := os.Open(in.upper)
+	if err != nil {
+		rv.drop(in.id)
+		refuse(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	info, err := rv.Engine.Instantiate(context.WithoutCancel(r.Context()), in.offer.Spec, upper, image)
+	upper.Close()
+	if err == nil {
+		err = firstFrame(rv.Engine, info.Name)
+		if err != nil {
+			_ = rv.Engine.Stop(context.WithoutCancel(r.Context()), info.Name)
+		}
+	}
+	rv.drop(in.id)
+	if err != nil {
+		refuse(w, http.StatusInternalServerError, "restore_failed", "restore here failed: "+err.Error())
+		return
+	}
+	rv.Log.Info("handoff received", "app", info.Name, "from", in.offer.From, "restore", time.Since(start))
+	writeJSON(w, Committed{Info: info, RestoreMillis: time.Since(start).Milliseconds()})
+}
+
+// firstFrame checks that the restored app's display is there and readable.
+func firstFrame(e *engine.Engine, name string) error {
+	path, err := e.FramebufferPath(name)
+	if err != nil {
+		return err
+	}
+	f, err := fb.Open(path)
+	if err != nil {
+		return fmt.Errorf("the restored app shows no display: %w", err)
+	}
+	return f.Close()
+}
+
+func (rv *Receiver) serveDrop(w http.ResponseWriter, r *http.Request) {
+	rv.drop(r.PathValue("id"))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// drop forgets a handoff and removes what it received.
+func (rv *Receiver) drop(id string) {
+	rv.mu.Lock()
+	in := rv.in[id]
+	delete(rv.in, id)
+	rv.mu.Unlock()
+	if in != nil {
+		if err := os.RemoveAll(in.dir); err != nil {
+			rv.Log.Warn("remove incoming handoff", "id", id, "err", err)
+		}
+	}
+}
+
+// expire drops handoffs whose source went silent.
+func (rv *Receiver) expire() {
+	rv.mu.Lock()
+	var stale []string
+	for id, in := range rv.in {
+		if in.mu.TryLock() {
+			if time.Since(in.last) > rv.IdleTimeout {
+				stale = append(stale, id)
+			}
+			in.mu.Unlock()
+		}
+	}
+	rv.mu.Unlock()
+	for _, id := range stale {
+		rv.Log.Info("dropping a handoff whose source went silent", "id", id)
+		rv.drop(id)
+	}
+}
+
+func newID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func refuse(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(Refusal{Code: code, Error: msg})
+}

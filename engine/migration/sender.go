@@ -1,0 +1,315 @@
+package migration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/handoff/handoff/engine"
+	"github.com/handoff/handoff/engine/delta"
+)
+
+// Peer is how the sender reaches the destination's handoff endpoint.
+type Peer struct {
+	HTTP *http.Client
+	Base string // e.g. https://192.0.2.2:7466/peer/v1/handoff
+	Name string // for messages
+}
+
+// RefusedError is a destination's refusal, before anything was frozen.
+type RefusedError struct {
+	Peer string
+	Refusal
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("%s refused the handoff: %s", e.Peer, e.Refusal.Error)
+}
+
+// Sender hands apps of one engine to peers.
+type Sender struct {
+	Engine  *engine.Engine
+	From    string // this machine's human name
+	WorkDir string // where dumps are staged
+	Log     *slog.Logger
+}
+
+// Send moves app name to peer. It returns once the app runs there; on any
+// failure the app keeps running here (thawed if it was frozen) and the
+// destination is told to drop what it received.
+func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func(Progress)) (res Result, err error) {
+	if progress == nil {
+		progress = func(Progress) {}
+	}
+	log := s.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	res.Phases = map[string]time.Duration{}
+	phase := func(p string) func() {
+		start := time.Now()
+		progress(Progress{Phase: p})
+		return func() { res.Phases[p] += time.Since(start) }
+	}
+
+	spec, err := s.Engine.Spec(name)
+	if err != nil {
+		return res, err
+	}
+	criu, err := s.Engine.Criu(ctx)
+	if err != nil {
+		return res, err
+	}
+	info, err := s.Engine.Get(name)
+	if err != nil {
+		return res, err
+	}
+	if info.State != engine.StateRunning {
+		return res, fmt.Errorf("send %q: it is %s, not running", name, info.State)
+	}
+
+	// 1. Offer: the destination can refuse before anything happens here.
+	done := phase(PhaseRequest)
+	var acc Accepted
+	if err := peer.call(ctx, http.MethodPost, "/offer", Offer{
+		Version: Version, Spec: spec, From: s.From, Criu: criu, Arch: runtime.GOARCH,
+		Kernel: kernelRelease(), MemoryBytes: info.MemoryBytes,
+	}, &acc); err != nil {
+		return res, err
+	}
+	done()
+	id := acc.ID
+	frozen := false
+	defer func() {
+		if err == nil {
+			return
+		}
+		progress(Progress{Phase: PhaseRollback})
+		// Tell the destination to drop everything, and bring the app back
+		// here if it was frozen. Neither may be skipped because ctx ended.
+		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if derr := peer.call(bg, http.MethodDelete, "/"+id, nil, nil); derr != nil {
+			log.Warn("could not tell the destination to drop the handoff", "peer", peer.Name, "err", derr)
+		}
+		if frozen {
+			if terr := s.Engine.Thaw(bg, name); terr != nil {
+				err = fmt.Errorf("%w; and thawing the app here failed: %v", err, terr)
+			}
+		}
+	}()
+
+	// 2. Handles: blockers stop us before the freeze; files the destination
+	// lacks go along with the upper dir.
+	done = phase(PhaseHandles)
+	m, err := s.Engine.Handles(ctx, name)
+	if err != nil {
+		return res, err
+	}
+	if err := engine.BlockingError(m); err != nil {
+		return res, fmt.Errorf("send %q: %w; the app keeps running here", name, err)
+	}
+	var lacks MissingFiles
+	if err := peer.call(ctx, http.MethodPost, "/"+id+"/manifest", m, &lacks); err != nil {
+		return res, err
+	}
+	done()
+
+	work, err := os.MkdirTemp(s.WorkDir, "send-"+name+"-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(work)
+
+	// 3. Pre-copy while the app runs.
+	done = phase(PhasePreCopy)
+	pre := filepath.Join(work, "pre")
+	if err := s.Engine.Snapshot(ctx, name, pre); err != nil {
+		return res, err
+	}
+	n, err := s.sendRound(ctx, peer, id, "pre", pre, progress, PhasePreCopy)
+	res.Bytes += n
+	if err != nil {
+		return res, err
+	}
+	done()
+
+	// 4. Freeze and final dump: from here the app is down.
+	freezeStart := time.Now()
+	done = phase(PhaseFreeze)
+	if err := s.Engine.Freeze(ctx, name); err != nil {
+		return res, err
+	}
+	frozen = true
+	final := filepath.Join(work, "final")
+	if err := s.Engine.DumpFrozen(ctx, name, final); err != nil {
+		return res, err
+	}
+	done()
+	done = phase(PhaseFinal)
+	n, err = s.sendRound(ctx, peer, id, "final", final, progress, PhaseFinal)
+	res.Bytes += n
+	if err != nil {
+		return res, err
+	}
+	extra := make([]string, 0, len(lacks.Files))
+	for _, f := range lacks.Files {
+		extra = append(extra, f.Path)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(s.Engine.ExportUpper(ctx, name, pw, extra)) }()
+	counted := &countingReader{r: pr}
+	err = peer.stream(ctx, http.MethodPut, "/"+id+"/upper", counted)
+	pr.Close()
+	res.Bytes += counted.n
+	if err != nil {
+		return res, err
+	}
+	done()
+
+	// 5. Commit: the destination restores and confirms it runs.
+	done = phase(PhaseRestore)
+	var c Committed
+	if err := peer.call(ctx, http.MethodPost, "/"+id+"/commit", nil, &c); err != nil {
+		return res, err
+	}
+	done()
+	res.Downtime = time.Since(freezeStart)
+	res.Info = c.Info
+
+	// 6. The app runs there: the frozen copy here goes. A failure now does
+	// not hurt the app; it only leaves a frozen copy to clean up.
+	frozen = false
+	if err := s.Engine.Release(context.WithoutCancel(ctx), name); err != nil {
+		log.Warn("release after handoff", "app", name, "err", err)
+	}
+	progress(Progress{Phase: PhaseDone})
+	return res, nil
+}
+
+// sendRound sends an image dir: its index, then the pieces the destination lacks.
+func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string, progress func(Progress), phase string) (int64, error) {
+	ix, err := delta.IndexDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var miss MissingPieces
+	if err := peer.call(ctx, http.MethodPost, "/"+id+"/"+round+"/index", ix, &miss); err != nil {
+		return 0, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := delta.WritePieces(pw, dir, ix, miss.Pieces)
+		pw.CloseWithError(err)
+	}()
+	start := time.Now()
+	counted := &countingReader{r: pr, report: func(n int64) {
+		rate := float64(n) / max(time.Since(start).Seconds(), 1e-3)
+		var eta time.Duration
+		if rate > 0 {
+			eta = time.Duration(float64(miss.Bytes-n) / rate * float64(time.Second))
+		}
+		progress(Progress{Phase: phase, Bytes: n, Total: miss.Bytes, Rate: rate, ETA: eta})
+	}}
+	err = peer.stream(ctx, http.MethodPut, "/"+id+"/"+round+"/pieces", counted)
+	pr.Close()
+	return counted.n, err
+}
+
+// call sends a JSON request and decodes a JSON answer.
+func (p Peer) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(data)
+	}
+	resp, err := p.do(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
+		return fmt.Errorf("%s: bad answer to %s: %w", p.Name, path, err)
+	}
+	return nil
+}
+
+// stream sends a body of unknown length.
+func (p Peer) stream(ctx context.Context, method, path string, body io.Reader) error {
+	resp, err := p.do(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
+}
+
+func (p Peer) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, p.Base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.HTTP.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("lost the connection to %s: %w", p.Name, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var r Refusal
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(data, &r) != nil || r.Error == "" {
+			r.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
+		}
+		if r.Code != "" && path == "/offer" {
+			return nil, &RefusedError{Peer: p.Name, Refusal: r}
+		}
+		return nil, fmt.Errorf("%s: %s", p.Name, r.Error)
+	}
+	return resp, nil
+}
+
+type countingReader struct {
+	r      io.Reader
+	n      int64
+	report func(int64)
+	last   time.Time
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	if c.report != nil && (time.Since(c.last) > 100*time.Millisecond || errors.Is(err, io.EOF)) {
+		c.last = time.Now()
+		c.report(c.n)
+	}
+	return n, err
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
