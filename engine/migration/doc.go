@@ -3,14 +3,15 @@
 // daemon uses its mutual-TLS peer channel), and keeps the move transactional.
 //
 // Source                                   Destination
-//   POST /offer           spec, CRIU, arch →  refuse now (declined, no space,
-//                                             incompatible) or accept
-//   POST /{id}/manifest   handles manifest →  ← files it lacks
-//   snapshot while running; POST /{id}/pre/index, PUT /{id}/pre/pieces
-//   freeze; final dump;   POST /{id}/final/index, PUT /{id}/final/pieces
-//   PUT /{id}/upper       upper dir + the files it lacked
-//   POST /{id}/commit                     →  assemble, restore, first frame
-//   release the frozen copy                ← running
+//
+//	POST /offer           spec, CRIU, arch →  refuse now (declined, no space,
+//	                                          incompatible) or accept
+//	POST /{id}/manifest   handles manifest →  ← files it lacks
+//	snapshot while running; POST /{id}/pre/index, PUT /{id}/pre/pieces
+//	freeze; final dump;   POST /{id}/final/index, PUT /{id}/final/pieces
+//	PUT /{id}/upper       upper dir + the files it lacked
+//	POST /{id}/commit                     →  assemble, restore, first frame
+//	release the frozen copy                ← running
 //
 // Until the destination answers the commit with "running", the source keeps
 // the frozen app and thaws it on any error, timeout or cancel; the
