@@ -264,7 +264,11 @@ func (e *Engine) update(a *app, f func(r *record)) {
 func (e *Engine) forget(a *app) {
 	e.mu.Lock()
 	delete(e.apps, a.rec.Spec.Name)
+	last := len(e.apps) == 0
 	e.mu.Unlock()
+	if last {
+		e.removeCgroupParents()
+	}
 	if e.cfg.OnChange != nil {
 		e.cfg.OnChange(Info{Name: a.rec.Spec.Name})
 	}
@@ -499,12 +503,53 @@ func (e *Engine) destroyContainer(a *app) {
 	a.ctr = nil
 	a.mu.Unlock()
 	if ctr != nil {
+		killFrozen(ctr)
 		if err := ctr.Destroy(); err != nil {
 			e.log.Warn("destroy container", "app", a.rec.Spec.Name, "err", err)
 		}
 	}
 	if err := unmountRootfs(a.dirs); err != nil {
 		e.log.Warn("unmount root", "app", a.rec.Spec.Name, "err", err)
+	}
+}
+
+// removeCgroupParents removes this engine's parent cgroup (and the shared
+// "handoff" one when empty) in every hierarchy, by the names the engine gave
+// them. A busy or missing directory is left alone.
+func (e *Engine) removeCgroupParents() {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + e.cgroup)
+	if v2 := "/sys/fs/cgroup" + e.cgroup; dirExists(v2) {
+		dirs = append(dirs, v2)
+	}
+	for _, d := range dirs {
+		if unix.Rmdir(d) == nil {
+			_ = unix.Rmdir(filepath.Dir(d)) // "handoff", if no other engine uses it
+		}
+	}
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// killFrozen ends a frozen container's processes: libcontainer refuses to
+// destroy a paused container whose init lives, and a frozen process cannot
+// act on SIGKILL. Killing first and thawing second means the kill lands
+// before any app code runs again (a released app must not run twice).
+func killFrozen(ctr *libcontainer.Container) {
+	if st, err := ctr.Status(); err != nil || st != libcontainer.Paused {
+		return
+	}
+	pids, _ := ctr.Processes()
+	for _, pid := range pids {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+	_ = ctr.Resume()
+	for _, pid := range pids {
+		for i := 0; i < 200 && pidAlive(pid); i++ {
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 }
 

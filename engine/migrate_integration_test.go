@@ -81,10 +81,10 @@ func TestHandoffBetweenEngines(t *testing.T) {
 	pool := delta.NewPool()
 	pool.Add(pre, preIx) // as if the pre-copy round had been sent
 
-	before := stableShot(t, src, "notes")
 	if err := src.Freeze(ctx, "notes"); err != nil {
 		t.Fatal(err)
 	}
+	before := stableShot(t, src, "notes") // frozen: the source's last screen
 	final := filepath.Join(spool, "final")
 	if err := src.DumpFrozen(ctx, "notes", final); err != nil {
 		t.Fatal(err)

@@ -96,12 +96,15 @@ func TestSendOverHTTP(t *testing.T) {
 	runXterm(t, a)
 	rv := &Receiver{Engine: b.eng, WorkDir: b.work}
 	peer := serve(t, rv, nil)
-	before := screen(t, a.eng, "notes")
 	var phases []string
+	var before []byte // the source's last screen: taken while it is frozen
 	s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
 	res, err := s.Send(context.Background(), "notes", peer, func(p Progress) {
 		if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
 			phases = append(phases, p.Phase)
+			if p.Phase == PhaseFinal {
+				before = screen(t, a.eng, "notes")
+			}
 		}
 	})
 	if err != nil {
