@@ -79,6 +79,16 @@ func newHandler(d *Daemon) *handler {
 		{"POST /v0/apps/{name}/resume", writeAccess, h.serveResume},
 		{"GET /v0/apps/{name}/handles", readAccess, h.serveHandles},
 		{"GET /v0/apps/{name}/screenshot", readAccess, h.serveScreenshot},
+		{"POST /v0/apps/{name}/send", writeAccess, h.serveSend},
+		{"POST /v0/apps/{name}/bring-back", writeAccess, h.serveBringBack},
+		{"GET /v0/id", readAccess, h.serveID},
+		{"GET /v0/peers", readAccess, h.servePeers},
+		{"POST /v0/peers/{id}/trust", writeAccess, h.serveTrust},
+		{"DELETE /v0/peers/{id}/trust", writeAccess, h.serveUntrust},
+		{"GET /v0/remote", readAccess, h.serveRemote},
+		{"GET /v0/requests", readAccess, h.serveRequests},
+		{"POST /v0/requests/{id}/accept", writeAccess, h.serveAnswer(true)},
+		{"POST /v0/requests/{id}/decline", writeAccess, h.serveAnswer(false)},
 	}
 	for _, r := range routes {
 		h.mux.HandleFunc(r.pattern, h.guard(r.need, r.serve))
@@ -158,6 +168,8 @@ func (h *handler) serveSuspend(w http.ResponseWriter, r *http.Request) {
 func (h *handler) serveResume(w http.ResponseWriter, r *http.Request) {
 	h.lifecycle(w, r, h.d.engine.Resume)
 }
+
+func contextWithoutCancel(r *http.Request) context.Context { return context.WithoutCancel(r.Context()) }
 
 // lifecycle runs a state-changing operation. It does not stop halfway when
 // the client goes away: half a checkpoint helps nobody.

@@ -39,7 +39,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"daemon", "[--state-dir DIR] [--log-level L]", "run the daemon (root)", runDaemon},
+		{"daemon", "[--state-dir DIR] [--listen ADDR] [--name N] [--no-mdns] [--log-level L]", "run the daemon (root)", runDaemon},
 		{"run", "[--name N] [--size WxH] [--memory BYTES] -- CMD [ARG…]", "start an app in its own container", runRun},
 		{"ls", "[--json]", "list apps", runLs},
 		{"handles", "NAME [--json]", "show the handles an app holds and whether each can move", runHandles},
@@ -143,6 +143,9 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 func runDaemon(ctx context.Context, env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
 	stateDir := fs.String("state-dir", DefaultStateDir, "where apps, checkpoints and identity are kept")
+	listen := fs.String("listen", fmt.Sprintf(":%d", DefaultPeerPort), "the peer channel's address")
+	name := fs.String("name", "", "this device's name on the network (default: the hostname)")
+	noMDNS := fs.Bool("no-mdns", false, "do not announce or browse with mDNS")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -153,7 +156,8 @@ func runDaemon(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	log := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: lv}))
 	slog.SetDefault(log)
-	d, err := StartDaemon(ctx, DaemonConfig{StateDir: *stateDir, Socket: SocketPath(env.socket), Logger: log})
+	d, err := StartDaemon(ctx, DaemonConfig{StateDir: *stateDir, Socket: SocketPath(env.socket), Logger: log,
+		PeerListen: *listen, Name: *name, NoDiscovery: *noMDNS})
 	if err != nil {
 		return err
 	}
@@ -236,12 +240,16 @@ func runLs(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	remote, _ := env.client().Remote(ctx) // older daemons or no peer channel: none
 	if *asJSON {
 		return printJSON(env.stdout, apps)
 	}
-	if len(apps) == 0 {
+	if len(apps) == 0 && len(remote) == 0 {
 		fmt.Fprintln(env.stdout, "no apps; start one with `handoff run -- xterm`")
 		return nil
+	}
+	for _, r := range remote {
+		apps = append(apps, engine.Info{Name: r.Name, State: engine.State("on " + r.PeerName), Started: r.Since})
 	}
 	writeAppTable(env.stdout, apps, time.Now())
 	return nil

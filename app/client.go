@@ -16,6 +16,7 @@ import (
 
 	"github.com/handoff/handoff/engine"
 	"github.com/handoff/handoff/engine/handles"
+	"github.com/handoff/handoff/engine/migration"
 )
 
 // Client talks to a Handoff daemon over its local API. The CLI and the tray
@@ -232,4 +233,67 @@ func (c *Client) Events(ctx context.Context) (<-chan Event, error) {
 		}
 	}()
 	return ch, nil
+}
+
+// ID returns this device's identity.
+func (c *Client) ID(ctx context.Context) (Identity, error) {
+	var id Identity
+	err := c.do(ctx, http.MethodGet, "/v0/id", nil, &id)
+	return id, err
+}
+
+// Peers lists peers seen on the network and trusted ones.
+func (c *Client) Peers(ctx context.Context) ([]PeerView, error) {
+	var ps []PeerView
+	err := c.do(ctx, http.MethodGet, "/v0/peers", nil, &ps)
+	return ps, err
+}
+
+// Trust trusts a device ID.
+func (c *Client) Trust(ctx context.Context, id string, req TrustRequest) (PeerView, error) {
+	var v PeerView
+	err := c.do(ctx, http.MethodPost, "/v0/peers/"+url.PathEscape(id)+"/trust", req, &v)
+	return v, err
+}
+
+// Untrust forgets a device ID.
+func (c *Client) Untrust(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v0/peers/"+url.PathEscape(id)+"/trust", nil, nil)
+}
+
+// Send hands an app to a peer and returns when it runs there.
+func (c *Client) Send(ctx context.Context, name, peer string) (migration.Result, error) {
+	var res migration.Result
+	err := c.do(ctx, http.MethodPost, appPath(name, "/send"), SendRequest{Peer: peer}, &res)
+	return res, err
+}
+
+// BringBack asks the peer running an app handed off from here to send it back.
+func (c *Client) BringBack(ctx context.Context, name string) (engine.Info, error) {
+	var info engine.Info
+	err := c.do(ctx, http.MethodPost, appPath(name, "/bring-back"), nil, &info)
+	return info, err
+}
+
+// Remote lists apps handed from here to peers.
+func (c *Client) Remote(ctx context.Context) ([]RemoteApp, error) {
+	var rs []RemoteApp
+	err := c.do(ctx, http.MethodGet, "/v0/remote", nil, &rs)
+	return rs, err
+}
+
+// Requests lists incoming handoffs waiting for an answer.
+func (c *Client) Requests(ctx context.Context) ([]HandoffRequest, error) {
+	var rs []HandoffRequest
+	err := c.do(ctx, http.MethodGet, "/v0/requests", nil, &rs)
+	return rs, err
+}
+
+// Answer accepts or declines an incoming handoff.
+func (c *Client) Answer(ctx context.Context, id string, accept bool) error {
+	verb := "/decline"
+	if accept {
+		verb = "/accept"
+	}
+	return c.do(ctx, http.MethodPost, "/v0/requests/"+url.PathEscape(id)+verb, nil, nil)
 }

@@ -35,7 +35,13 @@ const (
 type DaemonConfig struct {
 	StateDir string
 	Socket   string
-	Logger   *slog.Logger
+	// PeerListen is the peer channel's address (":7466" by default).
+	PeerListen string
+	// Name is this device's human name (the hostname by default).
+	Name string
+	// NoDiscovery turns mDNS off (the peer channel still listens).
+	NoDiscovery bool
+	Logger      *slog.Logger
 }
 
 // Daemon is a running Handoff daemon.
@@ -44,6 +50,7 @@ type Daemon struct {
 	log    *slog.Logger
 	engine *engine.Engine
 	events *hub
+	peers  *peers // nil until the peer channel is up
 	server *http.Server
 	ln     net.Listener
 	// ctx is the base of every API request; Close cancels it so that
@@ -85,8 +92,13 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
 	if _, err := eng.Criu(ctx); err != nil {
 		d.log.Warn("apps can run but not be suspended or moved", "err", err)
 	}
+	if err := d.startPeers(cfg); err != nil {
+		eng.Close()
+		return nil, err
+	}
 	ln, err := listenSocket(cfg.Socket)
 	if err != nil {
+		d.peers.close()
 		eng.Close()
 		return nil, err
 	}
@@ -117,11 +129,17 @@ func (d *Daemon) Close() error {
 	defer cancel()
 	err := d.server.Shutdown(ctx)
 	_ = os.Remove(d.cfg.Socket)
+	if d.peers != nil {
+		d.peers.close()
+	}
 	d.engine.Close()
 	return err
 }
 
 func (d *Daemon) appChanged(info engine.Info) {
+	if d.peers != nil && info.State == engine.StateRunning {
+		d.peers.forgetRemote(info.Name) // it came back
+	}
 	if info.State == "" {
 		d.events.publish(Event{Type: EventAppRemoved, App: &info})
 		return

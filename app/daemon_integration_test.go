@@ -23,7 +23,8 @@ func startTestDaemon(t *testing.T, stateDir, socket string) *Daemon {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	d, err := StartDaemon(context.Background(), DaemonConfig{StateDir: stateDir, Socket: socket, Logger: log})
+	d, err := StartDaemon(context.Background(), DaemonConfig{StateDir: stateDir, Socket: socket, Logger: log,
+		PeerListen: "127.0.0.1:0", NoDiscovery: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func TestDaemonRefusesSecondInstance(t *testing.T) {
 	socket := filepath.Join(dir, "handoff.sock")
 	d := startTestDaemon(t, filepath.Join(dir, "a"), socket)
 	defer d.Close()
-	if _, err := StartDaemon(context.Background(), DaemonConfig{StateDir: filepath.Join(dir, "b"), Socket: socket}); err == nil {
+	if _, err := StartDaemon(context.Background(), DaemonConfig{StateDir: filepath.Join(dir, "b"), Socket: socket, PeerListen: "127.0.0.1:0", NoDiscovery: true}); err == nil {
 		t.Fatal("a second daemon started on the same socket")
 	}
 }

@@ -12,13 +12,20 @@ const (
 	EventApp        = "app"         // an app changed state; App holds its new view
 	EventAppRemoved = "app-removed" // an app was stopped and removed; App.Name says which
 	EventHello      = "hello"       // first event of every stream
+	EventPeer       = "peer"        // a peer appeared, changed or left; Peer and Change say which
+	EventHandoff    = "handoff"     // progress of a handoff; Handoff holds it
+	EventRequest    = "request"     // a peer asks to hand an app here; answer with accept/decline
 )
 
 // Event is one line of the event stream (GET /v0/events, newline-delimited JSON).
 type Event struct {
-	Type string       `json:"type"`
-	Time time.Time    `json:"time"`
-	App  *engine.Info `json:"app,omitempty"`
+	Type    string          `json:"type"`
+	Time    time.Time       `json:"time"`
+	App     *engine.Info    `json:"app,omitempty"`
+	Peer    *PeerView       `json:"peer,omitempty"`
+	Change  string          `json:"change,omitempty"`
+	Handoff *HandoffEvent   `json:"handoff,omitempty"`
+	Request *HandoffRequest `json:"request,omitempty"`
 }
 
 // hub fans events out to subscribers. A subscriber that does not keep up

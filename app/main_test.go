@@ -15,5 +15,10 @@ func TestMain(m *testing.M) {
 		libcontainer.Init()
 		panic("libcontainer.Init returned")
 	}
+	// Tests that need whole daemons in other namespaces run this binary as
+	// the handoff command.
+	if os.Getenv("HANDOFF_TEST_MAIN") == "1" {
+		os.Exit(Main(os.Args[1:]))
+	}
 	os.Exit(m.Run())
 }

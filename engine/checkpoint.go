@@ -203,6 +203,14 @@ func (e *Engine) restore(a *app) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// libcontainer keeps a restored container in a "restored" state from
+	// which it cannot be paused (no handoff after a resume); loading it
+	// again gives the state it really is in.
+	if loaded, err := libcontainer.Load(e.runcRoot, spec.Name); err == nil {
+		a.mu.Lock()
+		a.ctr = loaded
+		a.mu.Unlock()
+	}
 	e.watch(a, pid, proc)
 	return pid, nil
 }

@@ -1,0 +1,188 @@
+package app
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/handoff/handoff/discovery"
+	"github.com/handoff/handoff/engine/migration"
+)
+
+func (h *handler) servePeersNotReady(w http.ResponseWriter) bool {
+	if h.d.peers == nil {
+		writeError(w, http.StatusServiceUnavailable, "no_peers", "this daemon runs without the peer channel")
+		return true
+	}
+	return false
+}
+
+func (h *handler) serveID(w http.ResponseWriter, r *http.Request) {
+	if h.servePeersNotReady(w) {
+		return
+	}
+	p := h.d.peers
+	writeJSON(w, http.StatusOK, Identity{ID: p.id.ID, Short: p.id.ID.Short(), Name: p.id.Name, Port: p.port})
+}
+
+func (h *handler) servePeers(w http.ResponseWriter, r *http.Request) {
+	if h.servePeersNotReady(w) {
+		return
+	}
+	writeJSON(w, http.StatusOK, h.d.peers.list())
+}
+
+func (h *handler) serveTrust(w http.ResponseWriter, r *http.Request) {
+	if h.servePeersNotReady(w) {
+		return
+	}
+	id, err := discovery.ParseDeviceID(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error()+"; copy the ID from `handoff id` on that device")
+		return
+	}
+	var req TrustRequest
+	if err := decodeJSON(r, &req); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if req.Name == "" && h.d.peers.disc != nil {
+		if p, ok := h.d.peers.disc.Peer(id); ok {
+			req.Name = p.Name
+		}
+	}
+	if err := h.d.peers.trust.Trust(id, req.Name, req.AutoAccept); err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, h.d.peers.view(discovery.Peer{ID: id, Name: req.Name}))
+}
+
+func (h *handler) serveUntrust(w http.ResponseWriter, r *http.Request) {
+	if h.servePeersNotReady(w) {
+		return
+	}
+	id, err := discovery.ParseDeviceID(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if err := h.d.peers.trust.Untrust(id); err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *handler) serveSend(w http.ResponseWriter, r *http.Request) {
+	if h.servePeersNotReady(w) {
+		return
+	}
+	var req SendRequest
+	if err := decodeJSON(r, &req); err != nil || req.Peer == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "say which peer to send to")
+		return
+	}
+	// The handoff runs to its end even if the client leaves: stopping half
+	// way is what the rollback is for, not a closed terminal.
+	res, err := h.d.peers.send(contextWithoutCancel(r), r.PathValue("name"), req.Peer)
+	if err != nil {
+		h.writeSendError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *handler) serveBringBack(w http.ResponseWriter, r *http.Request) {
+	if h.servePeersNotReady(w) {
+		return
+	}
+	if err := h.d.peers.bringBack(contextWithoutCancel(r), r.PathValue("name")); err != nil {
+		h.writeSendError(w, err)
+		return
+	}
+	info, err := h.d.engine.Get(r.PathValue("name"))
+	if err != nil {
+		h.writeEngineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (h *handler) writeSendError(w http.ResponseWriter, err error) {
+	var refused *migration.RefusedError
+	switch {
+	case errors.Is(err, ErrNoPeer):
+		writeError(w, http.StatusNotFound, "no_peer", err.Error())
+	case errors.As(err, &refused):
+		writeError(w, http.StatusConflict, "refused", err.Error())
+	default:
+		h.writeEngineError(w, err)
+	}
+}
+
+func (h *handler) serveRemote(w http.ResponseWriter, r *http.Request) {
+	if h.servePeersNotReady(w) {
+		return
+	}
+	writeJSON(w, http.StatusOK, h.d.peers.remoteApps())
+}
+
+func (h *handler) serveRequests(w http.ResponseWriter, r *http.Request) {
+	if h.servePeersNotReady(w) {
+		return
+	}
+	writeJSON(w, http.StatusOK, h.d.peers.pending())
+}
+
+func (h *handler) serveAnswer(ok bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.servePeersNotReady(w) {
+			return
+		}
+		if err := h.d.peers.answer(r.PathValue("id"), ok); err != nil {
+			h.writeEngineError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func decodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+func readError(r io.Reader) string {
+	data, _ := io.ReadAll(io.LimitReader(r, 64<<10))
+	var e apiError
+	if json.Unmarshal(data, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	return strings.TrimSpace(string(data))
+}
+
+func readJSONFile(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
+}
+
+func writeJSONFile(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Rename(tmp, path)
+}

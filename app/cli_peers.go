@@ -1,0 +1,190 @@
+package app
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/handoff/handoff/engine/migration"
+)
+
+func init() {
+	commands = append(commands,
+		command{"id", "", "show this device's ID and name (give the ID to peers that should trust it)", runID},
+		command{"peers", "[--json]", "list devices seen on the network and trusted ones", runPeers},
+		command{"trust", "DEVICE-ID [--name N] [--auto-accept]", "trust a device: it may hand apps here and take them", runTrust},
+		command{"untrust", "DEVICE-ID", "stop trusting a device", runUntrust},
+		command{"send", "NAME PEER", "move a running app to a peer; returns when it runs there", runSend},
+		command{"bring-back", "NAME", "bring an app handed to a peer back here", runBringBack},
+		command{"requests", "", "list incoming handoffs waiting for an answer", runRequests},
+		command{"accept", "REQUEST", "take an incoming handoff", answerCmd(true)},
+		command{"decline", "REQUEST", "refuse an incoming handoff", answerCmd(false)},
+	)
+}
+
+func runID(ctx context.Context, env *cliEnv, args []string) error {
+	if _, err := oneName(flag.NewFlagSet("id", flag.ContinueOnError), args, 0); err != nil {
+		return err
+	}
+	id, err := env.client().ID(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "%s\n  name: %s\n  short: %s, peer port %d\n", id.ID, id.Name, id.Short, id.Port)
+	return nil
+}
+
+func runPeers(ctx context.Context, env *cliEnv, args []string) error {
+	fs := flag.NewFlagSet("peers", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	ps, err := env.client().Peers(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(env.stdout, ps)
+	}
+	if len(ps) == 0 {
+		fmt.Fprintln(env.stdout, "no other devices seen yet (they appear here within a second of starting their daemon)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tDEVICE\tADDRESSES\tONLINE\tTRUSTED\tLAST SEEN")
+	for _, p := range ps {
+		online, trusted, seen := "no", "no", "-"
+		if p.Online {
+			online = "yes"
+		}
+		if p.Trusted {
+			trusted = "yes"
+			if p.AutoAccept {
+				trusted += " (auto-accept)"
+			}
+		}
+		if p.Impostor {
+			trusted = "IMPOSTOR: wrong certificate"
+		}
+		if !p.LastSeen.IsZero() {
+			seen = time.Since(p.LastSeen).Truncate(time.Second).String() + " ago"
+		}
+		addrs := make([]string, 0, len(p.Addrs))
+		for _, a := range p.Addrs {
+			addrs = append(addrs, a.String())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.ID.Short(), strings.Join(addrs, ","), online, trusted, seen)
+	}
+	return tw.Flush()
+}
+
+func runTrust(ctx context.Context, env *cliEnv, args []string) error {
+	fs := flag.NewFlagSet("trust", flag.ContinueOnError)
+	name := fs.String("name", "", "a name for the device (default: the name it announces)")
+	auto := fs.Bool("auto-accept", false, "take its handoffs without asking")
+	pos, err := oneName(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	v, err := env.client().Trust(ctx, pos[0], TrustRequest{Name: *name, AutoAccept: *auto})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "trusting %s (%s)\n", orDash(v.Name), v.ID.Short())
+	return nil
+}
+
+func runUntrust(ctx context.Context, env *cliEnv, args []string) error {
+	pos, err := oneName(flag.NewFlagSet("untrust", flag.ContinueOnError), args, 1)
+	if err != nil {
+		return err
+	}
+	return env.client().Untrust(ctx, pos[0])
+}
+
+func runSend(ctx context.Context, env *cliEnv, args []string) error {
+	pos, err := oneName(flag.NewFlagSet("send", flag.ContinueOnError), args, 2)
+	if err != nil {
+		return err
+	}
+	c := env.client()
+	// Show progress from the event stream while the request runs.
+	evCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	if events, err := c.Events(evCtx); err == nil {
+		go showProgress(env, events, pos[0])
+	}
+	res, err := c.Send(ctx, pos[0], pos[1])
+	stop()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "\r%s now runs on %s: down for %s, %s sent\n", pos[0], pos[1],
+		res.Downtime.Round(time.Millisecond), humanSize(res.Bytes))
+	return nil
+}
+
+func showProgress(env *cliEnv, events <-chan Event, app string) {
+	for ev := range events {
+		h := ev.Handoff
+		if ev.Type != EventHandoff || h == nil || h.App != app {
+			continue
+		}
+		line := h.Phase
+		if h.Total > 0 {
+			line += fmt.Sprintf(" %s/%s at %s/s, %s left", humanSize(h.Bytes), humanSize(h.Total), humanSize(int64(h.Rate)), h.ETA.Round(100*time.Millisecond))
+		}
+		if h.Phase != migration.PhaseDone && h.Phase != migration.PhaseRollback {
+			fmt.Fprintf(env.stderr, "\r%-70s", line)
+		}
+	}
+}
+
+func runBringBack(ctx context.Context, env *cliEnv, args []string) error {
+	pos, err := oneName(flag.NewFlagSet("bring-back", flag.ContinueOnError), args, 1)
+	if err != nil {
+		return err
+	}
+	info, err := env.client().BringBack(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "%s is back and running here (pid %d)\n", info.Name, info.PID)
+	return nil
+}
+
+func runRequests(ctx context.Context, env *cliEnv, args []string) error {
+	rs, err := env.client().Requests(ctx)
+	if err != nil {
+		return err
+	}
+	if len(rs) == 0 {
+		fmt.Fprintln(env.stdout, "no handoffs waiting")
+		return nil
+	}
+	for _, r := range rs {
+		fmt.Fprintf(env.stdout, "%s: %s wants to hand you %s (`handoff accept %s` or `handoff decline %s`)\n", r.ID, r.From, r.App, r.ID, r.ID)
+	}
+	return nil
+}
+
+func answerCmd(ok bool) func(context.Context, *cliEnv, []string) error {
+	return func(ctx context.Context, env *cliEnv, args []string) error {
+		pos, err := oneName(flag.NewFlagSet("answer", flag.ContinueOnError), args, 1)
+		if err != nil {
+			return err
+		}
+		return env.client().Answer(ctx, pos[0], ok)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,409 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/handoff/handoff/discovery"
+	"github.com/handoff/handoff/engine"
+	"github.com/handoff/handoff/engine/migration"
+)
+
+// DefaultPeerPort is where the peer channel listens.
+const DefaultPeerPort = 7466
+
+// Peer-channel paths.
+const (
+	peerHandoffPrefix = "/peer/v1/handoff"
+	peerBringBack     = "/peer/v1/bring-back"
+)
+
+// PeerView is a peer as the local API shows it: what discovery saw plus
+// whether the user trusts it.
+type PeerView struct {
+	discovery.Peer
+	Trusted    bool `json:"trusted"`
+	AutoAccept bool `json:"auto_accept,omitempty"`
+}
+
+// Identity is the answer to GET /v0/id.
+type Identity struct {
+	ID    discovery.DeviceID `json:"id"`
+	Short string             `json:"short"`
+	Name  string             `json:"name"`
+	Port  int                `json:"port"`
+}
+
+// TrustRequest is the body of POST /v0/peers/{id}/trust.
+type TrustRequest struct {
+	Name       string `json:"name"`
+	AutoAccept bool   `json:"auto_accept"`
+}
+
+// SendRequest is the body of POST /v0/apps/{name}/send.
+type SendRequest struct {
+	Peer string `json:"peer"` // name, device ID or short ID
+}
+
+// HandoffRequest is an incoming handoff waiting for the user's answer.
+type HandoffRequest struct {
+	ID     string             `json:"id"`
+	App    string             `json:"app"`
+	From   string             `json:"from"`
+	FromID discovery.DeviceID `json:"from_id"`
+	Since  time.Time          `json:"since"`
+}
+
+// RemoteApp is an app this device handed to a peer.
+type RemoteApp struct {
+	Name     string             `json:"name"`
+	PeerID   discovery.DeviceID `json:"peer_id"`
+	PeerName string             `json:"peer_name"`
+	Since    time.Time          `json:"since"`
+}
+
+// HandoffEvent reports a handoff in progress (event type "handoff").
+type HandoffEvent struct {
+	App       string        `json:"app"`
+	Peer      string        `json:"peer"`
+	Direction string        `json:"direction"` // "out" or "in"
+	Phase     string        `json:"phase"`
+	Bytes     int64         `json:"bytes,omitempty"`
+	Total     int64         `json:"total,omitempty"`
+	Rate      float64       `json:"rate,omitempty"`
+	ETA       time.Duration `json:"eta,omitempty"`
+	Error     string        `json:"error,omitempty"`
+}
+
+// peers is the daemon's half that deals with other devices.
+type peers struct {
+	d        *Daemon
+	id       *discovery.Identity
+	trust    *discovery.TrustStore
+	disc     *discovery.Discovery
+	srv      *http.Server
+	port     int
+	receiver *migration.Receiver
+	sender   *migration.Sender
+
+	mu       sync.Mutex
+	requests map[string]*pendingRequest
+	remote   map[string]RemoteApp
+}
+
+type pendingRequest struct {
+	HandoffRequest
+	answer chan bool
+}
+
+func (d *Daemon) startPeers(cfg DaemonConfig) error {
+	id, err := discovery.LoadOrCreateIdentity(filepath.Join(cfg.StateDir, "identity"), cfg.Name)
+	if err != nil {
+		return err
+	}
+	trust, err := discovery.OpenTrustStore(filepath.Join(cfg.StateDir, "trust.json"))
+	if err != nil {
+		return err
+	}
+	work := filepath.Join(cfg.StateDir, "transfers")
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return err
+	}
+	// What a crashed daemon was receiving is useless now.
+	if ents, _ := os.ReadDir(work); len(ents) > 0 {
+		for _, e := range ents {
+			os.RemoveAll(filepath.Join(work, e.Name()))
+		}
+	}
+	p := &peers{d: d, id: id, trust: trust, requests: map[string]*pendingRequest{}, remote: map[string]RemoteApp{}}
+	p.loadRemote()
+	p.receiver = &migration.Receiver{Engine: d.engine, WorkDir: work, Accept: p.accept, Log: d.log}
+	p.sender = &migration.Sender{Engine: d.engine, From: id.Name, WorkDir: work, Log: d.log}
+
+	mux := http.NewServeMux()
+	mux.Handle(peerHandoffPrefix+"/", http.StripPrefix(peerHandoffPrefix, p.receiver))
+	mux.HandleFunc("POST "+peerBringBack, p.serveBringBack)
+	p.srv = id.PeerServer(mux, trust, nil)
+	listen := cfg.PeerListen
+	if listen == "" {
+		listen = fmt.Sprintf(":%d", DefaultPeerPort)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen for peers on %s: %w (another daemon? pick one with --listen)", listen, err)
+	}
+	p.port = ln.Addr().(*net.TCPAddr).Port
+	go func() {
+		if err := discovery.ServePeers(p.srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("peer channel stopped", "err", err)
+		}
+	}()
+	criu := ""
+	if info, err := d.engine.Criu(context.Background()); err == nil {
+		criu = info.VersionString()
+	}
+	if !cfg.NoDiscovery {
+		p.disc, err = discovery.Start(discovery.Config{
+			Self: discovery.Announcement{ID: id.ID, Version: discovery.ProtocolVersion, Name: id.Name, Arch: runtime.GOARCH, Criu: criu},
+			Port: p.port, Logger: d.log, Verify: id.VerifyPeer,
+			OnChange: func(peer discovery.Peer, kind string) {
+				v := p.view(peer)
+				d.events.publish(Event{Type: EventPeer, Peer: &v, Change: kind})
+			},
+		})
+		if err != nil {
+			p.srv.Close()
+			return err
+		}
+	}
+	d.peers = p
+	d.log.Info("peer channel ready", "id", id.ID.Short(), "name", id.Name, "port", p.port)
+	return nil
+}
+
+func (p *peers) close() {
+	if p.disc != nil {
+		p.disc.Close()
+	}
+	p.srv.Close()
+}
+
+func (p *peers) view(peer discovery.Peer) PeerView {
+	v := PeerView{Peer: peer}
+	if t, ok := p.trust.Get(peer.ID); ok {
+		v.Trusted, v.AutoAccept = true, t.AutoAccept
+		if v.Name == "" {
+			v.Name = t.Name
+		}
+	}
+	return v
+}
+
+// list shows peers seen on the network and trusted peers not seen.
+func (p *peers) list() []PeerView {
+	var out []PeerView
+	seen := map[discovery.DeviceID]bool{}
+	if p.disc != nil {
+		for _, peer := range p.disc.Peers() {
+			seen[peer.ID] = true
+			out = append(out, p.view(peer))
+		}
+	}
+	for _, t := range p.trust.List() {
+		if !seen[t.ID] {
+			out = append(out, PeerView{Peer: discovery.Peer{ID: t.ID, Name: t.Name}, Trusted: true, AutoAccept: t.AutoAccept})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Online && !out[j].Online })
+	return out
+}
+
+// ErrNoPeer is returned when no usable peer matches a name.
+var ErrNoPeer = errors.New("no such peer")
+
+// find resolves a peer by name, device ID or short ID among online peers.
+func (p *peers) find(name string) (PeerView, error) {
+	want, idErr := discovery.ParseDeviceID(name)
+	var matches []PeerView
+	for _, v := range p.list() {
+		if (idErr == nil && v.ID == want) || strings.EqualFold(v.Name, name) || strings.EqualFold(v.ID.Short(), name) {
+			matches = append(matches, v)
+		}
+	}
+	switch {
+	case len(matches) == 0:
+		return PeerView{}, fmt.Errorf("%w %q on the network; `handoff peers` lists them", ErrNoPeer, name)
+	case len(matches) > 1:
+		return PeerView{}, fmt.Errorf("%q names %d devices; use its device ID", name, len(matches))
+	}
+	v := matches[0]
+	switch {
+	case v.Impostor:
+		return v, fmt.Errorf("%s announces a device ID its certificate does not have; refusing to talk to it", v.Name)
+	case !v.Trusted:
+		return v, fmt.Errorf("%s is not trusted; `handoff trust %s` or `handoff pair %s` first", v.Name, v.ID, v.Name)
+	case !v.Online || v.Endpoint() == "":
+		return v, fmt.Errorf("%s is offline", v.Name)
+	}
+	return v, nil
+}
+
+// send hands app name to the named peer.
+func (p *peers) send(ctx context.Context, name, to string) (migration.Result, error) {
+	v, err := p.find(to)
+	if err != nil {
+		return migration.Result{}, err
+	}
+	ev := HandoffEvent{App: name, Peer: v.Name, Direction: "out"}
+	res, err := p.sender.Send(ctx, name, migration.Peer{
+		HTTP: p.id.Client(v.ID), Base: "https://" + v.Endpoint() + peerHandoffPrefix, Name: v.Name,
+	}, func(pr migration.Progress) {
+		ev.Phase, ev.Bytes, ev.Total, ev.Rate, ev.ETA = pr.Phase, pr.Bytes, pr.Total, pr.Rate, pr.ETA
+		e := ev
+		p.d.events.publish(Event{Type: EventHandoff, Handoff: &e})
+	})
+	if err != nil {
+		ev.Phase, ev.Error = migration.PhaseRollback, err.Error()
+		p.d.events.publish(Event{Type: EventHandoff, Handoff: &ev})
+		return res, fmt.Errorf("send %q to %s: %w", name, v.Name, err)
+	}
+	p.mu.Lock()
+	p.remote[name] = RemoteApp{Name: name, PeerID: v.ID, PeerName: v.Name, Since: time.Now().UTC()}
+	p.mu.Unlock()
+	p.saveRemote()
+	p.d.events.publish(Event{Type: EventAppRemoved, App: &engine.Info{Name: name}})
+	return res, nil
+}
+
+// accept decides on an incoming handoff from a trusted peer: at once when
+// the user chose auto-accept for it, else by asking the user.
+func (p *peers) accept(ctx context.Context, o migration.Offer) error {
+	from, _ := discovery.RequestPeer(ctx)
+	if t, ok := p.trust.Get(from); ok && t.AutoAccept {
+		return nil
+	}
+	req := &pendingRequest{HandoffRequest: HandoffRequest{
+		ID: fmt.Sprintf("%s-%d", o.Spec.Name, time.Now().UnixNano()%100000), App: o.Spec.Name,
+		From: o.From, FromID: from, Since: time.Now().UTC(),
+	}, answer: make(chan bool, 1)}
+	p.mu.Lock()
+	p.requests[req.ID] = req
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.requests, req.ID)
+		p.mu.Unlock()
+	}()
+	hr := req.HandoffRequest
+	p.d.events.publish(Event{Type: EventRequest, Request: &hr})
+	select {
+	case ok := <-req.answer:
+		if ok {
+			return nil
+		}
+		return migration.RefuseError(migration.RefusedDeclined, "the user of "+p.id.Name+" declined")
+	case <-time.After(2 * time.Minute):
+		return migration.RefuseError(migration.RefusedDeclined, "nobody answered on "+p.id.Name+" within 2 minutes")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *peers) answer(id string, ok bool) error {
+	p.mu.Lock()
+	req := p.requests[id]
+	p.mu.Unlock()
+	if req == nil {
+		return fmt.Errorf("%w: no pending handoff request %q (`handoff requests` lists them)", engine.ErrNotFound, id)
+	}
+	select {
+	case req.answer <- ok:
+	default:
+	}
+	return nil
+}
+
+func (p *peers) pending() []HandoffRequest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := []HandoffRequest{}
+	for _, r := range p.requests {
+		out = append(out, r.HandoffRequest)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
+	return out
+}
+
+func (p *peers) remoteApps() []RemoteApp {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := []RemoteApp{}
+	for _, r := range p.remote {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// bringBack asks the peer running app name (handed off from here) to send it back.
+func (p *peers) bringBack(ctx context.Context, name string) error {
+	p.mu.Lock()
+	r, ok := p.remote[name]
+	p.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %q was not handed to another device from here", engine.ErrNotFound, name)
+	}
+	v, err := p.find(r.PeerID.String())
+	if err != nil {
+		return err
+	}
+	body := strings.NewReader(fmt.Sprintf(`{"app":%q}`, name))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+v.Endpoint()+peerBringBack, body)
+	if err != nil {
+		return err
+	}
+	resp, err := p.id.Client(v.ID).Do(req)
+	if err != nil {
+		return fmt.Errorf("ask %s to send %q back: %w", v.Name, name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg := readError(resp.Body)
+		return fmt.Errorf("%s could not send %q back: %s", v.Name, name, msg)
+	}
+	return nil
+}
+
+// serveBringBack sends an app back to the peer that handed it here.
+func (p *peers) serveBringBack(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		App string `json:"app"`
+	}
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	from, _ := discovery.RequestPeer(r.Context())
+	if _, err := p.send(context.WithoutCancel(r.Context()), req.App, from.String()); err != nil {
+		writeError(w, http.StatusConflict, "send_failed", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "sent"})
+}
+
+func (p *peers) forgetRemote(name string) {
+	p.mu.Lock()
+	_, ok := p.remote[name]
+	delete(p.remote, name)
+	p.mu.Unlock()
+	if ok {
+		p.saveRemote()
+	}
+}
+
+func (p *peers) remotePath() string { return filepath.Join(p.d.cfg.StateDir, "remote.json") }
+
+func (p *peers) loadRemote() {
+	var list []RemoteApp
+	if err := readJSONFile(p.remotePath(), &list); err == nil {
+		for _, r := range list {
+			p.remote[r.Name] = r
+		}
+	}
+}
+
+func (p *peers) saveRemote() {
+	if err := writeJSONFile(p.remotePath(), p.remoteApps()); err != nil {
+		p.d.log.Warn("save remote apps", "err", err)
+	}
+}

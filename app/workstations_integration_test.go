@@ -1,0 +1,206 @@
+//go:build integration
+
+package app
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/handoff/handoff/engine"
+	"github.com/handoff/handoff/internal/testnet"
+)
+
+// workstation is a daemon running in its own network namespace.
+type workstation struct {
+	name   string
+	host   *testnet.Host
+	cmd    *exec.Cmd
+	client *Client
+	dir    string
+}
+
+func startWorkstation(t *testing.T, h *testnet.Host, name string) *workstation {
+	t.Helper()
+	dir := t.TempDir()
+	w := &workstation{name: name, host: h, dir: dir, client: NewClient(filepath.Join(dir, "handoff.sock"))}
+	w.start(t)
+	return w
+}
+
+func (w *workstation) start(t *testing.T) {
+	t.Helper()
+	w.cmd = w.host.Command(context.Background(), os.Args[0], "--socket", w.client.Socket, "daemon",
+		"--state-dir", filepath.Join(w.dir, "state"), "--listen", ":7466", "--name", w.name)
+	w.cmd.Env = append(os.Environ(), "HANDOFF_TEST_MAIN=1")
+	log, _ := os.Create(filepath.Join(w.dir, "daemon.log"))
+	w.cmd.Stdout, w.cmd.Stderr = log, log
+	if err := w.host.Start(w.cmd); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			data, _ := os.ReadFile(filepath.Join(w.dir, "daemon.log"))
+			t.Logf("%s daemon log:\n%s", w.name, data)
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := w.client.Status(context.Background()); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the daemon did not come up", w.name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop ends the daemon cleanly (SIGTERM) after stopping its apps.
+func (w *workstation) stop(t *testing.T) {
+	ctx := context.Background()
+	if apps, err := w.client.Apps(ctx); err == nil {
+		for _, a := range apps {
+			w.client.Stop(ctx, a.Name)
+		}
+	}
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	w.cmd.Wait()
+}
+
+// waitPeer waits until w lists the named peer with online == want.
+func waitPeer(t *testing.T, w *workstation, peer string, want bool, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < within {
+		ps, err := w.client.Peers(context.Background())
+		if err == nil {
+			for _, p := range ps {
+				if p.Name == peer && p.Online == want && !p.Impostor {
+					return time.Since(start)
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: %s online=%v not seen within %v", w.name, peer, want, within)
+	return 0
+}
+
+func typeInto(t *testing.T, w *workstation, app, text string) {
+	t.Helper()
+	info, err := w.client.App(context.Background(), app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("nsenter", "-t", strconv.Itoa(info.PID), "-m", "-n", "-p",
+		"env", "DISPLAY=:1", "xdotool", "mousemove", "20", "20", "type", "--delay", "10", text).CombinedOutput()
+	if err != nil {
+		t.Fatalf("type into %s on %s: %v %s", app, w.name, err, out)
+	}
+}
+
+func settledShot(t *testing.T, w *workstation, app string) []byte {
+	t.Helper()
+	var last []byte
+	for i := 0; i < 30; i++ {
+		var b bytes.Buffer
+		if err := w.client.Screenshot(context.Background(), app, &b); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(b.Bytes(), last) {
+			return last
+		}
+		last = b.Bytes()
+		time.Sleep(400 * time.Millisecond)
+	}
+	t.Fatal("screen never settled")
+	return nil
+}
+
+// TestTwoWorkstations: discovery across the bridge, trust, a refused
+// untrusted handoff, a handoff with typed text, bring-back, clean stop.
+func TestTwoWorkstations(t *testing.T) {
+	net := testnet.New(t, "a", "b")
+	a := startWorkstation(t, net.Host("a"), "ws-a")
+	b := startWorkstation(t, net.Host("b"), "ws-b")
+	defer a.stop(t)
+	ctx := context.Background()
+
+	t.Logf("ws-a saw ws-b after %v", waitPeer(t, a, "ws-b", true, 10*time.Second))
+	waitPeer(t, b, "ws-a", true, 10*time.Second)
+
+	if _, err := a.client.Run(ctx, RunRequest{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	typeInto(t, a, "notes", "typed on ws-a")
+
+	// Not trusted yet: refused before anything happens, the app stays.
+	if _, err := a.client.Send(ctx, "notes", "ws-b"); err == nil || !strings.Contains(err.Error(), "not trusted") {
+		t.Fatalf("send to an untrusted peer: %v", err)
+	}
+	idA, _ := a.client.ID(ctx)
+	idB, _ := b.client.ID(ctx)
+	if _, err := a.client.Trust(ctx, idB.ID.String(), TrustRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// ws-a trusts ws-b, but ws-b does not trust ws-a: ws-b's channel says 403.
+	if _, err := a.client.Send(ctx, "notes", "ws-b"); err == nil || !strings.Contains(err.Error(), "not trusted by ws-b") {
+		t.Fatalf("send to a peer that does not trust us: %v", err)
+	}
+	if _, err := b.client.Trust(ctx, idA.ID.String(), TrustRequest{AutoAccept: true}); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := a.client.App(ctx, "notes"); err != nil || info.State != engine.StateRunning {
+		t.Fatalf("after refused handoffs the app is %+v, %v", info, err)
+	}
+
+	before := settledShot(t, a, "notes")
+	res, err := a.client.Send(ctx, "notes", "ws-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("handoff ws-a → ws-b: downtime %v, %d bytes, phases %v", res.Downtime, res.Bytes, res.Phases)
+	if after := settledShot(t, b, "notes"); !bytes.Equal(before, after) {
+		t.Error("ws-b's screen differs from ws-a's last screen")
+	}
+	if _, err := a.client.App(ctx, "notes"); !IsNotFound(err) {
+		t.Fatalf("ws-a still has the app: %v", err)
+	}
+	if remote, _ := a.client.Remote(ctx); len(remote) != 1 || remote[0].PeerName != "ws-b" {
+		t.Fatalf("ws-a's remote apps: %+v", remote)
+	}
+	typeInto(t, b, "notes", " and on ws-b")
+
+	// Bring it back: ws-a asks ws-b to hand it back; ws-a trusts ws-b and
+	// accepts without asking since it asked for it... it must be trusted
+	// with auto-accept or answer the request.
+	if _, err := a.client.Trust(ctx, idB.ID.String(), TrustRequest{AutoAccept: true}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := a.client.BringBack(ctx, "notes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != engine.StateRunning {
+		t.Fatalf("brought back: %+v", info)
+	}
+	if _, err := b.client.App(ctx, "notes"); !IsNotFound(err) {
+		t.Fatalf("ws-b still has the app after bring-back: %v", err)
+	}
+	if remote, _ := a.client.Remote(ctx); len(remote) != 0 {
+		t.Fatalf("ws-a still lists remote apps: %+v", remote)
+	}
+
+	// ws-b stops cleanly: ws-a marks it offline.
+	b.stop(t)
+	t.Logf("ws-a saw ws-b leave after %v", waitPeer(t, a, "ws-b", false, 10*time.Second))
+}
