@@ -86,6 +86,8 @@ func newHandler(d *Daemon) *handler {
 		{"POST /v0/peers/{id}/trust", writeAccess, h.serveTrust},
 		{"DELETE /v0/peers/{id}/trust", writeAccess, h.serveUntrust},
 		{"GET /v0/remote", readAccess, h.serveRemote},
+		{"GET /v0/pair-code", readAccess, h.servePairCode},
+		{"POST /v0/pair", writeAccess, h.servePairStart},
 		{"GET /v0/requests", readAccess, h.serveRequests},
 		{"POST /v0/requests/{id}/accept", writeAccess, h.serveAnswer(true)},
 		{"POST /v0/requests/{id}/decline", writeAccess, h.serveAnswer(false)},

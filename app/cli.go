@@ -29,6 +29,7 @@ type command struct {
 
 // cliEnv is what every command gets: output streams and the daemon's socket.
 type cliEnv struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	socket         string
 }
@@ -61,7 +62,7 @@ func Main(args []string) int {
 }
 
 func mainWith(args []string, stdout, stderr io.Writer) int {
-	env := &cliEnv{stdout: stdout, stderr: stderr}
+	env := &cliEnv{stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	global := flag.NewFlagSet("handoff", flag.ContinueOnError)
 	global.SetOutput(stderr)
 	global.StringVar(&env.socket, "socket", "", "the daemon's socket (default $HANDOFF_SOCKET or "+DefaultSocket+")")

@@ -17,6 +17,7 @@ func init() {
 		command{"peers", "[--json]", "list devices seen on the network and trusted ones", runPeers},
 		command{"trust", "DEVICE-ID [--name N] [--auto-accept]", "trust a device: it may hand apps here and take them", runTrust},
 		command{"untrust", "DEVICE-ID", "stop trusting a device", runUntrust},
+		command{"pair", "PEER [--yes]", "pair with a device: both screens show a code, both users confirm", runPair},
 		command{"send", "NAME PEER", "move a running app to a peer; returns when it runs there", runSend},
 		command{"bring-back", "NAME", "bring an app handed to a peer back here", runBringBack},
 		command{"requests", "", "list incoming handoffs waiting for an answer", runRequests},
@@ -98,6 +99,36 @@ func runTrust(ctx context.Context, env *cliEnv, args []string) error {
 	return nil
 }
 
+func runPair(ctx context.Context, env *cliEnv, args []string) error {
+	fs := flag.NewFlagSet("pair", flag.ContinueOnError)
+	yes := fs.Bool("yes", false, "the codes were compared already: do not ask")
+	pos, err := oneName(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	c := env.client()
+	pc, err := c.PairCode(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "Pairing with %s (%s). Code: %s\n", pc.Peer, pc.ID.Short(), pc.Code)
+	if !*yes {
+		fmt.Fprintf(env.stdout, "Does %s show the same code? [y/N] ", pc.Peer)
+		var answer string
+		fmt.Fscanln(env.stdin, &answer)
+		if !strings.EqualFold(strings.TrimSpace(answer), "y") && !strings.EqualFold(strings.TrimSpace(answer), "yes") {
+			return fmt.Errorf("pairing cancelled: the codes were not confirmed")
+		}
+	}
+	fmt.Fprintf(env.stdout, "waiting for %s to confirm (`handoff accept pair-…` there, or its tray)…\n", pc.Peer)
+	v, err := c.Pair(ctx, pos[0], pc.Code)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "paired: %s (%s) and this device trust each other\n", v.Name, v.ID.Short())
+	return nil
+}
+
 func runUntrust(ctx context.Context, env *cliEnv, args []string) error {
 	pos, err := oneName(flag.NewFlagSet("untrust", flag.ContinueOnError), args, 1)
 	if err != nil {
@@ -167,6 +198,10 @@ func runRequests(ctx context.Context, env *cliEnv, args []string) error {
 		return nil
 	}
 	for _, r := range rs {
+		if r.Kind == "pair" {
+			fmt.Fprintf(env.stdout, "%s: %s (%s) asks to pair, code %s (`handoff accept %s` if its screen shows the same code)\n", r.ID, r.From, r.FromID.Short(), r.Code, r.ID)
+			continue
+		}
 		fmt.Fprintf(env.stdout, "%s: %s wants to hand you %s (`handoff accept %s` or `handoff decline %s`)\n", r.ID, r.From, r.App, r.ID, r.ID)
 	}
 	return nil

@@ -297,3 +297,5 @@ func (c *Client) Answer(ctx context.Context, id string, accept bool) error {
 	}
 	return c.do(ctx, http.MethodPost, "/v0/requests/"+url.PathEscape(id)+verb, nil, nil)
 }
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }

@@ -58,7 +58,9 @@ type SendRequest struct {
 // HandoffRequest is an incoming handoff waiting for the user's answer.
 type HandoffRequest struct {
 	ID     string             `json:"id"`
-	App    string             `json:"app"`
+	Kind   string             `json:"kind"`           // "handoff", "pair", or "pair-cancelled"
+	Code   string             `json:"code,omitempty"` // pairing: compare with the other screen
+	App    string             `json:"app,omitempty"`
 	From   string             `json:"from"`
 	FromID discovery.DeviceID `json:"from_id"`
 	Since  time.Time          `json:"since"`
@@ -133,7 +135,8 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 	mux := http.NewServeMux()
 	mux.Handle(peerHandoffPrefix+"/", http.StripPrefix(peerHandoffPrefix, p.receiver))
 	mux.HandleFunc("POST "+peerBringBack, p.serveBringBack)
-	p.srv = id.PeerServer(mux, trust, nil)
+	mux.HandleFunc("POST "+peerPair, p.servePair)
+	p.srv = id.PeerServer(mux, trust, func(path string) bool { return path == peerPair })
 	listen := cfg.PeerListen
 	if listen == "" {
 		listen = fmt.Sprintf(":%d", DefaultPeerPort)
@@ -273,7 +276,7 @@ func (p *peers) accept(ctx context.Context, o migration.Offer) error {
 		return nil
 	}
 	req := &pendingRequest{HandoffRequest: HandoffRequest{
-		ID: fmt.Sprintf("%s-%d", o.Spec.Name, time.Now().UnixNano()%100000), App: o.Spec.Name,
+		ID: fmt.Sprintf("%s-%d", o.Spec.Name, time.Now().UnixNano()%100000), Kind: "handoff", App: o.Spec.Name,
 		From: o.From, FromID: from, Since: time.Now().UTC(),
 	}, answer: make(chan bool, 1)}
 	p.mu.Lock()

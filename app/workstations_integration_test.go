@@ -204,3 +204,87 @@ func TestTwoWorkstations(t *testing.T) {
 	b.stop(t)
 	t.Logf("ws-a saw ws-b leave after %v", waitPeer(t, a, "ws-b", false, 10*time.Second))
 }
+
+// waitRequest waits for a pending request of the given kind on w.
+func waitRequest(t *testing.T, w *workstation, kind string) HandoffRequest {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		rs, _ := w.client.Requests(context.Background())
+		for _, r := range rs {
+			if r.Kind == kind {
+				return r
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: no %s request arrived", w.name, kind)
+	return HandoffRequest{}
+}
+
+func TestPairing(t *testing.T) {
+	net := testnet.New(t, "a", "b")
+	a := startWorkstation(t, net.Host("a"), "ws-a")
+	b := startWorkstation(t, net.Host("b"), "ws-b")
+	defer a.stop(t)
+	defer b.stop(t)
+	ctx := context.Background()
+	waitPeer(t, a, "ws-b", true, 10*time.Second)
+
+	pc, err := a.client.PairCode(ctx, "ws-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Declined by ws-b's user.
+	done := make(chan error, 1)
+	go func() { _, err := a.client.Pair(ctx, "ws-b", pc.Code); done <- err }()
+	req := waitRequest(t, b, "pair")
+	if req.Code != pc.Code || req.From != "ws-a" {
+		t.Fatalf("ws-b shows %+v, ws-a shows code %s", req, pc.Code)
+	}
+	b.client.Answer(ctx, req.ID, false)
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "declined") {
+		t.Fatalf("declined pairing: %v", err)
+	}
+
+	// Cancelled by ws-a: the request disappears on ws-b.
+	cctx, cancel := context.WithCancel(ctx)
+	go func() { _, err := a.client.Pair(cctx, "ws-b", pc.Code); done <- err }()
+	waitRequest(t, b, "pair")
+	cancel()
+	<-done
+	for i := 0; ; i++ {
+		rs, _ := b.client.Requests(ctx)
+		if len(rs) == 0 {
+			break
+		}
+		if i > 100 {
+			t.Fatalf("ws-b still shows a cancelled pairing: %+v", rs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A wrong code is refused before anything is asked.
+	if _, err := a.client.Pair(ctx, "ws-b", "000 000"); err == nil {
+		t.Fatal("pairing with a wrong code went through")
+	}
+
+	// Confirmed on both sides: each trusts the other.
+	go func() { _, err := a.client.Pair(ctx, "ws-b", pc.Code); done <- err }()
+	req = waitRequest(t, b, "pair")
+	b.client.Answer(ctx, req.ID, true)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []*workstation{a, b} {
+		ps, _ := w.client.Peers(ctx)
+		trusted := 0
+		for _, p := range ps {
+			if p.Trusted {
+				trusted++
+			}
+		}
+		if trusted != 1 {
+			t.Fatalf("%s trusts %d peers after pairing, want 1: %+v", w.name, trusted, ps)
+		}
+	}
+}

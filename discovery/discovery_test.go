@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -213,4 +214,51 @@ func TestIdentityIsStable(t *testing.T) {
 	if err != nil || one.ID != two.ID {
 		t.Fatal("the identity changed between starts")
 	}
+}
+
+func TestPairingCodeIsSymmetric(t *testing.T) {
+	a, b, c := IDFromCert([]byte("a")), IDFromCert([]byte("b")), IDFromCert([]byte("c"))
+	if PairingCode(a, b) != PairingCode(b, a) {
+		t.Fatal("the code depends on who starts")
+	}
+	if PairingCode(a, b) == PairingCode(a, c) {
+		t.Fatal("different peers give the same code")
+	}
+	if len(PairingCode(a, b)) != 7 {
+		t.Fatalf("code %q", PairingCode(a, b))
+	}
+}
+
+func TestRateLimiter(t *testing.T) {
+	l := &RateLimiter{Max: 3, Window: time.Minute}
+	now := time.Now()
+	for i := 0; i < 3; i++ {
+		if !l.Allow("192.0.2.9", now) {
+			t.Fatal("refused within the limit")
+		}
+	}
+	if l.Allow("192.0.2.9", now) {
+		t.Fatal("allowed past the limit")
+	}
+	if !l.Allow("192.0.2.10", now) {
+		t.Fatal("one address's attempts limited another")
+	}
+	if !l.Allow("192.0.2.9", now.Add(2*time.Minute)) {
+		t.Fatal("the window never ends")
+	}
+}
+
+func FuzzParsePairRequest(f *testing.F) {
+	f.Add([]byte(`{"version":1,"name":"ws-a","code":"123 456"}`))
+	f.Add([]byte(`{"version":1,"name":"\u0000"}`))
+	f.Add([]byte(`{"version":2}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := ParsePairRequest(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		if req.Name == "" || len(req.Name) > maxNameLen+4 || req.Version != ProtocolVersion {
+			t.Fatalf("accepted %+v", req)
+		}
+	})
 }

@@ -96,6 +96,7 @@ func TestSendOverHTTP(t *testing.T) {
 	runXterm(t, a)
 	rv := &Receiver{Engine: b.eng, WorkDir: b.work}
 	peer := serve(t, rv, nil)
+	screen(t, a.eng, "notes") // settled: nothing left queued for the X server
 	var phases []string
 	var before []byte // the source's last screen: taken while it is frozen
 	s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
