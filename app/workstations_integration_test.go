@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,7 +28,7 @@ type workstation struct {
 	dir    string
 }
 
-func startWorkstation(t *testing.T, h *testnet.Host, name string) *workstation {
+func startWorkstation(t testing.TB, h *testnet.Host, name string) *workstation {
 	t.Helper()
 	dir := t.TempDir()
 	w := &workstation{name: name, host: h, dir: dir, client: NewClient(filepath.Join(dir, "handoff.sock"))}
@@ -35,7 +36,7 @@ func startWorkstation(t *testing.T, h *testnet.Host, name string) *workstation {
 	return w
 }
 
-func (w *workstation) start(t *testing.T) {
+func (w *workstation) start(t testing.TB) {
 	t.Helper()
 	w.cmd = w.host.Command(context.Background(), os.Args[0], "--socket", w.client.Socket, "daemon",
 		"--state-dir", filepath.Join(w.dir, "state"), "--listen", ":7466", "--name", w.name)
@@ -64,7 +65,7 @@ func (w *workstation) start(t *testing.T) {
 }
 
 // stop ends the daemon cleanly (SIGTERM) after stopping its apps.
-func (w *workstation) stop(t *testing.T) {
+func (w *workstation) stop(t testing.TB) {
 	ctx := context.Background()
 	if apps, err := w.client.Apps(ctx); err == nil {
 		for _, a := range apps {
@@ -76,7 +77,7 @@ func (w *workstation) stop(t *testing.T) {
 }
 
 // waitPeer waits until w lists the named peer with online == want.
-func waitPeer(t *testing.T, w *workstation, peer string, want bool, within time.Duration) time.Duration {
+func waitPeer(t testing.TB, w *workstation, peer string, want bool, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for time.Since(start) < within {
@@ -287,4 +288,99 @@ func TestPairing(t *testing.T) {
 			t.Fatalf("%s trusts %d peers after pairing, want 1: %+v", w.name, trusted, ps)
 		}
 	}
+}
+
+// TestAvahiSeesUs checks our announcement with an independent mDNS
+// implementation: avahi-daemon and avahi-browse, run in a second
+// workstation with a private mount namespace for their runtime dirs (a
+// private system D-Bus included), so nothing of the host's is touched.
+func TestAvahiSeesUs(t *testing.T) {
+	for _, bin := range []string{"avahi-daemon", "avahi-browse", "dbus-daemon"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s is missing: run `make deps`", bin)
+		}
+	}
+	net := testnet.New(t, "a", "b")
+	a := startWorkstation(t, net.Host("a"), "ws-a")
+	defer a.stop(t)
+	id, err := a.client.ID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// avahi and its bus live in a private PID namespace: they end with the
+	// script, whatever happens.
+	script := `set -e
+mkdir -p /run/dbus /run/avahi-daemon
+mount -t tmpfs tmpfs /run/dbus
+mount -t tmpfs tmpfs /run/avahi-daemon
+dbus-daemon --system --fork --nopidfile
+avahi-daemon --daemonize --no-chroot --no-drop-root --no-rlimits
+for i in $(seq 50); do [ -S /run/avahi-daemon/socket ] && break; sleep 0.1; done
+timeout 10 avahi-browse --resolve --parsable --terminate --no-db-lookup _handoff._tcp
+`
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	cmd := net.Host("b").Command(ctx, "unshare", "--mount", "--propagation", "private", "--fork", "--pid", "--mount-proc", "sh", "-c", script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("avahi in ws-b: %v\n%s", err, out)
+	}
+	var found string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "=") && strings.Contains(line, "_handoff._tcp") {
+			found = line
+		}
+	}
+	if found == "" {
+		t.Fatalf("avahi-browse did not resolve our service:\n%s", out)
+	}
+	found = unescapeAvahi(found)
+	for _, want := range []string{"ws-a (" + id.Short + ")", "7466", `"id=` + id.ID.String() + `"`, `"v=1"`, `"name=ws-a"`} {
+		if !strings.Contains(found, want) {
+			t.Errorf("avahi's view lacks %s:\n%s", want, found)
+		}
+	}
+}
+
+// unescapeAvahi decodes avahi-browse's parsable escapes (\DDD, decimal).
+func unescapeAvahi(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.Atoi(s[i+1 : i+4]); err == nil && n < 256 {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// BenchmarkDiscovery measures, over 20 starts of a second daemon, the time
+// from its process start to its appearance on the other workstation, and
+// from a clean stop to its disappearance. Targets: p95 < 1 s and < 3 s.
+func BenchmarkDiscovery(b *testing.B) {
+	net := testnet.New(b, "a", "b")
+	a := startWorkstation(b, net.Host("a"), "ws-a")
+	defer a.stop(b)
+	var appear, leave []time.Duration
+	for i := 0; i < 20; i++ {
+		start := time.Now()
+		w := startWorkstation(b, net.Host("b"), "ws-b")
+		waitPeer(b, a, "ws-b", true, 10*time.Second)
+		appear = append(appear, time.Since(start))
+		stopped := time.Now()
+		w.stop(b)
+		waitPeer(b, a, "ws-b", false, 10*time.Second)
+		leave = append(leave, time.Since(stopped))
+	}
+	report := func(name string, ds []time.Duration) {
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		b.ReportMetric(float64(ds[len(ds)/2].Milliseconds()), name+"-p50-ms")
+		b.ReportMetric(float64(ds[len(ds)*95/100].Milliseconds()), name+"-p95-ms")
+	}
+	report("appear", appear)
+	report("leave", leave)
 }

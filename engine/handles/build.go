@@ -801,6 +801,15 @@ func (b *builder) findOutsideHolders() {
 		return
 	}
 	found := map[string]Peer{}
+	// A process of the container may have been born after the PID list was
+	// taken (a shell running a command substitution): whoever shares the
+	// init's PID namespace is inside, whether listed or not.
+	// (Only when the init has a PID namespace of its own: otherwise every
+	// process would count as inside.)
+	initNS, _ := os.Readlink(procPath(b.s.InitPID, "ns", "pid"))
+	if hostNS, _ := os.Readlink("/proc/self/ns/pid"); initNS == hostNS {
+		initNS = ""
+	}
 	procs, err := os.ReadDir(procRoot)
 	if err != nil {
 		b.skip("list processes: %v", err)
@@ -827,7 +836,8 @@ func (b *builder) findOutsideHolders() {
 				continue
 			}
 			comm, _ := readProc(pid, "comm")
-			found[link] = Peer{PID: pid, Comm: strings.TrimSpace(string(comm))}
+			ns, _ := os.Readlink(procPath(pid, "ns", "pid"))
+			found[link] = Peer{PID: pid, Comm: strings.TrimSpace(string(comm)), Inside: initNS != "" && ns == initNS}
 		}
 		if len(found) == len(want) {
 			break
@@ -839,11 +849,12 @@ func (b *builder) findOutsideHolders() {
 			switch st.h.Kind {
 			case KindPipe:
 				if ok { // otherwise the other end is closed: the pipe moves
-					st.h.Peer = &Peer{PID: holder.PID, Comm: holder.Comm, Inode: st.h.Inode}
+					st.h.Peer = &Peer{PID: holder.PID, Comm: holder.Comm, Inode: st.h.Inode, Inside: holder.Inside}
 				}
 			case KindUnix:
 				if ok && st.h.Peer != nil {
 					st.h.Peer.PID, st.h.Peer.Comm = holder.PID, holder.Comm
+					st.h.Peer.Inside = st.h.Peer.Inside || holder.Inside
 				}
 			}
 		}

@@ -153,7 +153,7 @@ func classify(f facts) verdict {
 				fmt.Sprintf("%s whose other end is held by %s", what, peerName(f.Peer)),
 				"end the program on the host that feeds or reads this pipe, or "+quit)
 		}
-		if f.PipeBothInside {
+		if f.PipeBothInside || (f.Peer != nil && f.Peer.Inside) {
 			return moves("both ends inside the container")
 		}
 		return moves("other end closed")

@@ -29,6 +29,7 @@ func TestClassify(t *testing.T) {
 		{"memfd", facts{Kind: KindMemfd, Path: "/memfd:wayland"}, Moves, "memory-backed", ""},
 		{"pipe both ends inside", facts{Kind: KindPipe, PipeBothInside: true}, Moves, "both ends", ""},
 		{"pipe other end closed", facts{Kind: KindPipe}, Moves, "closed", ""},
+		{"pipe to a container process born after the scan", facts{Kind: KindPipe, Peer: &Peer{PID: 78, Comm: "bash", Inside: true}}, Moves, "both ends", ""},
 		{"fifo both ends inside", facts{Kind: KindFIFO, Path: "/tmp/f", PipeBothInside: true, FSType: "tmpfs"}, Moves, "both ends", ""},
 		{"unix peer inside", facts{Kind: KindUnix, Peer: &Peer{Inside: true, Inode: 5}}, Moves, "both ends", ""},
 		{"unix listening", facts{Kind: KindUnix}, Moves, "not connected", ""},
