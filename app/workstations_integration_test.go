@@ -84,7 +84,7 @@ func waitPeer(t testing.TB, w *workstation, peer string, want bool, within time.
 		ps, err := w.client.Peers(context.Background())
 		if err == nil {
 			for _, p := range ps {
-				if p.Name == peer && p.Online == want && !p.Impostor {
+				if (p.Name == peer || p.ID.String() == peer) && p.Online == want && !p.Impostor {
 					return time.Since(start)
 				}
 			}
@@ -369,11 +369,16 @@ func BenchmarkDiscovery(b *testing.B) {
 	for i := 0; i < 20; i++ {
 		start := time.Now()
 		w := startWorkstation(b, net.Host("b"), "ws-b")
-		waitPeer(b, a, "ws-b", true, 10*time.Second)
+		id, err := w.client.ID(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Each run is a new device (new state dir): wait for this one.
+		waitPeer(b, a, id.ID.String(), true, 10*time.Second)
 		appear = append(appear, time.Since(start))
 		stopped := time.Now()
 		w.stop(b)
-		waitPeer(b, a, "ws-b", false, 10*time.Second)
+		waitPeer(b, a, id.ID.String(), false, 10*time.Second)
 		leave = append(leave, time.Since(stopped))
 	}
 	report := func(name string, ds []time.Duration) {
@@ -383,4 +388,17 @@ func BenchmarkDiscovery(b *testing.B) {
 	}
 	report("appear", appear)
 	report("leave", leave)
+}
+
+// TestPeerKilled: a daemon that dies without a goodbye goes offline once it
+// stops answering (browse cycles of 0.8 s; offline after 1.6 s unanswered).
+func TestPeerKilled(t *testing.T) {
+	net := testnet.New(t, "a", "b")
+	a := startWorkstation(t, net.Host("a"), "ws-a")
+	defer a.stop(t)
+	b := startWorkstation(t, net.Host("b"), "ws-b")
+	waitPeer(t, a, "ws-b", true, 10*time.Second)
+	b.cmd.Process.Kill()
+	b.cmd.Wait()
+	t.Logf("ws-a saw the killed ws-b leave after %v", waitPeer(t, a, "ws-b", false, 15*time.Second))
 }
