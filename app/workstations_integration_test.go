@@ -33,6 +33,9 @@ func startWorkstation(t testing.TB, h *testnet.Host, name string) *workstation {
 	dir := t.TempDir()
 	w := &workstation{name: name, host: h, dir: dir, client: NewClient(filepath.Join(dir, "handoff.sock"))}
 	w.start(t)
+	// Stop its apps before the harness kills the daemon: containers outlive
+	// their daemon by design.
+	t.Cleanup(func() { w.stop(t) })
 	return w
 }
 
@@ -64,8 +67,12 @@ func (w *workstation) start(t testing.TB) {
 	}
 }
 
-// stop ends the daemon cleanly (SIGTERM) after stopping its apps.
+// stop ends the daemon cleanly (SIGTERM) after stopping its apps. It may
+// be called more than once.
 func (w *workstation) stop(t testing.TB) {
+	if w.cmd.ProcessState != nil {
+		return
+	}
 	ctx := context.Background()
 	if apps, err := w.client.Apps(ctx); err == nil {
 		for _, a := range apps {

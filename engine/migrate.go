@@ -47,7 +47,13 @@ func (e *Engine) Freeze(ctx context.Context, name string) error {
 	ctr := a.ctr
 	a.mu.Unlock()
 	if err := ctr.Pause(); err != nil {
-		return fmt.Errorf("freeze %q: %w", name, err)
+		// libcontainer may have frozen the cgroup before failing: never
+		// leave an app frozen behind an error.
+		_ = ctr.Resume()
+		if st, serr := ctr.Status(); serr == nil && st == libcontainer.Paused {
+			return fmt.Errorf("freeze %q: %w; and it could not be thawed: the app is stuck frozen", name, err)
+		}
+		return fmt.Errorf("freeze %q: %w; the app keeps running", name, err)
 	}
 	e.update(a, func(r *record) { r.State = through })
 	return nil

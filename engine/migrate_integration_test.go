@@ -28,11 +28,14 @@ func newTestEngine(t *testing.T) *Engine {
 	return e
 }
 
-// stableShot waits until two snapshots in a row are identical.
+// stableShot waits until three snapshots in a row, 200 ms apart, are
+// identical: on a loaded machine a screen can hold still for a moment while
+// the X server still has drawing queued.
 func stableShot(t *testing.T, e *Engine, name string) []byte {
 	t.Helper()
 	var last []byte
-	for i := 0; i < 40; i++ {
+	same := 0
+	for i := 0; i < 60; i++ {
 		path, err := e.FramebufferPath(name)
 		if err != nil {
 			t.Fatal(err)
@@ -42,10 +45,14 @@ func stableShot(t *testing.T, e *Engine, name string) []byte {
 			t.Fatal(err)
 		}
 		if bytes.Equal(img.Pix, last) {
-			return last
+			if same++; same == 2 {
+				return last
+			}
+		} else {
+			same = 0
 		}
 		last = img.Pix
-		time.Sleep(150 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatal("the screen never settled")
 	return nil

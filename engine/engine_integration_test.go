@@ -1,0 +1,307 @@
+//go:build integration
+
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/handoff/handoff/stream/fb"
+)
+
+func typeText(t *testing.T, e *Engine, name, text string) {
+	t.Helper()
+	if out, err := e.Exec(context.Background(), name, "xdotool", "mousemove", "20", "20", "type", "--delay", "10", text); err != nil {
+		t.Fatalf("type into %s: %v %s", name, err, out)
+	}
+}
+
+// TestSuspendResumeKeepsTheScreen: xterm with typed, unsaved text comes back
+// from disk pixel for pixel, and still takes input.
+func TestSuspendResumeKeepsTheScreen(t *testing.T) {
+	ctx := context.Background()
+	e := newTestEngine(t)
+	if _, err := e.Run(ctx, Spec{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	typeText(t, e, "notes", "unsaved words")
+	before := stableShot(t, e, "notes")
+	if err := e.Suspend(ctx, "notes"); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := e.Get("notes"); info.State != StateSuspended || info.PID != 0 || info.ImageBytes == 0 {
+		t.Fatalf("suspended app: %+v", info)
+	}
+	if err := e.Resume(ctx, "notes"); err != nil {
+		t.Fatal(err)
+	}
+	if after := stableShot(t, e, "notes"); !bytes.Equal(before, after) {
+		n := 0
+		for i := range before {
+			if before[i] != after[i] {
+				n++
+			}
+		}
+		os.WriteFile("/tmp/ho-before.rgba", before, 0o644)
+		os.WriteFile("/tmp/ho-after.rgba", after, 0o644)
+		t.Fatalf("the screen after resume differs from the screen before suspend (%d bytes differ)", n)
+	}
+	typeText(t, e, "notes", " more")
+	if bytes.Equal(before, stableShot(t, e, "notes")) {
+		t.Fatal("typing after the resume changed nothing")
+	}
+}
+
+// TestClockTicksAfterResume: a resumed app keeps running, not just showing.
+func TestClockTicksAfterResume(t *testing.T) {
+	ctx := context.Background()
+	e := newTestEngine(t)
+	if _, err := e.Run(ctx, Spec{Name: "clock", Args: []string{"xclock", "-update", "1"}, Width: 300, Height: 300}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := e.Suspend(ctx, "clock"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Resume(ctx, "clock"); err != nil {
+		t.Fatal(err)
+	}
+	path, _ := e.FramebufferPath("clock")
+	first, err := fb.SnapshotFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		img, err := fb.SnapshotFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(img.Pix, first.Pix) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the clock does not tick after the resume")
+		}
+	}
+}
+
+// TestHostSocketBlocksSuspend: an app with a connection to a host process
+// cannot be checkpointed. The realistic case: a host X client (the viewer's
+// input connection, a stray xdotool) connected to the app's display. The
+// manifest names it, the suspend says why, the app keeps running, and once
+// the connection closes the suspend works.
+func TestHostSocketBlocksSuspend(t *testing.T) {
+	ctx := context.Background()
+	e := newTestEngine(t)
+	if _, err := e.Run(ctx, Spec{Name: "viewed", Args: []string{"xclock"}, Width: 320, Height: 240}); err != nil {
+		t.Fatal(err)
+	}
+	sock, err := e.DisplaySocket("viewed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Complete the X11 connection setup: then the server has accepted us.
+	conn.Write([]byte{'l', 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	reply := make([]byte, 8)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(conn, reply); err != nil || reply[0] != 1 {
+		t.Fatalf("X11 connection setup: %v %v", err, reply)
+	}
+	manifest, err := e.Handles(ctx, "viewed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(manifest.Blocking()) == 0 {
+		t.Fatal("the manifest does not mark the host connection blocking")
+	}
+	err = e.Suspend(ctx, "viewed")
+	if !errors.Is(err, ErrBlocked) || !strings.Contains(err.Error(), "unix socket") || !strings.Contains(err.Error(), "keeps running") {
+		t.Fatalf("suspend: %v; want ErrBlocked naming the unix socket", err)
+	}
+	if info, _ := e.Get("viewed"); info.State != StateRunning || !pidAlive(info.PID) {
+		t.Fatalf("after the refused suspend the app is %+v", info)
+	}
+	conn.Close()
+	// Closing the connection is the remedy the message gives.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err = e.Suspend(ctx, "viewed"); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("suspend after closing the connection: %v", err)
+	}
+}
+
+// TestRestartKeepsRunningAndSuspendedApps: a new engine on the same state
+// dir lists both apps; both are usable.
+func TestRestartKeepsRunningAndSuspendedApps(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e, err := New(Config{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"running", "sleeping"} {
+		if _, err := e.Run(ctx, Spec{Name: n, Args: []string{"xclock"}, Width: 200, Height: 200}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Suspend(ctx, "sleeping"); err != nil {
+		t.Fatal(err)
+	}
+	pid := mustGet(t, e, "running").PID
+	e.Close()
+	e2, err := New(Config{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, a := range e2.List() {
+			e2.Stop(ctx, a.Name)
+		}
+		e2.Close()
+	})
+	if got := mustGet(t, e2, "running"); got.State != StateRunning || got.PID != pid {
+		t.Fatalf("re-adopted app: %+v (pid was %d)", got, pid)
+	}
+	if got := mustGet(t, e2, "sleeping"); got.State != StateSuspended {
+		t.Fatalf("suspended app after restart: %+v", got)
+	}
+	if out, err := e2.Exec(ctx, "running", "true"); err != nil {
+		t.Fatalf("exec in the re-adopted app: %v %s", err, out)
+	}
+	if err := e2.Suspend(ctx, "running"); err != nil {
+		t.Fatalf("suspend the re-adopted app: %v", err)
+	}
+	for _, n := range []string{"running", "sleeping"} {
+		if err := e2.Resume(ctx, n); err != nil {
+			t.Fatalf("resume %s: %v", n, err)
+		}
+	}
+}
+
+func mustGet(t *testing.T, e *Engine, name string) Info {
+	t.Helper()
+	in, err := e.Get(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// leftovers counts what an engine could leak: overlay mounts under its
+// state dir, its cgroup dirs, processes whose root is in its state dir, and
+// this process's open fds.
+func leftovers(t *testing.T, e *Engine) (mounts, cgroups, procs, fds int) {
+	t.Helper()
+	data, _ := os.ReadFile("/proc/1/mountinfo")
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], e.StateDir()) {
+			mounts++
+		}
+	}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + e.cgroup + "/*")
+	for _, d := range dirs {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			cgroups++
+		}
+	}
+	ps, _ := filepath.Glob("/proc/[0-9]*/cgroup")
+	for _, p := range ps {
+		if cg, err := os.ReadFile(p); err == nil && strings.Contains(string(cg), e.cgroup+"/") {
+			procs++
+		}
+	}
+	fdList, _ := os.ReadDir("/proc/self/fd")
+	return mounts, cgroups, procs, len(fdList)
+}
+
+// TestCyclesLeakNothing: 20 suspend/resume cycles, then stop: nothing of the
+// app is left, and the daemon holds no more fds than before.
+func TestCyclesLeakNothing(t *testing.T) {
+	ctx := context.Background()
+	e := newTestEngine(t)
+	_, _, _, fdsBefore := leftovers(t, e)
+	if _, err := e.Run(ctx, Spec{Name: "cycle", Args: []string{"xterm"}, Width: 400, Height: 300}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if err := e.Suspend(ctx, "cycle"); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if err := e.Resume(ctx, "cycle"); err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+	}
+	if m, c, p, _ := leftovers(t, e); m != 1 || p < 3 {
+		t.Fatalf("while running: %d mounts, %d cgroups, %d processes; want 1 mount and the app's processes", m, c, p)
+	}
+	if err := e.Stop(ctx, "cycle"); err != nil {
+		t.Fatal(err)
+	}
+	m, c, p, fds := leftovers(t, e)
+	if m != 0 || c != 0 || p != 0 {
+		t.Fatalf("after stop: %d mounts, %d cgroups, %d processes left", m, c, p)
+	}
+	if fds > fdsBefore+2 { // the runtime may open an fd or two of its own
+		t.Fatalf("fds went from %d to %d over 20 cycles", fdsBefore, fds)
+	}
+	if _, err := os.Stat(filepath.Join(e.StateDir(), "apps", "cycle")); !os.IsNotExist(err) {
+		t.Fatalf("the app's directory is left: %v", err)
+	}
+}
+
+func TestErrorsNameTheProblem(t *testing.T) {
+	ctx := context.Background()
+	e := newTestEngine(t)
+	if err := e.Suspend(ctx, "ghost"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown app: %v", err)
+	}
+	if _, err := e.Run(ctx, Spec{Name: "../x", Args: []string{"xterm"}}); !errors.Is(err, ErrInvalidName) {
+		t.Fatalf("bad name: %v", err)
+	}
+	if _, err := e.Run(ctx, Spec{Name: "one", Args: []string{"xclock"}, Width: 200, Height: 200}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Run(ctx, Spec{Name: "one", Args: []string{"xclock"}}); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	if err := e.Resume(ctx, "one"); !errors.Is(err, ErrWrongState) {
+		t.Fatalf("resume of a running app: %v", err)
+	}
+	if err := e.Suspend(ctx, "one"); err != nil {
+		t.Fatal(err)
+	}
+	// A damaged page image is refused and kept.
+	pages, _ := filepath.Glob(filepath.Join(e.StateDir(), "apps", "one", "checkpoint", "pages-*.img"))
+	if len(pages) == 0 {
+		t.Fatal("no page image in the checkpoint")
+	}
+	data, _ := os.ReadFile(pages[0])
+	data[len(data)/2] ^= 0xff
+	os.WriteFile(pages[0], data, 0o600)
+	if err := e.Resume(ctx, "one"); !errors.Is(err, ErrBadImage) {
+		t.Fatalf("resume of a damaged image: %v", err)
+	}
+	if _, err := os.Stat(pages[0]); err != nil {
+		t.Fatal("the damaged checkpoint was deleted")
+	}
+	if got := mustGet(t, e, "one"); got.State != StateSuspended || got.Error == "" {
+		t.Fatalf("after a failed resume: %+v", got)
+	}
+}
