@@ -95,10 +95,43 @@ type record struct {
 
 type app struct {
 	op   sync.Mutex // serialises lifecycle operations
-	mu   sync.Mutex // guards rec and ctr
+	mu   sync.Mutex // guards rec, ctr and tidying
 	dirs appDirs
 	rec  record
 	ctr  *libcontainer.Container
+	// tidying is closed when background cleanup after the last operation
+	// (removing a dumped container, a used checkpoint) is done; the next
+	// operation waits for it.
+	tidying chan struct{}
+}
+
+// tidy runs cleanup that the user need not wait for, after an operation
+// whose result is already final. The app's next operation waits for it.
+func (e *Engine) tidy(a *app, f func()) {
+	done := make(chan struct{})
+	a.mu.Lock()
+	prev := a.tidying
+	a.tidying = done
+	a.mu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		f()
+	}()
+}
+
+// settle waits for an app's background cleanup.
+func (a *app) settle() {
+	a.mu.Lock()
+	t := a.tidying
+	a.mu.Unlock()
+	if t != nil {
+		<-t
+	}
 }
 
 // Engine owns the app containers of one daemon.
@@ -432,6 +465,7 @@ func (e *Engine) Stop(ctx context.Context, name string) error {
 	}
 	a.op.Lock()
 	defer a.op.Unlock()
+	a.settle()
 	cur := a.info().State
 	if _, err := checkTransition(name, "stop", cur); err != nil {
 		return err

@@ -19,6 +19,7 @@ func (e *Engine) Exec(ctx context.Context, name string, args ...string) ([]byte,
 	}
 	a.op.Lock()
 	defer a.op.Unlock()
+	a.settle()
 	a.mu.Lock()
 	ctr, state, spec := a.ctr, a.rec.State, a.rec.Spec
 	a.mu.Unlock()

@@ -25,6 +25,7 @@ func (e *Engine) Snapshot(ctx context.Context, name, dir string) error {
 	}
 	a.op.Lock()
 	defer a.op.Unlock()
+	a.settle()
 	if st := a.info().State; st != StateRunning {
 		return &StateError{App: name, Op: "snapshot", State: st}
 	}
@@ -39,6 +40,7 @@ func (e *Engine) Freeze(ctx context.Context, name string) error {
 	}
 	a.op.Lock()
 	defer a.op.Unlock()
+	a.settle()
 	through, err := checkTransition(name, "freeze", a.info().State)
 	if err != nil {
 		return err
@@ -67,6 +69,7 @@ func (e *Engine) Thaw(ctx context.Context, name string) error {
 	}
 	a.op.Lock()
 	defer a.op.Unlock()
+	a.settle()
 	if st := a.info().State; st != StateFrozen {
 		return &StateError{App: name, Op: "thaw", State: st}
 	}
@@ -88,6 +91,7 @@ func (e *Engine) DumpFrozen(ctx context.Context, name, dir string) error {
 	}
 	a.op.Lock()
 	defer a.op.Unlock()
+	a.settle()
 	if st := a.info().State; st != StateFrozen {
 		return &StateError{App: name, Op: "dump", State: st}
 	}
@@ -128,6 +132,7 @@ func (e *Engine) Release(ctx context.Context, name string) error {
 	}
 	a.op.Lock()
 	defer a.op.Unlock()
+	a.settle()
 	if st := a.info().State; st != StateFrozen {
 		return &StateError{App: name, Op: "release", State: st}
 	}
@@ -171,6 +176,7 @@ func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, im
 	e.mu.Unlock()
 	a.op.Lock()
 	defer a.op.Unlock()
+	a.settle()
 	fail := func(err error) (Info, error) {
 		e.removeAll(a)
 		e.forget(a)

@@ -1,0 +1,172 @@
+//go:build integration
+
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchApps are the apps the suspend/resume benchmark measures.
+var benchApps = []struct {
+	name string
+	args []string
+}{
+	{"xterm", []string{"xterm"}},
+	{"xclock", []string{"xclock", "-update", "1"}},
+	// 200 MB of dirty memory: every page written.
+	{"mem200", []string{"python3", "-c", "import time\nx = bytearray(200 << 20)\nfor i in range(0, len(x), 4096): x[i] = 1\ntime.sleep(1e6)"}},
+}
+
+// BenchmarkSuspendResume measures suspend and resume through the engine
+// beside the same container checkpointed and restored with the runc CLI
+// (same overlay root, init, Xvfb and app, same CRIU and disk) in the same
+// run, and reports the ratios. Target: ratio ≤ 1.0.
+func BenchmarkSuspendResume(b *testing.B) {
+	for _, app := range benchApps {
+		b.Run(app.name, func(b *testing.B) {
+			ourS, ourR, ourImg := benchEngine(b, app.args)
+			runcS, runcR, runcImg := benchRunc(b, app.args)
+			b.ReportMetric(ms(ourS), "ms/suspend")
+			b.ReportMetric(ms(ourR), "ms/resume")
+			b.ReportMetric(float64(ourImg)/(1<<20), "MB-image")
+			b.ReportMetric(ms(runcS), "runc-ms/checkpoint")
+			b.ReportMetric(ms(runcR), "runc-ms/restore")
+			b.ReportMetric(float64(runcImg)/(1<<20), "runc-MB-image")
+			b.ReportMetric(float64(ourS)/float64(runcS), "ratio-suspend")
+			b.ReportMetric(float64(ourR)/float64(runcR), "ratio-resume")
+		})
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func benchEngine(b *testing.B, args []string) (suspend, resume time.Duration, image int64) {
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("HANDOFF_BENCH_DEBUG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	e, err := New(Config{StateDir: b.TempDir(), Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	// The daemon probes CRIU when it starts, not on the first suspend.
+	if _, err := e.Criu(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.Run(ctx, Spec{Name: "bench", Args: args, Width: 1024, Height: 768}); err != nil {
+		b.Fatal(err)
+	}
+	defer e.Stop(ctx, "bench")
+	time.Sleep(2 * time.Second) // let the app settle and fill its memory
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if err := e.Suspend(ctx, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		suspend += time.Since(t0)
+		info, _ := e.Get("bench")
+		image = info.ImageBytes
+		t0 = time.Now()
+		if err := e.Resume(ctx, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		resume += time.Since(t0)
+	}
+	return suspend / time.Duration(b.N), resume / time.Duration(b.N), image
+}
+
+// benchRunc runs the same container with the runc CLI.
+func benchRunc(b *testing.B, args []string) (checkpoint, restore time.Duration, image int64) {
+	dir := b.TempDir()
+	d := appDirs{root: filepath.Join(dir, "app")}
+	if err := prepareRootfs(d, "/"); err != nil {
+		b.Fatal(err)
+	}
+	defer unmountRootfs(d)
+	bundle := filepath.Join(dir, "bundle")
+	os.MkdirAll(bundle, 0o700)
+	if out, err := exec.Command("runc", "spec", "--bundle", bundle).CombinedOutput(); err != nil {
+		b.Fatalf("runc spec: %v %s", err, out)
+	}
+	var spec map[string]any
+	data, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	json.Unmarshal(data, &spec)
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	// The same capabilities as the engine's containers: runc spec's minimal
+	// set has no CAP_CHOWN, and xterm cannot set up its pty without it.
+	caps := toAny(defaultCaps)
+	proc["capabilities"] = map[string]any{"bounding": caps, "effective": caps, "permitted": caps}
+	proc["args"] = append([]any{"/bin/sh", initPath}, toAny(args)...)
+	proc["env"] = toAny(containerEnv(Spec{Name: "bench", Width: 1024, Height: 768, Depth: 24}))
+	spec["root"] = map[string]any{"path": d.rootfs(), "readonly": false}
+	mounts := spec["mounts"].([]any)
+	spec["mounts"] = append(mounts, map[string]any{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []any{"nosuid", "nodev", "mode=1777"}})
+	data, _ = json.Marshal(spec)
+	os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600)
+
+	root := filepath.Join(dir, "runc-state")
+	id := "bench-" + strconv.Itoa(os.Getpid())
+	runc := func(a ...string) error {
+		cmd := exec.Command("runc", append([]string{"--root", root}, a...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("runc %s: %v: %s", strings.Join(a, " "), err, out)
+		}
+		return nil
+	}
+	if err := runc("run", "-d", "--bundle", bundle, id); err != nil {
+		b.Fatal(err)
+	}
+	defer runc("delete", "-f", id)
+	time.Sleep(2 * time.Second)
+	for i := 0; i < b.N; i++ {
+		img := filepath.Join(dir, fmt.Sprintf("img-%d", i))
+		work := filepath.Join(dir, fmt.Sprintf("work-%d", i))
+		t0 := time.Now()
+		if err := runc("checkpoint", "--image-path", img, "--work-path", work, id); err != nil {
+			b.Fatal(err)
+		}
+		checkpoint += time.Since(t0)
+		image = dirSize(img)
+		t0 = time.Now()
+		if err := runc("restore", "-d", "--image-path", img, "--work-path", work, "--bundle", bundle, id); err != nil {
+			b.Fatal(err)
+		}
+		restore += time.Since(t0)
+		os.RemoveAll(img)
+	}
+	return checkpoint / time.Duration(b.N), restore / time.Duration(b.N), image
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
