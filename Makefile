@@ -41,3 +41,12 @@ demo: deps build
 
 clean:
 	rm -rf bin demo-out bench.out
+
+# Simulated workstations (network namespaces on a bridge) for trying Handoff
+# by hand; the tests build their own with internal/testnet.
+.PHONY: workstations workstations-down
+workstations: deps build
+	$(GO) run ./internal/testnet/cmd/workstations up
+
+workstations-down:
+	$(GO) run ./internal/testnet/cmd/workstations down

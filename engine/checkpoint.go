@@ -27,13 +27,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Suspend checkpoints the app to disk. Its processes are gone afterwards; on
 // any failure the app keeps running and no partial image is left.
 func (e *Engine) Suspend(ctx context.Context, name string) error {
-	a, err := e.lookup(name)
+	a, end, err := e.begin(name)
 	if err != nil {
 		return err
 	}
-	a.op.Lock()
-	defer a.op.Unlock()
-	a.settle()
+	defer end()
 	through, err := checkTransition(name, "suspend", a.info().State)
 	if err != nil {
 		return err
@@ -148,13 +146,11 @@ func (e *Engine) dump(a *app, tcpEstablished bool) (int64, error) {
 // Resume restores a suspended app. A missing or damaged checkpoint is
 // reported and kept; nothing is deleted on failure.
 func (e *Engine) Resume(ctx context.Context, name string) error {
-	a, err := e.lookup(name)
+	a, end, err := e.begin(name)
 	if err != nil {
 		return err
 	}
-	a.op.Lock()
-	defer a.op.Unlock()
-	a.settle()
+	defer end()
 	through, err := checkTransition(name, "resume", a.info().State)
 	if err != nil {
 		return err

@@ -124,6 +124,31 @@ func (e *Engine) tidy(a *app, f func()) {
 	}()
 }
 
+// begin starts a lifecycle operation on the named app: it takes the app's
+// operation lock and waits for its background cleanup. Call end when done.
+func (e *Engine) begin(name string) (a *app, end func(), err error) {
+	a, err = e.lookup(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.op.Lock()
+	a.settle()
+	return a, a.op.Unlock, nil
+}
+
+// beginIn is begin for operations allowed in one state only.
+func (e *Engine) beginIn(name, op string, want State) (*app, func(), error) {
+	a, end, err := e.begin(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if st := a.info().State; st != want {
+		end()
+		return nil, nil, &StateError{App: name, Op: op, State: st}
+	}
+	return a, end, nil
+}
+
 // settle waits for an app's background cleanup.
 func (a *app) settle() {
 	a.mu.Lock()
@@ -459,13 +484,11 @@ func (a *app) logTail() string {
 
 // Stop ends the app and removes its container, mounts, cgroup and files.
 func (e *Engine) Stop(ctx context.Context, name string) error {
-	a, err := e.lookup(name)
+	a, end, err := e.begin(name)
 	if err != nil {
 		return err
 	}
-	a.op.Lock()
-	defer a.op.Unlock()
-	a.settle()
+	defer end()
 	cur := a.info().State
 	if _, err := checkTransition(name, "stop", cur); err != nil {
 		return err

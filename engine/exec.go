@@ -13,13 +13,11 @@ import (
 // display) and returns its combined output. The process must end before the
 // app is suspended: its stdio is connected to the daemon.
 func (e *Engine) Exec(ctx context.Context, name string, args ...string) ([]byte, error) {
-	a, err := e.lookup(name)
+	a, end, err := e.begin(name)
 	if err != nil {
 		return nil, err
 	}
-	a.op.Lock()
-	defer a.op.Unlock()
-	a.settle()
+	defer end()
 	a.mu.Lock()
 	ctr, state, spec := a.ctr, a.rec.State, a.rec.Spec
 	a.mu.Unlock()

@@ -1,19 +1,9 @@
 package engine
 
 import (
-	"os"
 	"testing"
 
-	"github.com/opencontainers/runc/libcontainer"
-	_ "github.com/opencontainers/runc/libcontainer/nsenter" // container init bootstrap
+	"github.com/handoff/handoff/internal/testutil"
 )
 
-// TestMain lets the test binary act as the container init that libcontainer
-// re-executes (`/proc/self/exe init`).
-func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == "init" {
-		libcontainer.Init()
-		panic("libcontainer.Init returned")
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testutil.Main(m) }

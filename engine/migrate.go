@@ -19,28 +19,16 @@ import (
 // Snapshot writes a full image of a running app into dir and leaves it
 // running: a pre-copy round. The app is paused only while CRIU copies it.
 func (e *Engine) Snapshot(ctx context.Context, name, dir string) error {
-	a, err := e.lookup(name)
-	if err != nil {
-		return err
-	}
-	a.op.Lock()
-	defer a.op.Unlock()
-	a.settle()
-	if st := a.info().State; st != StateRunning {
-		return &StateError{App: name, Op: "snapshot", State: st}
-	}
-	return e.checkpointTo(a, dir, true)
+	return e.checkpointIn(name, "snapshot", StateRunning, dir)
 }
 
 // Freeze stops every process of the app with the cgroup freezer.
 func (e *Engine) Freeze(ctx context.Context, name string) error {
-	a, err := e.lookup(name)
+	a, end, err := e.begin(name)
 	if err != nil {
 		return err
 	}
-	a.op.Lock()
-	defer a.op.Unlock()
-	a.settle()
+	defer end()
 	through, err := checkTransition(name, "freeze", a.info().State)
 	if err != nil {
 		return err
@@ -63,16 +51,11 @@ func (e *Engine) Freeze(ctx context.Context, name string) error {
 
 // Thaw lets a frozen app run again: the rollback of a handoff.
 func (e *Engine) Thaw(ctx context.Context, name string) error {
-	a, err := e.lookup(name)
+	a, end, err := e.beginIn(name, "thaw", StateFrozen)
 	if err != nil {
 		return err
 	}
-	a.op.Lock()
-	defer a.op.Unlock()
-	a.settle()
-	if st := a.info().State; st != StateFrozen {
-		return &StateError{App: name, Op: "thaw", State: st}
-	}
+	defer end()
 	a.mu.Lock()
 	ctr := a.ctr
 	a.mu.Unlock()
@@ -85,16 +68,17 @@ func (e *Engine) Thaw(ctx context.Context, name string) error {
 
 // DumpFrozen writes the image of a frozen app into dir; the app stays frozen.
 func (e *Engine) DumpFrozen(ctx context.Context, name, dir string) error {
-	a, err := e.lookup(name)
+	return e.checkpointIn(name, "dump", StateFrozen, dir)
+}
+
+// checkpointIn dumps an app that is in state want into dir and leaves it
+// as it was (running, or frozen).
+func (e *Engine) checkpointIn(name, op string, want State, dir string) error {
+	a, end, err := e.beginIn(name, op, want)
 	if err != nil {
 		return err
 	}
-	a.op.Lock()
-	defer a.op.Unlock()
-	a.settle()
-	if st := a.info().State; st != StateFrozen {
-		return &StateError{App: name, Op: "dump", State: st}
-	}
+	defer end()
 	return e.checkpointTo(a, dir, true)
 }
 
@@ -126,16 +110,11 @@ func (e *Engine) checkpointTo(a *app, dir string, leaveRunning bool) error {
 // Release removes an app that now runs elsewhere: its frozen processes are
 // killed and its container, mounts and files removed.
 func (e *Engine) Release(ctx context.Context, name string) error {
-	a, err := e.lookup(name)
+	a, end, err := e.beginIn(name, "release", StateFrozen)
 	if err != nil {
 		return err
 	}
-	a.op.Lock()
-	defer a.op.Unlock()
-	a.settle()
-	if st := a.info().State; st != StateFrozen {
-		return &StateError{App: name, Op: "release", State: st}
-	}
+	defer end()
 	e.update(a, func(r *record) { r.State = StateStopping })
 	e.removeAll(a)
 	e.forget(a)

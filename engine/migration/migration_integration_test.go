@@ -154,6 +154,21 @@ func assertStillHere(t *testing.T, a, b side, rv *Receiver) {
 	}
 }
 
+// cutLinkOn drops the connection of any request whose path ends in suffix.
+func cutLinkOn(suffix string) func(*int32) fault {
+	return func(*int32) fault {
+		return func(w http.ResponseWriter, r *http.Request) bool {
+			if !strings.HasSuffix(r.URL.Path, suffix) {
+				return false
+			}
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return true
+		}
+	}
+}
+
 func TestSendFaults(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -183,35 +198,13 @@ func TestSendFaults(t *testing.T) {
 			wantErr: "checksum",
 		},
 		{
-			name: "link cut during the final round",
-			fault: func(*int32) fault {
-				return func(w http.ResponseWriter, r *http.Request) bool {
-					if strings.HasSuffix(r.URL.Path, "/final/pieces") {
-						conn, _, err := http.NewResponseController(w).Hijack()
-						if err == nil {
-							conn.Close()
-						}
-						return true
-					}
-					return false
-				}
-			},
+			name:    "link cut during the final round",
+			fault:   cutLinkOn("/final/pieces"),
 			wantErr: "connection",
 		},
 		{
-			name: "link cut during pre-copy",
-			fault: func(*int32) fault {
-				return func(w http.ResponseWriter, r *http.Request) bool {
-					if strings.HasSuffix(r.URL.Path, "/pre/pieces") {
-						conn, _, err := http.NewResponseController(w).Hijack()
-						if err == nil {
-							conn.Close()
-						}
-						return true
-					}
-					return false
-				}
-			},
+			name:    "link cut during pre-copy",
+			fault:   cutLinkOn("/pre/pieces"),
 			wantErr: "connection",
 		},
 	}

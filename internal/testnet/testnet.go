@@ -21,10 +21,10 @@ import (
 
 // Net is a set of workstations on one bridge.
 type Net struct {
-	t      testing.TB
 	Prefix string
 	bridge string // namespace holding the bridge
 	hosts  map[string]*Host
+	order  []string
 }
 
 // Host is one workstation: a network namespace with eth0 on the bridge.
@@ -39,51 +39,70 @@ type Host struct {
 	procs []*exec.Cmd
 }
 
-// New creates one workstation per name. It fails the test if it cannot.
+// New creates one workstation per name for a test and removes them when it
+// ends. It fails the test if it cannot.
 func New(t testing.TB, names ...string) *Net {
 	t.Helper()
 	var b [3]byte
 	rand.Read(b[:])
-	n := &Net{t: t, Prefix: "ho" + hex.EncodeToString(b[:]), hosts: map[string]*Host{}}
-	n.bridge = n.Prefix + "-br"
-	t.Cleanup(n.teardown)
-	n.ip("netns", "add", n.bridge)
-	n.ip("-n", n.bridge, "link", "set", "lo", "up")
-	n.ip("-n", n.bridge, "link", "add", "br0", "type", "bridge")
-	n.ip("-n", n.bridge, "link", "set", "br0", "up")
-	for i, name := range names {
-		h := &Host{net: n, Name: name, NS: n.Prefix + "-" + name,
-			Addr: netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)}), port: fmt.Sprintf("%s-p%d", n.Prefix, i)}
-		n.hosts[name] = h
-		inner := fmt.Sprintf("%s-e%d", n.Prefix, i)
-		n.ip("netns", "add", h.NS)
-		n.ip("link", "add", h.port, "type", "veth", "peer", "name", inner)
-		n.ip("link", "set", h.port, "netns", n.bridge)
-		n.ip("link", "set", inner, "netns", h.NS)
-		n.ip("-n", n.bridge, "link", "set", h.port, "master", "br0", "up")
-		n.ip("-n", h.NS, "link", "set", inner, "name", "eth0")
-		n.ip("-n", h.NS, "addr", "add", h.Addr.String()+"/24", "dev", "eth0")
-		n.ip("-n", h.NS, "link", "set", "eth0", "up", "multicast", "on")
-		n.ip("-n", h.NS, "link", "set", "lo", "up")
+	n, err := Build("ho"+hex.EncodeToString(b[:]), names...)
+	if n != nil {
+		t.Cleanup(n.Teardown)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	return n
 }
 
-// Host returns the workstation with the given name.
-func (n *Net) Host(name string) *Host {
-	h, ok := n.hosts[name]
-	if !ok {
-		n.t.Fatalf("testnet: no host %q", name)
+// Build creates one workstation per name, every namespace and link named
+// with prefix (at most 8 characters: interface names are short). On error
+// it returns what it built so far, for Teardown.
+func Build(prefix string, names ...string) (*Net, error) {
+	n := &Net{Prefix: prefix, bridge: prefix + "-br", hosts: map[string]*Host{}}
+	steps := [][]string{
+		{"netns", "add", n.bridge},
+		{"-n", n.bridge, "link", "set", "lo", "up"},
+		{"-n", n.bridge, "link", "add", "br0", "type", "bridge"},
+		{"-n", n.bridge, "link", "set", "br0", "up"},
 	}
-	return h
+	for i, name := range names {
+		h := &Host{net: n, Name: name, NS: prefix + "-" + name,
+			Addr: netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)}), port: fmt.Sprintf("%s-p%d", prefix, i)}
+		n.hosts[name] = h
+		n.order = append(n.order, name)
+		inner := fmt.Sprintf("%s-e%d", prefix, i)
+		steps = append(steps,
+			[]string{"netns", "add", h.NS},
+			[]string{"link", "add", h.port, "type", "veth", "peer", "name", inner},
+			[]string{"link", "set", h.port, "netns", n.bridge},
+			[]string{"link", "set", inner, "netns", h.NS},
+			[]string{"-n", n.bridge, "link", "set", h.port, "master", "br0", "up"},
+			[]string{"-n", h.NS, "link", "set", inner, "name", "eth0"},
+			[]string{"-n", h.NS, "addr", "add", h.Addr.String() + "/24", "dev", "eth0"},
+			[]string{"-n", h.NS, "link", "set", "eth0", "up", "multicast", "on"},
+			[]string{"-n", h.NS, "link", "set", "lo", "up"},
+		)
+	}
+	for _, args := range steps {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return n, fmt.Errorf("testnet: ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return n, nil
 }
 
-func (n *Net) ip(args ...string) {
-	n.t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		n.t.Fatalf("testnet: ip %s: %v: %s", strings.Join(args, " "), err, out)
+// Hosts returns the workstations in the order they were named.
+func (n *Net) Hosts() []*Host {
+	out := make([]*Host, 0, len(n.order))
+	for _, name := range n.order {
+		out = append(out, n.hosts[name])
 	}
+	return out
 }
+
+// Host returns the workstation with the given name, or nil.
+func (n *Net) Host(name string) *Host { return n.hosts[name] }
 
 // Command returns a command that runs inside the workstation's network
 // namespace. It uses nsenter rather than `ip netns exec`, which also mounts
@@ -104,15 +123,21 @@ func (h *Host) Start(cmd *exec.Cmd) error {
 }
 
 // SetLink cuts (false) or restores (true) the workstation's cable.
-func (h *Host) SetLink(up bool) {
+func (h *Host) SetLink(up bool) error {
 	state := "down"
 	if up {
 		state = "up"
 	}
-	h.net.ip("-n", h.net.bridge, "link", "set", h.port, state)
+	if out, err := exec.Command("ip", "-n", h.net.bridge, "link", "set", h.port, state).CombinedOutput(); err != nil {
+		return fmt.Errorf("set %s's link %s: %v: %s", h.Name, state, err, out)
+	}
+	return nil
 }
 
-func (n *Net) teardown() {
+// Teardown kills the processes started through the workstations (by PID)
+// and deletes their namespaces (by name). Deleting a namespace removes its
+// links with it.
+func (n *Net) Teardown() {
 	for _, h := range n.hosts {
 		h.mu.Lock()
 		for _, c := range h.procs {
