@@ -409,3 +409,62 @@ func TestPeerKilled(t *testing.T) {
 	b.cmd.Wait()
 	t.Logf("ws-a saw the killed ws-b leave after %v", waitPeer(t, a, "ws-b", false, 15*time.Second))
 }
+
+// TestLinkCutDuringHandoff: the cable is pulled while the pre-copy streams.
+// The send fails on its own (no byte moves for StallTimeout), the app keeps
+// running on ws-a, and ws-b keeps nothing once the link is back.
+func TestLinkCutDuringHandoff(t *testing.T) {
+	net := testnet.New(t, "a", "b")
+	a := startWorkstation(t, net.Host("a"), "ws-a")
+	b := startWorkstation(t, net.Host("b"), "ws-b")
+	ctx := context.Background()
+	waitPeer(t, a, "ws-b", true, 10*time.Second)
+	idA, _ := a.client.ID(ctx)
+	idB, _ := b.client.ID(ctx)
+	a.client.Trust(ctx, idB.ID.String(), TrustRequest{AutoAccept: true})
+	b.client.Trust(ctx, idA.ID.String(), TrustRequest{AutoAccept: true})
+	if _, err := a.client.Run(ctx, RunRequest{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+		t.Fatal(err)
+	}
+	// A slow link (4 Mbit/s) makes the pre-copy of ~16 MB last ~30 s.
+	if out, err := exec.Command("ip", "netns", "exec", net.Host("a").NS, "tc", "qdisc", "add", "dev", "eth0", "root",
+		"tbf", "rate", "4mbit", "burst", "32kb", "latency", "400ms").CombinedOutput(); err != nil {
+		t.Fatalf("shape the link: %v %s", err, out)
+	}
+	events, _ := a.client.Events(ctx)
+	done := make(chan error, 1)
+	go func() { _, err := a.client.Send(ctx, "notes", "ws-b"); done <- err }()
+	for ev := range events { // wait until the pre-copy moves bytes
+		if ev.Type == EventHandoff && ev.Handoff.Phase == "pre-copy" && ev.Handoff.Bytes > 0 {
+			break
+		}
+	}
+	if err := net.Host("a").SetLink(false); err != nil {
+		t.Fatal(err)
+	}
+	err := <-done
+	if err == nil || !strings.Contains(err.Error(), "stalled") {
+		t.Fatalf("send over a cut link: %v; want a stall", err)
+	}
+	t.Logf("send failed with: %v", err)
+	if info, err := a.client.App(ctx, "notes"); err != nil || info.State != engine.StateRunning {
+		t.Fatalf("after the failed handoff the app is %+v, %v", info, err)
+	}
+	typeInto(t, a, "notes", "still here")
+	net.Host("a").SetLink(true)
+	// ws-b dropped the broken handoff when its transfer broke.
+	transfers := filepath.Join(b.dir, "state", "transfers")
+	for i := 0; ; i++ {
+		ents, _ := os.ReadDir(transfers)
+		if len(ents) == 0 {
+			break
+		}
+		if i > 300 {
+			t.Fatalf("ws-b keeps %d entries of a failed handoff", len(ents))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := b.client.App(ctx, "notes"); !IsNotFound(err) {
+		t.Fatalf("ws-b has the app: %v", err)
+	}
+}

@@ -241,6 +241,8 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 		return
 	}
 	if err := in.pool.ReadPieces(r.Body, in.dir, in.missing[round]); err != nil {
+		// A broken transfer ends the handoff: the source rolls back.
+		rv.drop(in.id)
 		refuse(w, http.StatusBadRequest, "corrupt", fmt.Sprintf("receive %s round: %v", round, err))
 		return
 	}
@@ -272,6 +274,7 @@ func (rv *Receiver) serveUpper(w http.ResponseWriter, r *http.Request, in *incom
 		err = fmt.Errorf("upper dir larger than %d bytes", int64(maxUpperSize))
 	}
 	if err != nil {
+		rv.drop(in.id)
 		refuse(w, http.StatusBadRequest, "bad_request", "receive upper dir: "+err.Error())
 		return
 	}

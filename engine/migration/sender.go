@@ -227,8 +227,15 @@ func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string
 	return counted.n, err
 }
 
-// call sends a JSON request and decodes a JSON answer.
+// call sends a JSON request and decodes a JSON answer, within CallTimeout
+// (OfferTimeout for the offer).
 func (p Peer) call(ctx context.Context, method, path string, in, out any) error {
+	limit := CallTimeout
+	if path == "/offer" {
+		limit = OfferTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	var body io.Reader
 	if in != nil {
 		data, err := json.Marshal(in)
@@ -252,14 +259,48 @@ func (p Peer) call(ctx context.Context, method, path string, in, out any) error 
 	return nil
 }
 
-// stream sends a body of unknown length.
+// Time limits. A link that dies without a reset would otherwise hold a
+// frozen app for as long as TCP takes to give up.
+const (
+	// StallTimeout ends a transfer in which no byte moved for this long.
+	StallTimeout = 15 * time.Second
+	// OfferTimeout bounds the offer, which may wait for the other user.
+	OfferTimeout = 3 * time.Minute
+	// CallTimeout bounds every other request/answer exchange.
+	CallTimeout = 60 * time.Second
+)
+
+// stream sends a body of unknown length, giving up when it stalls.
 func (p Peer) stream(ctx context.Context, method, path string, body io.Reader) error {
-	resp, err := p.do(ctx, method, path, body)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(StallTimeout, func() {
+		cancel(fmt.Errorf("the transfer to %s stalled for %v (link down?)", p.Name, StallTimeout))
+	})
+	defer stall.Stop()
+	resp, err := p.do(ctx, method, path, &watchdog{r: body, t: stall})
 	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+			return cause
+		}
 		return err
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.Body.Close()
+}
+
+// watchdog pushes a timer back every time bytes move.
+type watchdog struct {
+	r io.Reader
+	t *time.Timer
+}
+
+func (w *watchdog) Read(b []byte) (int, error) {
+	n, err := w.r.Read(b)
+	if n > 0 {
+		w.t.Reset(StallTimeout)
+	}
+	return n, err
 }
 
 func (p Peer) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
