@@ -32,6 +32,7 @@ const maxRequestBody = 1 << 20
 
 // Status is the daemon's answer to GET /v0/status.
 type Status struct {
+	Handoffs []HandoffRecord  `json:"handoffs,omitempty"` // the last ones, oldest first
 	Version  string           `json:"version"`
 	StateDir string           `json:"state_dir"`
 	Criu     *engine.CriuInfo `json:"criu,omitempty"`
@@ -122,6 +123,9 @@ func (h *handler) guard(need access, serve func(http.ResponseWriter, *http.Reque
 
 func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 	st := Status{Version: Version, StateDir: h.d.engine.StateDir(), Apps: len(h.d.engine.List())}
+	if h.d.peers != nil {
+		st.Handoffs = h.d.peers.history.list()
+	}
 	if info, err := h.d.engine.Criu(r.Context()); err != nil {
 		st.CriuErr = err.Error()
 	} else {

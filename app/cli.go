@@ -394,7 +394,41 @@ func runStatus(ctx context.Context, env *cliEnv, args []string) error {
 	} else {
 		fmt.Fprintf(env.stdout, "CRIU:    %s\n", st.CriuErr)
 	}
-	return nil
+	if len(st.Handoffs) == 0 {
+		return nil
+	}
+	fmt.Fprintln(env.stdout, "\nrecent handoffs:")
+	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHEN\tAPP\tDIRECTION\tOUTCOME\tDOWNTIME\tSENT\tPHASES")
+	recs := st.Handoffs
+	if len(recs) > 10 {
+		recs = recs[len(recs)-10:]
+	}
+	for _, r := range recs {
+		dir := "→ " + r.Peer
+		if r.Direction == "in" {
+			dir = "← " + r.Peer
+		}
+		outcome := r.Outcome
+		if r.Error != "" {
+			outcome += ": " + r.Error
+		}
+		var phases []string
+		for _, p := range []string{"request", "handles", "pre-copy", "freeze", "final", "restore"} {
+			if ms, ok := r.PhasesMS[p]; ok {
+				phases = append(phases, fmt.Sprintf("%s %dms", p, ms))
+			}
+		}
+		down, sent := "-", "-"
+		if r.Downtime > 0 {
+			down = fmt.Sprintf("%dms", r.Downtime)
+		}
+		if r.Bytes > 0 {
+			sent = humanSize(r.Bytes)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Finished.Local().Format("15:04:05"), r.App, dir, outcome, down, sent, strings.Join(phases, ", "))
+	}
+	return tw.Flush()
 }
 
 func printJSON(w io.Writer, v any) error {

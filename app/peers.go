@@ -98,6 +98,8 @@ type peers struct {
 	receiver *migration.Receiver
 	sender   *migration.Sender
 
+	history *history
+
 	mu       sync.Mutex
 	requests map[string]*pendingRequest
 	remote   map[string]RemoteApp
@@ -127,9 +129,14 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 			os.RemoveAll(filepath.Join(work, e.Name()))
 		}
 	}
-	p := &peers{d: d, id: id, trust: trust, requests: map[string]*pendingRequest{}, remote: map[string]RemoteApp{}}
+	p := &peers{d: d, id: id, trust: trust, requests: map[string]*pendingRequest{}, remote: map[string]RemoteApp{},
+		history: openHistory(cfg.StateDir)}
 	p.loadRemote()
-	p.receiver = &migration.Receiver{Engine: d.engine, WorkDir: work, Accept: p.accept, Log: d.log}
+	p.receiver = &migration.Receiver{Engine: d.engine, WorkDir: work, Accept: p.accept, Log: d.log,
+		Received: func(o migration.Offer, c migration.Committed) {
+			p.history.add(HandoffRecord{App: o.Spec.Name, Direction: "in", Peer: o.From, Started: time.Now().UTC(),
+				Finished: time.Now().UTC(), Outcome: "done", PhasesMS: map[string]int64{"restore": c.RestoreMillis}})
+		}}
 	p.sender = &migration.Sender{Engine: d.engine, From: id.Name, WorkDir: work, Log: d.log}
 
 	mux := http.NewServeMux()
@@ -248,6 +255,7 @@ func (p *peers) send(ctx context.Context, name, to string) (migration.Result, er
 		return migration.Result{}, err
 	}
 	ev := HandoffEvent{App: name, Peer: v.Name, Direction: "out"}
+	started := time.Now()
 	res, err := p.sender.Send(ctx, name, migration.Peer{
 		HTTP: p.id.Client(v.ID), Base: "https://" + v.Endpoint() + peerHandoffPrefix, Name: v.Name,
 	}, func(pr migration.Progress) {
@@ -255,6 +263,7 @@ func (p *peers) send(ctx context.Context, name, to string) (migration.Result, er
 		e := ev
 		p.d.events.publish(Event{Type: EventHandoff, Handoff: &e})
 	})
+	p.history.add(recordOf(name, "out", v.Name, started, res, err))
 	if err != nil {
 		ev.Phase, ev.Error = migration.PhaseRollback, err.Error()
 		p.d.events.publish(Event{Type: EventHandoff, Handoff: &ev})

@@ -186,6 +186,26 @@ func TestTwoWorkstations(t *testing.T) {
 	if remote, _ := a.client.Remote(ctx); len(remote) != 1 || remote[0].PeerName != "ws-b" {
 		t.Fatalf("ws-a's remote apps: %+v", remote)
 	}
+	// Both daemons remember the handoff.
+	stA, _ := a.client.Status(ctx)
+	stB, _ := b.client.Status(ctx)
+	if n := len(stA.Handoffs); n == 0 || stA.Handoffs[n-1].Outcome != "done" || stA.Handoffs[n-1].PhasesMS["final"] == 0 && stA.Handoffs[n-1].Bytes == 0 {
+		t.Fatalf("ws-a's handoff records: %+v", stA.Handoffs)
+	}
+	if n := len(stB.Handoffs); n == 0 || stB.Handoffs[n-1].Direction != "in" || stB.Handoffs[n-1].Peer != "ws-a" {
+		t.Fatalf("ws-b's handoff records: %+v", stB.Handoffs)
+	}
+	// The attempt ws-b refused (it did not trust ws-a yet) is on record; the
+	// one ws-a stopped itself (it did not trust ws-b) never started.
+	refusals := 0
+	for _, r := range stA.Handoffs {
+		if r.Outcome == "refused" && strings.Contains(r.Error, "not trusted by ws-b") {
+			refusals++
+		}
+	}
+	if refusals != 1 || len(stA.Handoffs) != 2 {
+		t.Errorf("ws-a's records: want 1 refusal and 1 success: %+v", stA.Handoffs)
+	}
 	typeInto(t, b, "notes", " and on ws-b")
 
 	// Bring it back: ws-a asks ws-b to hand it back; ws-a trusts ws-b and

@@ -35,6 +35,7 @@ const (
 	RefusedIncompatible = "incompatible"
 	RefusedExists       = "exists"
 	RefusedBusy         = "busy"
+	RefusedNotTrusted   = "not_trusted"
 )
 
 // Refusal is the body of a non-2xx answer.

@@ -44,7 +44,9 @@ type Receiver struct {
 	Accept func(ctx context.Context, o Offer) error
 	// IdleTimeout drops a handoff that has not progressed for this long.
 	IdleTimeout time.Duration
-	Log         *slog.Logger
+	// Received, when set, is called after an app arrived and runs.
+	Received func(o Offer, c Committed)
+	Log      *slog.Logger
 
 	once sync.Once
 	mux  *http.ServeMux
@@ -315,7 +317,11 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 		return
 	}
 	rv.Log.Info("handoff received", "app", info.Name, "from", in.offer.From, "restore", time.Since(start))
-	writeJSON(w, Committed{Info: info, RestoreMillis: time.Since(start).Milliseconds()})
+	c := Committed{Info: info, RestoreMillis: time.Since(start).Milliseconds()}
+	if rv.Received != nil {
+		rv.Received(in.offer, c)
+	}
+	writeJSON(w, c)
 }
 
 // firstFrame checks that the restored app's display is there and readable.

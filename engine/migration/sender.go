@@ -322,6 +322,9 @@ func (p Peer) do(ctx context.Context, method, path string, body io.Reader) (*htt
 		if json.Unmarshal(data, &r) != nil || r.Error == "" {
 			r.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
 		}
+		if path == "/offer" && resp.StatusCode == http.StatusForbidden && r.Code == "" {
+			r.Code = RefusedNotTrusted // the peer channel's own refusal
+		}
 		if r.Code != "" && path == "/offer" {
 			return nil, &RefusedError{Peer: p.Name, Refusal: r}
 		}
