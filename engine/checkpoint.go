@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -165,7 +166,7 @@ func (e *Engine) Resume(ctx context.Context, name string) error {
 	}
 	t1 := time.Now()
 	e.update(a, func(r *record) { r.State = through })
-	pid, err := e.restore(a)
+	pid, lazy, err := e.restore(a)
 	if err != nil {
 		e.destroyContainer(a)
 		e.update(a, func(r *record) { r.State, r.Error = StateSuspended, err.Error() })
@@ -174,48 +175,52 @@ func (e *Engine) Resume(ctx context.Context, name string) error {
 	e.update(a, func(r *record) {
 		r.State, r.InitPID, r.Started, r.ImageBytes, r.Error = StateRunning, pid, time.Now().UTC(), 0, ""
 	})
-	// The used checkpoint goes in the background (tens of ms per 100 MB);
-	// it is renamed first so that nothing can take it for a current one.
-	used := a.dirs.checkpoint() + ".used"
-	if err := os.Rename(a.dirs.checkpoint(), used); err == nil {
-		e.tidy(a, func() { _ = os.RemoveAll(used) })
-	}
+	e.dropImages(a, lazy)
 	e.log.Debug("resume phases", "app", name, "verify", t1.Sub(t0), "restore", time.Since(t1))
 	e.log.Info("app resumed", "app", name, "pid", pid)
 	return nil
 }
 
-func (e *Engine) restore(a *app) (int, error) {
+// restore brings the app back from its checkpoint. The images must stay
+// until dropImages: a lazy restore reads pages from them after it returns.
+func (e *Engine) restore(a *app) (int, *exec.Cmd, error) {
 	spec := a.rec.Spec
 	if err := mountOverlay(a.dirs, e.cfg.Base); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	cfg := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec)
 	ctr, err := libcontainer.Create(e.runcRoot, spec.Name, cfg)
 	if err != nil {
-		return 0, fmt.Errorf("create container: %w", err)
+		return 0, nil, fmt.Errorf("create container: %w", err)
 	}
 	a.mu.Lock()
 	a.ctr = ctr
 	a.mu.Unlock()
 	_ = os.RemoveAll(a.dirs.criuWork())
 	if err := os.MkdirAll(a.dirs.criuWork(), 0o700); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	proc := &libcontainer.Process{Init: true, Args: []string{"/bin/sh", initPath}, Env: containerEnv(spec)}
-	err = ctr.Restore(proc, &libcontainer.CriuOpts{
+	opts := &libcontainer.CriuOpts{
 		ImagesDirectory: a.dirs.checkpoint(),
 		WorkDirectory:   a.dirs.criuWork(),
 		FileLocks:       true,
 		TcpEstablished:  true, // harmless when the image has no such connection
-	})
+	}
+	lazy := e.startLazyPages(a)
+	opts.LazyPages = lazy != nil
+	proc := &libcontainer.Process{Init: true, Args: []string{"/bin/sh", initPath}, Env: containerEnv(spec)}
+	err = ctr.Restore(proc, opts)
 	if err != nil {
+		if lazy != nil {
+			_ = lazy.Process.Kill()
+			_ = lazy.Wait()
+		}
 		cause := criuLogErrors(filepath.Join(a.dirs.criuWork(), "restore.log"))
-		return 0, fmt.Errorf("restore failed: %v%s", err, withCause(cause))
+		return 0, nil, fmt.Errorf("restore failed: %v%s", err, withCause(cause))
 	}
 	pid, err := proc.Pid()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	// libcontainer keeps a restored container in a "restored" state from
 	// which it cannot be paused (no handoff after a resume); loading it
@@ -226,7 +231,46 @@ func (e *Engine) restore(a *app) (int, error) {
 		a.mu.Unlock()
 	}
 	e.watch(a, pid, proc)
-	return pid, nil
+	return pid, lazy, nil
+}
+
+// dropImages removes the checkpoint a restore used, once the lazy-pages
+// daemon (if any) has served every page; the app's next operation waits.
+func (e *Engine) dropImages(a *app, lazy *exec.Cmd) {
+	e.tidy(a, func() {
+		if lazy != nil {
+			_ = lazy.Wait()
+		}
+		_ = os.RemoveAll(a.dirs.checkpoint())
+	})
+}
+
+// startLazyPages starts CRIU's lazy-pages daemon on the local images, so
+// that the restore returns once the process tree is back and memory pages
+// stream in from the images while the app already runs (userfaultfd).
+// It returns nil where the kernel or CRIU cannot, and the restore is eager.
+func (e *Engine) startLazyPages(a *app) *exec.Cmd {
+	info, err := e.Criu(context.Background())
+	if err != nil || !info.LazyPages || e.cfg.EagerRestore {
+		return nil
+	}
+	cmd := exec.Command(info.Path, "lazy-pages", "--images-dir", a.dirs.checkpoint(),
+		"--work-dir", a.dirs.criuWork(), "-o", "lazy-pages.log", "-v4")
+	if err := cmd.Start(); err != nil {
+		e.log.Warn("lazy restore unavailable", "err", err)
+		return nil
+	}
+	sock := filepath.Join(a.dirs.criuWork(), "lazy-pages.socket")
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			return cmd
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	e.log.Warn("lazy-pages daemon did not come up; restoring eagerly")
+	return nil
 }
 
 // isTransientDumpError recognises a dump that failed only because of the

@@ -31,6 +31,8 @@ type Config struct {
 	// state or is removed (then Info.State is empty).
 	OnChange func(Info)
 	Logger   *slog.Logger
+	// EagerRestore turns lazy restores (userfaultfd) off.
+	EagerRestore bool
 }
 
 // Spec is what an app is started with.

@@ -174,11 +174,11 @@ func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, im
 		return fail(fmt.Errorf("take the image: %w", err))
 	}
 	e.update(a, func(*record) {})
-	pid, err := e.restore(a)
+	pid, lazy, err := e.restore(a)
 	if err != nil {
 		return fail(err)
 	}
-	_ = os.RemoveAll(a.dirs.checkpoint())
+	e.dropImages(a, lazy)
 	e.update(a, func(r *record) { r.State, r.InitPID, r.Started = StateRunning, pid, time.Now().UTC() })
 	e.log.Info("app received and running", "app", spec.Name, "pid", pid)
 	return a.info(), nil
