@@ -30,7 +30,7 @@ packages=(
 	# benchmarks and packaging
 	ffmpeg dpkg-dev lintian
 	# misc used by tests and scripts
-	procps psmisc ca-certificates curl
+	procps psmisc ca-certificates curl python3 util-linux
 )
 
 missing=()
