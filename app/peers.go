@@ -272,8 +272,7 @@ func (p *peers) send(ctx context.Context, name, to string) (migration.Result, er
 	p.mu.Lock()
 	p.remote[name] = RemoteApp{Name: name, PeerID: v.ID, PeerName: v.Name, Since: time.Now().UTC()}
 	p.mu.Unlock()
-	p.saveRemote()
-	p.d.events.publish(Event{Type: EventAppRemoved, App: &engine.Info{Name: name}})
+	p.saveRemote() // the engine's release already announced the app's removal here
 	return res, nil
 }
 
