@@ -161,6 +161,10 @@ func TestHandoffRollback(t *testing.T) {
 	if _, err := e.Run(ctx, Spec{Name: "clock", Args: []string{"xclock", "-update", "1"}, Width: 400, Height: 300}); err != nil {
 		t.Fatal(err)
 	}
+	// A handoff freezes an app that has been running (it was pre-copied
+	// first); right after start the init is still forking its start-up
+	// loop, and CRIU can find a task it cannot seize.
+	time.Sleep(1500 * time.Millisecond)
 	if err := e.Freeze(ctx, "clock"); err != nil {
 		t.Fatal(err)
 	}
