@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -276,8 +277,13 @@ func (e *Engine) startLazyPages(a *app) *exec.Cmd {
 // isTransientDumpError recognises a dump that failed only because of the
 // instant it ran at.
 func isTransientDumpError(cause string) bool {
-	return strings.Contains(cause, "in-flight socket")
+	return strings.Contains(cause, "in-flight socket") ||
+		strings.Contains(cause, "Unseizable non-zombie") // caught mid-vfork
 }
+
+// criuNoise are error lines CRIU logs on every run on these kernels without
+// failing; they would only hide the real cause in a message.
+var criuNoise = []string{"Can't setup RLIMIT_NOFILE"}
 
 // criuLogErrors returns the error lines of a CRIU log, for messages.
 func criuLogErrors(path string) string {
@@ -291,7 +297,7 @@ func criuLogErrors(path string) string {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		l := sc.Text()
-		if strings.Contains(l, "Error (") {
+		if strings.Contains(l, "Error (") && !slices.ContainsFunc(criuNoise, func(n string) bool { return strings.Contains(l, n) }) {
 			if i := strings.Index(l, "): "); i >= 0 {
 				l = l[i+3:]
 			}

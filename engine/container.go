@@ -28,7 +28,10 @@ const (
 // container (a handle to a host file would make the dump fail), starts the
 // private X server, waits for its socket, runs the app and ends everything when
 // the app ends. The TERM trap matters: a PID-namespace init ignores signals it
-// has no handler for, and `handoff stop` asks politely first.
+// has no handler for, and `handoff stop` asks politely first. It waits with the
+// wait builtin, never by polling with sleep: dash vforks commands, and a dump
+// that lands while the shell waits for a vforked child finds it in state D,
+// which CRIU cannot seize (it failed 1 in ~40 suspends).
 const initScript = `#!/bin/sh
 mkdir -p ` + fbDir + `
 exec </dev/null >>` + handoffDir + `/init.log 2>&1
@@ -39,7 +42,7 @@ i=0
 while [ ! -S /tmp/.X11-unix/X1 ] && [ $i -lt 200 ]; do sleep 0.025; i=$((i+1)); done
 DISPLAY=` + containerDisplay + ` "$@" >>` + appLogPath + ` 2>&1 &
 app=$!
-while kill -0 $app 2>/dev/null; do sleep 1; done
+while kill -0 $app 2>/dev/null; do wait $app; done
 kill -TERM $xvfb 2>/dev/null
 exit 0
 `
