@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/handoff/handoff/engine/handles"
 )
@@ -45,11 +46,32 @@ func (e *Engine) Handles(ctx context.Context, name string) (*handles.Manifest, e
 // every blocker and what to do about it, and returns the manifest the dump
 // options depend on.
 func (e *Engine) checkHandles(ctx context.Context, name string) (*handles.Manifest, error) {
-	m, err := e.Handles(ctx, name)
+	m, err := e.SettledHandles(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	return m, BlockingError(m)
+}
+
+// secondLookDelay is how long SettledHandles waits before looking again.
+const secondLookDelay = 150 * time.Millisecond
+
+// SettledHandles is Handles for deciding whether a checkpoint may go ahead.
+// A manifest reads one process's fds after another while they keep running:
+// a client that connects to the app's X server between the two reads seems
+// connected to a socket no one in the container holds. A blocker therefore
+// has to be seen twice, a moment apart, to count.
+func (e *Engine) SettledHandles(ctx context.Context, name string) (*handles.Manifest, error) {
+	m, err := e.Handles(ctx, name)
+	if err != nil || len(m.Blocking()) == 0 {
+		return m, err
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(secondLookDelay):
+	}
+	return e.Handles(ctx, name)
 }
 
 // BlockingError describes a manifest's blocking handles, or returns nil.

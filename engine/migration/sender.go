@@ -113,7 +113,7 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	// 2. Handles: blockers stop us before the freeze; files the destination
 	// lacks go along with the upper dir.
 	done = phase(PhaseHandles)
-	m, err := s.Engine.Handles(ctx, name)
+	m, err := s.Engine.SettledHandles(ctx, name)
 	if err != nil {
 		return res, err
 	}
