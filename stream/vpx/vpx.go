@@ -1,0 +1,312 @@
+package vpx
+
+/*
+#cgo pkg-config: vpx
+#include <stdlib.h>
+#include <string.h>
+#include <vpx/vpx_encoder.h>
+#include <vpx/vpx_decoder.h>
+#include <vpx/vp8cx.h>
+#include <vpx/vp8dx.h>
+
+// BT.601 limited range, the same integer math as libyuv's ARGBToI420.
+static inline unsigned char clamp255(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }
+
+static void bgrx_to_i420(const unsigned char *src, int stride, int w, int h, vpx_image_t *img) {
+	for (int y = 0; y < h; y++) {
+		const unsigned char *p = src + (size_t)y * stride;
+		unsigned char *yr = img->planes[0] + (size_t)y * img->stride[0];
+		for (int x = 0; x < w; x++) {
+			int b = p[4*x], g = p[4*x+1], r = p[4*x+2];
+			yr[x] = (unsigned char)((66*r + 129*g + 25*b + 128) >> 8) + 16;
+		}
+	}
+	for (int y = 0; y < h; y += 2) {
+		const unsigned char *p0 = src + (size_t)y * stride;
+		const unsigned char *p1 = (y + 1 < h) ? p0 + stride : p0;
+		unsigned char *ur = img->planes[1] + (size_t)(y/2) * img->stride[1];
+		unsigned char *vr = img->planes[2] + (size_t)(y/2) * img->stride[2];
+		for (int x = 0; x < w; x += 2) {
+			int x1 = (x + 1 < w) ? x + 1 : x;
+			int b = (p0[4*x] + p0[4*x1] + p1[4*x] + p1[4*x1] + 2) >> 2;
+			int g = (p0[4*x+1] + p0[4*x1+1] + p1[4*x+1] + p1[4*x1+1] + 2) >> 2;
+			int r = (p0[4*x+2] + p0[4*x1+2] + p1[4*x+2] + p1[4*x1+2] + 2) >> 2;
+			ur[x/2] = clamp255(((-38*r - 74*g + 112*b + 128) >> 8) + 128);
+			vr[x/2] = clamp255(((112*r - 94*g - 18*b + 128) >> 8) + 128);
+		}
+	}
+}
+
+static void i420_to_rgba(const vpx_image_t *img, unsigned char *dst, int stride) {
+	int w = img->d_w, h = img->d_h;
+	for (int y = 0; y < h; y++) {
+		const unsigned char *yr = img->planes[0] + (size_t)y * img->stride[0];
+		const unsigned char *ur = img->planes[1] + (size_t)(y/2) * img->stride[1];
+		const unsigned char *vr = img->planes[2] + (size_t)(y/2) * img->stride[2];
+		unsigned char *d = dst + (size_t)y * stride;
+		for (int x = 0; x < w; x++) {
+			int c = 298 * (yr[x] - 16), u = ur[x/2] - 128, v = vr[x/2] - 128;
+			d[4*x]   = clamp255((c + 409*v + 128) >> 8);
+			d[4*x+1] = clamp255((c - 100*u - 208*v + 128) >> 8);
+			d[4*x+2] = clamp255((c + 516*u + 128) >> 8);
+			d[4*x+3] = 255;
+		}
+	}
+}
+
+typedef struct {
+	vpx_codec_ctx_t ctx;
+	vpx_codec_enc_cfg_t cfg;
+	vpx_image_t *img;
+	unsigned char *out;
+	size_t out_len, out_cap;
+	int keyframe;
+} encoder;
+
+static int enc_open(encoder *e, int w, int h, int kbps, int threads, int cpu_used) {
+	vpx_codec_err_t err = vpx_codec_enc_config_default(vpx_codec_vp8_cx(), &e->cfg, 0);
+	if (err) return err;
+	e->cfg.g_w = w;
+	e->cfg.g_h = h;
+	e->cfg.g_timebase.num = 1;
+	e->cfg.g_timebase.den = 1000; // pts in milliseconds
+	e->cfg.rc_target_bitrate = kbps;
+	e->cfg.rc_end_usage = VPX_CBR;
+	e->cfg.g_lag_in_frames = 0;
+	e->cfg.g_threads = threads;
+	e->cfg.g_error_resilient = VPX_ERROR_RESILIENT_DEFAULT;
+	e->cfg.rc_min_quantizer = 2;
+	e->cfg.rc_max_quantizer = 56;
+	e->cfg.rc_undershoot_pct = 95;
+	e->cfg.rc_overshoot_pct = 50;
+	e->cfg.rc_buf_sz = 1000;
+	e->cfg.rc_buf_initial_sz = 500;
+	e->cfg.rc_buf_optimal_sz = 600;
+	e->cfg.kf_mode = VPX_KF_DISABLED; // key frames only when asked: start and loss
+	err = vpx_codec_enc_init(&e->ctx, vpx_codec_vp8_cx(), &e->cfg, 0);
+	if (err) return err;
+	vpx_codec_control(&e->ctx, VP8E_SET_CPUUSED, cpu_used);
+	vpx_codec_control(&e->ctx, VP8E_SET_SCREEN_CONTENT_MODE, 1);
+	vpx_codec_control(&e->ctx, VP8E_SET_NOISE_SENSITIVITY, 0);
+	vpx_codec_control(&e->ctx, VP8E_SET_STATIC_THRESHOLD, 0);
+	vpx_codec_control(&e->ctx, VP8E_SET_TOKEN_PARTITIONS, threads > 1 ? 1 : 0);
+	e->img = vpx_img_alloc(NULL, VPX_IMG_FMT_I420, w, h, 16);
+	if (!e->img) { vpx_codec_destroy(&e->ctx); return VPX_CODEC_MEM_ERROR; }
+	return 0;
+}
+
+static int enc_encode(encoder *e, const unsigned char *bgrx, int stride, long long pts, int duration, int force_key) {
+	bgrx_to_i420(bgrx, stride, e->cfg.g_w, e->cfg.g_h, e->img);
+	vpx_codec_err_t err = vpx_codec_encode(&e->ctx, e->img, pts, duration, force_key ? VPX_EFLAG_FORCE_KF : 0, VPX_DL_REALTIME);
+	if (err) return err;
+	e->out_len = 0;
+	e->keyframe = 0;
+	vpx_codec_iter_t iter = NULL;
+	const vpx_codec_cx_pkt_t *pkt;
+	while ((pkt = vpx_codec_get_cx_data(&e->ctx, &iter)) != NULL) {
+		if (pkt->kind != VPX_CODEC_CX_FRAME_PKT) continue;
+		size_t need = e->out_len + pkt->data.frame.sz;
+		if (need > e->out_cap) {
+			size_t cap = need * 2;
+			unsigned char *n = realloc(e->out, cap);
+			if (!n) return VPX_CODEC_MEM_ERROR;
+			e->out = n;
+			e->out_cap = cap;
+		}
+		memcpy(e->out + e->out_len, pkt->data.frame.buf, pkt->data.frame.sz);
+		e->out_len += pkt->data.frame.sz;
+		if (pkt->data.frame.flags & VPX_FRAME_IS_KEY) e->keyframe = 1;
+	}
+	return 0;
+}
+
+static int enc_set_bitrate(encoder *e, int kbps) {
+	e->cfg.rc_target_bitrate = kbps;
+	return vpx_codec_enc_config_set(&e->ctx, &e->cfg);
+}
+
+static void enc_close(encoder *e) {
+	vpx_codec_destroy(&e->ctx);
+	if (e->img) vpx_img_free(e->img);
+	free(e->out);
+}
+
+static const char *enc_error(encoder *e) { return vpx_codec_error_detail(&e->ctx) ? vpx_codec_error_detail(&e->ctx) : vpx_codec_error(&e->ctx); }
+
+typedef struct {
+	vpx_codec_ctx_t ctx;
+	vpx_image_t *img;
+} decoder;
+
+static int dec_open(decoder *d, int threads) {
+	vpx_codec_dec_cfg_t cfg = {0};
+	cfg.threads = threads;
+	return vpx_codec_dec_init(&d->ctx, vpx_codec_vp8_dx(), &cfg, 0);
+}
+
+static int dec_decode(decoder *d, const unsigned char *buf, size_t len) {
+	d->img = NULL;
+	vpx_codec_err_t err = vpx_codec_decode(&d->ctx, buf, (unsigned int)len, NULL, 0);
+	if (err) return err;
+	vpx_codec_iter_t iter = NULL;
+	vpx_image_t *img;
+	while ((img = vpx_codec_get_frame(&d->ctx, &iter)) != NULL) d->img = img;
+	return 0;
+}
+
+static void dec_close(decoder *d) { vpx_codec_destroy(&d->ctx); }
+static const char *dec_error(decoder *d) { return vpx_codec_error_detail(&d->ctx) ? vpx_codec_error_detail(&d->ctx) : vpx_codec_error(&d->ctx); }
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"runtime"
+	"time"
+	"unsafe"
+)
+
+// EncoderConfig says what an encoder makes.
+type EncoderConfig struct {
+	Width, Height int
+	BitrateKbps   int // initial target; SetBitrate changes it
+	Threads       int // 0: one per CPU, at most 4
+	// Speed is libvpx's cpu-used, -16..16: higher is faster and blurrier.
+	// 0 picks 8, which keeps 1080p above 60 frames a second on two cores.
+	Speed int
+}
+
+// Encoder turns 32-bit BGRX frames into VP8 frames. It is not safe for
+// concurrent use.
+type Encoder struct {
+	e      *C.encoder
+	cfg    EncoderConfig
+	closed bool
+}
+
+// NewEncoder makes a realtime VP8 encoder.
+func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
+	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width > 16384 || cfg.Height > 16384 {
+		return nil, fmt.Errorf("vp8 encoder: bad size %dx%d", cfg.Width, cfg.Height)
+	}
+	if cfg.BitrateKbps <= 0 {
+		cfg.BitrateKbps = 4000
+	}
+	if cfg.Threads <= 0 {
+		cfg.Threads = min(runtime.NumCPU(), 4)
+	}
+	if cfg.Speed == 0 {
+		cfg.Speed = 8
+	}
+	e := (*C.encoder)(C.calloc(1, C.sizeof_encoder))
+	if rc := C.enc_open(e, C.int(cfg.Width), C.int(cfg.Height), C.int(cfg.BitrateKbps), C.int(cfg.Threads), C.int(cfg.Speed)); rc != 0 {
+		C.free(unsafe.Pointer(e))
+		return nil, fmt.Errorf("vp8 encoder: init %dx%d: libvpx error %d", cfg.Width, cfg.Height, int(rc))
+	}
+	return &Encoder{e: e, cfg: cfg}, nil
+}
+
+// Config is the encoder's configuration with defaults filled in.
+func (enc *Encoder) Config() EncoderConfig { return enc.cfg }
+
+// Encode compresses one frame of BGRX pixels (stride bytes per row) shown at
+// pts for duration. The result is valid until the next call.
+func (enc *Encoder) Encode(bgrx []byte, stride int, pts, duration time.Duration, keyframe bool) (frame []byte, isKey bool, err error) {
+	if enc.closed {
+		return nil, false, errors.New("vp8 encoder: closed")
+	}
+	if stride < enc.cfg.Width*4 || len(bgrx) < stride*(enc.cfg.Height-1)+enc.cfg.Width*4 {
+		return nil, false, fmt.Errorf("vp8 encoder: %d bytes at stride %d do not hold %dx%d pixels", len(bgrx), stride, enc.cfg.Width, enc.cfg.Height)
+	}
+	force := 0
+	if keyframe {
+		force = 1
+	}
+	rc := C.enc_encode(enc.e, (*C.uchar)(unsafe.Pointer(&bgrx[0])), C.int(stride),
+		C.longlong(pts.Milliseconds()), C.int(max(duration.Milliseconds(), 1)), C.int(force))
+	if rc != 0 {
+		return nil, false, fmt.Errorf("vp8 encode: %s", C.GoString(C.enc_error(enc.e)))
+	}
+	if enc.e.out_len == 0 {
+		return nil, false, nil // the rate controller dropped the frame
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(enc.e.out)), int(enc.e.out_len)), enc.e.keyframe != 0, nil
+}
+
+// SetBitrate changes the target bitrate from the next frame on.
+func (enc *Encoder) SetBitrate(kbps int) error {
+	if kbps <= 0 || enc.closed {
+		return nil
+	}
+	if rc := C.enc_set_bitrate(enc.e, C.int(kbps)); rc != 0 {
+		return fmt.Errorf("vp8 encoder: set bitrate %d kbps: %s", kbps, C.GoString(C.enc_error(enc.e)))
+	}
+	enc.cfg.BitrateKbps = kbps
+	return nil
+}
+
+// Close frees the encoder.
+func (enc *Encoder) Close() error {
+	if !enc.closed {
+		enc.closed = true
+		C.enc_close(enc.e)
+		C.free(unsafe.Pointer(enc.e))
+	}
+	return nil
+}
+
+// Decoder turns VP8 frames back into RGBA images. It is not safe for
+// concurrent use.
+type Decoder struct {
+	d      *C.decoder
+	closed bool
+}
+
+// NewDecoder makes a VP8 decoder.
+func NewDecoder() (*Decoder, error) {
+	d := (*C.decoder)(C.calloc(1, C.sizeof_decoder))
+	if rc := C.dec_open(d, C.int(min(runtime.NumCPU(), 4))); rc != 0 {
+		C.free(unsafe.Pointer(d))
+		return nil, fmt.Errorf("vp8 decoder: init: libvpx error %d", int(rc))
+	}
+	return &Decoder{d: d}, nil
+}
+
+// Decode decompresses one frame into dst, reallocating it when the frame's
+// size differs, and returns the image. A frame that shows nothing new
+// returns dst unchanged with shown false.
+func (dec *Decoder) Decode(frame []byte, dst *image.RGBA) (img *image.RGBA, shown bool, err error) {
+	if dec.closed {
+		return dst, false, errors.New("vp8 decoder: closed")
+	}
+	if len(frame) == 0 {
+		return dst, false, errors.New("vp8 decode: empty frame")
+	}
+	p := C.CBytes(frame) // libvpx may read past Go-managed memory it was not given
+	defer C.free(p)
+	if rc := C.dec_decode(dec.d, (*C.uchar)(p), C.size_t(len(frame))); rc != 0 {
+		return dst, false, fmt.Errorf("vp8 decode: %s", C.GoString(C.dec_error(dec.d)))
+	}
+	vi := dec.d.img
+	if vi == nil {
+		return dst, false, nil
+	}
+	w, h := int(vi.d_w), int(vi.d_h)
+	if dst == nil || dst.Rect.Dx() != w || dst.Rect.Dy() != h {
+		dst = image.NewRGBA(image.Rect(0, 0, w, h))
+	}
+	C.i420_to_rgba(vi, (*C.uchar)(unsafe.Pointer(&dst.Pix[0])), C.int(dst.Stride))
+	return dst, true, nil
+}
+
+// Close frees the decoder.
+func (dec *Decoder) Close() error {
+	if !dec.closed {
+		dec.closed = true
+		C.dec_close(dec.d)
+		C.free(unsafe.Pointer(dec.d))
+	}
+	return nil
+}

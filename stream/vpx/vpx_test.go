@@ -1,0 +1,135 @@
+package vpx
+
+import (
+	"image"
+	"image/color"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/handoff/handoff/stream/fb"
+)
+
+// screen draws something like a desktop: a light window with dark text-like
+// strokes, a title bar and a gradient, as 32-bit BGRX pixels.
+func screen(w, h int, seed uint64) (bgrx []byte, want *image.RGBA) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	want = image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			c := color.RGBA{uint8(200 + x*40/w), uint8(210 + y*30/h), 230, 255}
+			if y < 24 {
+				c = color.RGBA{40, 60, 120, 255}
+			}
+			want.SetRGBA(x, y, c)
+		}
+	}
+	for line := 40; line+12 < h; line += 18 {
+		for x := 8; x+6 < w*3/4; x += 7 {
+			if rng.IntN(5) == 0 {
+				continue
+			}
+			for dy := 0; dy < 10; dy++ {
+				for dx := 0; dx < 5; dx++ {
+					if rng.IntN(3) == 0 {
+						want.SetRGBA(x+dx, line+dy, color.RGBA{20, 20, 20, 255})
+					}
+				}
+			}
+		}
+	}
+	bgrx = make([]byte, w*h*4)
+	for i := 0; i < w*h; i++ {
+		bgrx[4*i], bgrx[4*i+1], bgrx[4*i+2] = want.Pix[4*i+2], want.Pix[4*i+1], want.Pix[4*i]
+	}
+	return bgrx, want
+}
+
+func TestRoundTripStillScreen(t *testing.T) {
+	for _, size := range []image.Point{{640, 480}, {1280, 720}, {333, 201}} {
+		bgrx, want := screen(size.X, size.Y, 1)
+		enc, err := NewEncoder(EncoderConfig{Width: size.X, Height: size.Y, BitrateKbps: 8000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec, err := NewDecoder()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var img *image.RGBA
+		var psnr []float64
+		// A still screen gets a key frame and then a few refinements, as the
+		// stream sends them after motion stops.
+		for i := 0; i < 6; i++ {
+			frame, key, err := enc.Encode(bgrx, size.X*4, time.Duration(i)*33*time.Millisecond, 33*time.Millisecond, i == 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 && !key {
+				t.Fatalf("%v: first frame is not a key frame", size)
+			}
+			if frame == nil {
+				continue
+			}
+			var shown bool
+			img, shown, err = dec.Decode(frame, img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if shown {
+				psnr = append(psnr, fb.PSNR(want, img))
+			}
+		}
+		enc.Close()
+		dec.Close()
+		if len(psnr) == 0 || img.Rect.Size() != size {
+			t.Fatalf("%v: no frame decoded at the right size (got %v)", size, img)
+		}
+		if last := psnr[len(psnr)-1]; last < 35 {
+			t.Errorf("%v: PSNR after refinement %.1f dB < 35 (all: %.1f)", size, last, psnr)
+		}
+		t.Logf("%v: PSNR per frame %.1f", size, psnr)
+	}
+}
+
+func TestEncoderRejectsBadInput(t *testing.T) {
+	if _, err := NewEncoder(EncoderConfig{Width: 0, Height: 10}); err == nil {
+		t.Error("zero width accepted")
+	}
+	enc, err := NewEncoder(EncoderConfig{Width: 64, Height: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	if _, _, err := enc.Encode(make([]byte, 100), 256, 0, time.Millisecond, true); err == nil {
+		t.Error("short buffer accepted")
+	}
+	dec, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	if _, _, err := dec.Decode([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, nil); err == nil {
+		t.Error("garbage decoded")
+	}
+}
+
+func BenchmarkEncode1080p(b *testing.B) {
+	bgrx, _ := screen(1920, 1080, 1)
+	other, _ := screen(1920, 1080, 2)
+	enc, err := NewEncoder(EncoderConfig{Width: 1920, Height: 1080, BitrateKbps: 8000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer enc.Close()
+	b.SetBytes(int64(len(bgrx)))
+	for i := 0; b.Loop(); i++ {
+		src := bgrx
+		if i%2 == 1 {
+			src = other // full-screen motion
+		}
+		if _, _, err := enc.Encode(src, 1920*4, time.Duration(i)*16*time.Millisecond, 16*time.Millisecond, i == 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
