@@ -1,0 +1,336 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor/pkg/cc"
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+
+	"github.com/handoff/handoff/stream/vpx"
+)
+
+// HostConfig says which display a Host streams.
+type HostConfig struct {
+	Framebuffer string // the display's XWD framebuffer file (Xvfb -fbdir)
+	Display     string // the display's X socket, for input
+	MaxFPS      int    // frames per second at most; 0 means 60
+	Logger      *slog.Logger
+}
+
+// Host streams one app's display to viewers over WebRTC and types their
+// input into it. It runs on the machine that runs the app.
+type Host struct {
+	cfg HostConfig
+	log *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	closed   bool
+
+	inputMu sync.Mutex // serializes input and guards inj
+	inj     *injector
+
+	// Frames counts encoded frames over the host's life, for tests and
+	// benchmarks that check a still screen costs nothing.
+	Frames atomic.Int64
+}
+
+// NewHost prepares a host; nothing runs until a viewer connects.
+func NewHost(cfg HostConfig) *Host {
+	if cfg.MaxFPS <= 0 {
+		cfg.MaxFPS = 60
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Host{cfg: cfg, log: cfg.Logger, sessions: map[*session]struct{}{}}
+}
+
+// session is one viewer's peer connection.
+type session struct {
+	h      *Host
+	pc     *webrtc.PeerConnection
+	track  *webrtc.TrackLocalStaticSample
+	cap    *capturer
+	enc    *vpx.Encoder
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	keyframe atomic.Bool
+	bitrate  atomic.Int64 // bits per second, from the congestion controller
+}
+
+// Answer takes a viewer's offer (SDP with all its candidates) and returns the
+// answer; the stream starts once the connection is up.
+func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return "", ErrClosed
+	}
+	c, err := newCapturer(h.cfg.Framebuffer)
+	if err != nil {
+		return "", fmt.Errorf("capture the app's display: %w", err)
+	}
+	size := c.Size()
+	enc, err := vpx.NewEncoder(vpx.EncoderConfig{Width: size.X, Height: size.Y, BitrateKbps: initialBitrate / 1000})
+	if err != nil {
+		c.Close()
+		return "", err
+	}
+	estimates := make(chan cc.BandwidthEstimator, 1)
+	api, err := newAPI(estimates)
+	if err != nil {
+		c.Close()
+		enc.Close()
+		return "", err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		c.Close()
+		enc.Close()
+		return "", err
+	}
+	s := &session{h: h, pc: pc, cap: c, enc: enc, done: make(chan struct{})}
+	s.bitrate.Store(initialBitrate)
+	s.keyframe.Store(true)
+	fail := func(err error) (string, error) {
+		s.release()
+		return "", err
+	}
+	s.track, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "screen", "handoff")
+	if err != nil {
+		return fail(err)
+	}
+	sender, err := pc.AddTrack(s.track)
+	if err != nil {
+		return fail(err)
+	}
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+		if dc.Label() != "input" {
+			return
+		}
+		// The viewer's channel opens once DTLS is up on its side too: a
+		// frame sent before that may be lost, so start over with a key frame.
+		dc.OnOpen(func() { s.keyframe.Store(true) })
+		dc.OnMessage(func(msg webrtc.DataChannelMessage) {
+			ev, err := ParseInput(msg.Data)
+			if err == nil {
+				err = h.apply(ev)
+			}
+			if err != nil {
+				h.log.Warn("viewer input not applied", "err", err)
+			}
+		})
+	})
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return fail(fmt.Errorf("viewer's offer: %w", err))
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return fail(err)
+	}
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return fail(err)
+	}
+	if err := gathered(ctx, pc); err != nil {
+		return fail(err)
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		cancel()
+		return fail(ErrClosed)
+	}
+	h.sessions[s] = struct{}{}
+	h.mu.Unlock()
+
+	go s.readRTCP(sender)
+	go s.followBitrate(runCtx, estimates)
+	go s.run(runCtx)
+	return pc.LocalDescription().SDP, nil
+}
+
+// readRTCP turns the viewer's picture-loss reports into key frames.
+func (s *session) readRTCP(sender *webrtc.RTPSender) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				s.keyframe.Store(true)
+			}
+		}
+	}
+}
+
+func (s *session) followBitrate(ctx context.Context, estimates <-chan cc.BandwidthEstimator) {
+	var est cc.BandwidthEstimator
+	select {
+	case est = <-estimates:
+	case <-ctx.Done():
+		return
+	}
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.bitrate.Store(int64(est.GetTargetBitrate()))
+		}
+	}
+}
+
+// run sends a frame whenever the screen changed, at most MaxFPS a second,
+// and nothing at all while it is still.
+func (s *session) run(ctx context.Context) {
+	defer close(s.done)
+	defer s.release()
+	connected := make(chan struct{})
+	var once sync.Once
+	s.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			once.Do(func() { close(connected) })
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			s.cancel()
+		}
+	})
+	if s.pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+		once.Do(func() { close(connected) })
+	}
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		return
+	case <-time.After(30 * time.Second):
+		s.h.log.Warn("viewer never connected; giving up")
+		return
+	}
+	interval := time.Second / time.Duration(s.h.cfg.MaxFPS)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	start := time.Now()
+	last := start
+	kbps := s.enc.Config().BitrateKbps
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		key := s.keyframe.Swap(false)
+		if s.cap.Grab() == 0 && !key {
+			continue
+		}
+		if want := int(s.bitrate.Load() / 1000); want != kbps {
+			if err := s.enc.SetBitrate(want); err == nil {
+				kbps = want
+			}
+		}
+		now := time.Now()
+		frame, _, err := s.enc.Encode(s.cap.frame, s.cap.Stride(), now.Sub(start), now.Sub(last), key)
+		if err != nil {
+			s.h.log.Error("encode the app's display", "err", err)
+			return
+		}
+		if frame == nil {
+			s.keyframe.CompareAndSwap(false, key)
+			continue
+		}
+		s.h.Frames.Add(1)
+		if err := s.track.WriteSample(media.Sample{Data: frame, Duration: now.Sub(last)}); err != nil && !errors.Is(err, context.Canceled) {
+			s.h.log.Debug("send frame", "err", err)
+		}
+		last = now
+	}
+}
+
+// release frees what a session holds. Only the run loop calls it once it
+// started, since the loop is what uses the capturer and the encoder.
+func (s *session) release() {
+	s.pc.Close()
+	s.h.mu.Lock()
+	delete(s.h.sessions, s)
+	s.h.mu.Unlock()
+	s.cap.Close()
+	s.enc.Close()
+}
+
+// apply types one event into the display, connecting to it on first use.
+func (h *Host) apply(ev Input) error {
+	h.inputMu.Lock()
+	defer h.inputMu.Unlock()
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if ev.Kind == InputClipboard {
+		return nil // the app's display has no clipboard bridge yet
+	}
+	if h.inj == nil {
+		inj, err := dialInjector(context.Background(), h.cfg.Display)
+		if err != nil {
+			return err
+		}
+		h.inj = inj
+	}
+	if err := h.inj.Apply(ev); err != nil {
+		// A broken connection is reopened on the next event.
+		h.inj.conn.Close()
+		h.inj = nil
+		return err
+	}
+	return nil
+}
+
+// Viewers is the number of connected viewers.
+func (h *Host) Viewers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+// Close ends every viewer's stream and drops the connection to the display.
+// It must happen before the app is checkpointed: the display's end of that
+// connection would have its peer outside the container. Viewers reconnect
+// to wherever the app runs next.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	sessions := make([]*session, 0, len(h.sessions))
+	for s := range h.sessions {
+		sessions = append(sessions, s)
+	}
+	h.mu.Unlock()
+	for _, s := range sessions {
+		s.cancel()
+		<-s.done
+	}
+	h.inputMu.Lock()
+	if h.inj != nil {
+		h.inj.Close()
+		h.inj = nil
+	}
+	h.inputMu.Unlock()
+	return nil
+}

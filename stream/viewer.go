@@ -1,0 +1,291 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/handoff/handoff/stream/vpx"
+)
+
+// Signal carries a viewer's offer to the machine running the app and
+// returns its answer. The daemon routes it: to its own Host when the app runs
+// here, over the peer channel when it runs on a peer.
+type Signal func(ctx context.Context, offer string) (answer string, err error)
+
+// ViewerState is what a viewer is doing, for a window's title or overlay.
+type ViewerState struct {
+	Streaming bool
+	Err       error // why the last connection ended, while reconnecting
+}
+
+// Viewer receives an app's display and sends input back. It reconnects by
+// itself, through the same Signal, when the connection drops: after a
+// network blip, or when the app moved and the daemon routes it elsewhere.
+type Viewer struct {
+	signal Signal
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	onFrame func(*image.RGBA)
+	onState func(ViewerState)
+	dc      *webrtc.DataChannel
+	cancel  context.CancelFunc
+	closed  bool
+}
+
+// NewViewer makes a viewer that connects through signal once Run is called.
+func NewViewer(signal Signal, log *slog.Logger) *Viewer {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Viewer{signal: signal, log: log}
+}
+
+// OnFrame sets the function each decoded frame goes to. The image belongs to
+// the viewer and is only valid during the call: copy what you keep.
+func (v *Viewer) OnFrame(f func(*image.RGBA)) {
+	v.mu.Lock()
+	v.onFrame = f
+	v.mu.Unlock()
+}
+
+// OnState sets the function told when streaming starts or stops.
+func (v *Viewer) OnState(f func(ViewerState)) {
+	v.mu.Lock()
+	v.onState = f
+	v.mu.Unlock()
+}
+
+// ErrNotConnected is returned for input sent while no stream is up.
+var ErrNotConnected = errors.New("not connected to the app")
+
+// Send passes one input event to the app.
+func (v *Viewer) Send(ev Input) error {
+	if err := ev.Validate(); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	dc := v.dc
+	v.mu.Unlock()
+	if dc == nil || dc.ReadyState() != webrtc.DataChannelStateOpen {
+		return ErrNotConnected
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	return dc.Send(b)
+}
+
+// Run connects and keeps reconnecting until ctx ends or Close is called.
+func (v *Viewer) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		cancel()
+		return ErrClosed
+	}
+	v.cancel = cancel
+	v.mu.Unlock()
+	defer cancel()
+	backoff := 200 * time.Millisecond
+	for {
+		started := time.Now()
+		err := v.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		v.state(ViewerState{Err: err})
+		v.log.Info("viewer reconnecting", "err", err, "in", backoff)
+		if time.Since(started) > 10*time.Second {
+			backoff = 200 * time.Millisecond // it had been working
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 3*time.Second)
+	}
+}
+
+// Close stops the viewer.
+func (v *Viewer) Close() error {
+	v.mu.Lock()
+	v.closed = true
+	cancel := v.cancel
+	v.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	return nil
+}
+
+func (v *Viewer) state(s ViewerState) {
+	v.mu.Lock()
+	f := v.onState
+	v.mu.Unlock()
+	if f != nil {
+		f(s)
+	}
+}
+
+// session is one connection, from offer to its end.
+func (v *Viewer) session(ctx context.Context) error {
+	api, err := newAPI(nil)
+	if err != nil {
+		return err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return err
+	}
+	defer pc.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ended := make(chan error, 2)
+	end := func(err error) {
+		select {
+		case ended <- err:
+		default:
+		}
+	}
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		return err
+	}
+	dc, err := pc.CreateDataChannel("input", nil)
+	if err != nil {
+		return err
+	}
+	pc.OnTrack(func(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		end(v.receive(ctx, pc, track))
+	})
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		switch st {
+		case webrtc.PeerConnectionStateFailed:
+			end(errors.New("the connection to the app failed"))
+		case webrtc.PeerConnectionStateClosed:
+			end(errors.New("the app's machine closed the stream"))
+		case webrtc.PeerConnectionStateDisconnected:
+			// ICE may recover from a blip by itself; give it a few seconds.
+			go func() {
+				select {
+				case <-time.After(4 * time.Second):
+					if pc.ConnectionState() == webrtc.PeerConnectionStateDisconnected {
+						end(errors.New("lost the connection to the app"))
+					}
+				case <-ctx.Done():
+				}
+			}()
+		}
+	})
+	dc.OnClose(func() { end(errors.New("the app's machine closed the stream")) })
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	if err := gathered(ctx, pc); err != nil {
+		return err
+	}
+	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
+	answer, err := v.signal(sctx, pc.LocalDescription().SDP)
+	scancel()
+	if err != nil {
+		return err
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return fmt.Errorf("the app's answer: %w", err)
+	}
+	v.mu.Lock()
+	v.dc = dc
+	v.mu.Unlock()
+	defer func() {
+		v.mu.Lock()
+		if v.dc == dc {
+			v.dc = nil
+		}
+		v.mu.Unlock()
+	}()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-ended:
+		return err
+	}
+}
+
+// receive reassembles, decodes and hands out frames until the track ends.
+func (v *Viewer) receive(ctx context.Context, pc *webrtc.PeerConnection, track *webrtc.TrackRemote) error {
+	dec, err := vpx.NewDecoder()
+	if err != nil {
+		return err
+	}
+	defer dec.Close()
+	asm := newAssembler()
+	var img *image.RGBA
+	haveKey, streaming := false, false
+	var lastPLI time.Time
+	askKeyframe := func() {
+		if time.Since(lastPLI) > 300*time.Millisecond {
+			pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(track.SSRC())}})
+			lastPLI = time.Now()
+		}
+	}
+	for {
+		pkt, _, err := track.ReadRTP()
+		if err != nil {
+			return fmt.Errorf("the stream ended: %w", err)
+		}
+		frame, lost := asm.push(pkt)
+		if frame == nil {
+			continue
+		}
+		// A VP8 key frame has bit 0 of its first byte clear.
+		key := len(frame) > 0 && frame[0]&1 == 0
+		if lost && !key {
+			haveKey = false
+		}
+		if !haveKey && !key {
+			askKeyframe()
+			continue
+		}
+		haveKey = true
+		var shown bool
+		img, shown, err = dec.Decode(frame, img)
+		if err != nil {
+			v.log.Debug("decode frame", "err", err)
+			haveKey = false
+			askKeyframe()
+			continue
+		}
+		if !shown {
+			continue
+		}
+		if !streaming {
+			streaming = true
+			v.state(ViewerState{Streaming: true})
+		}
+		v.mu.Lock()
+		f := v.onFrame
+		v.mu.Unlock()
+		if f != nil {
+			f(img)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
