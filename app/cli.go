@@ -45,6 +45,7 @@ func init() {
 		{"ls", "[--json]", "list apps", runLs},
 		{"handles", "NAME [--json]", "show the handles an app holds and whether each can move", runHandles},
 		{"screenshot", "NAME OUT.png", "save the app's display as PNG", runScreenshot},
+		{"view", "NAME [--snapshot OUT.png]", "show the app, here or on the peer running it; --snapshot saves the first streamed frame", runView},
 		{"suspend", "NAME", "checkpoint the app to disk; its processes end, nothing is lost", lifecycleCmd("suspend")},
 		{"resume", "NAME", "restore a suspended app where it was", lifecycleCmd("resume")},
 		{"stop", "NAME", "end the app and remove its container", lifecycleCmd("stop")},
@@ -326,12 +327,20 @@ func runScreenshot(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	tmp := pos[1] + ".part"
+	return writeFileAtomic(pos[1], func(w io.Writer) error {
+		return env.client().Screenshot(ctx, pos[0], w)
+	})
+}
+
+// writeFileAtomic writes path through a temporary file, so that a failure
+// never leaves half a file under the name the user asked for.
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	tmp := path + ".part"
 	f, err := os.Create(tmp)
 	if err != nil {
 		return err
 	}
-	err = env.client().Screenshot(ctx, pos[0], f)
+	err = write(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -339,7 +348,7 @@ func runScreenshot(ctx context.Context, env *cliEnv, args []string) error {
 		os.Remove(tmp)
 		return err
 	}
-	return os.Rename(tmp, pos[1])
+	return os.Rename(tmp, path)
 }
 
 func lifecycleCmd(op string) func(context.Context, *cliEnv, []string) error {

@@ -51,8 +51,10 @@ type Daemon struct {
 	engine *engine.Engine
 	events *hub
 	peers  *peers // nil until the peer channel is up
-	server *http.Server
-	ln     net.Listener
+	// streams shows apps running here to viewers.
+	streams *streams
+	server  *http.Server
+	ln      net.Listener
 	// ctx is the base of every API request; Close cancels it so that
 	// long-lived streams (events) end and shutdown does not wait for them.
 	ctx    context.Context
@@ -80,10 +82,14 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
 		cfg.Logger.Warn("cannot mark inherited descriptors close-on-exec", "err", err)
 	}
 	d := &Daemon{cfg: cfg, log: cfg.Logger, events: newHub()}
+	d.streams = newStreams(d)
 	eng, err := engine.New(engine.Config{
 		StateDir: cfg.StateDir,
 		Logger:   cfg.Logger,
 		OnChange: d.appChanged,
+		BeforeCheckpoint: func(name string) {
+			d.streams.drop(name) // a viewer's X connection would block the dump
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -132,11 +138,15 @@ func (d *Daemon) Close() error {
 	if d.peers != nil {
 		d.peers.close()
 	}
+	d.streams.closeAll()
 	d.engine.Close()
 	return err
 }
 
 func (d *Daemon) appChanged(info engine.Info) {
+	if info.State != engine.StateRunning {
+		d.streams.drop(info.Name)
+	}
 	if d.peers != nil && info.State == engine.StateRunning {
 		d.peers.forgetRemote(info.Name) // it came back
 	}

@@ -1,9 +1,12 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -142,6 +145,7 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 	mux := http.NewServeMux()
 	mux.Handle(peerHandoffPrefix+"/", http.StripPrefix(peerHandoffPrefix, p.receiver))
 	mux.HandleFunc("POST "+peerBringBack, p.serveBringBack)
+	mux.HandleFunc("POST "+peerView+"{name}", p.serveView)
 	mux.HandleFunc("POST "+peerPair, p.servePair)
 	p.srv = id.PeerServer(mux, trust, func(path string) bool { return path == peerPair })
 	listen := cfg.PeerListen
@@ -358,21 +362,36 @@ func (p *peers) bringBack(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	body := strings.NewReader(fmt.Sprintf(`{"app":%q}`, name))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+v.Endpoint()+peerBringBack, body)
+	if err := p.call(ctx, v, peerBringBack, map[string]string{"app": name}, nil); err != nil {
+		return fmt.Errorf("ask %s to send %q back: %w", v.Name, name, err)
+	}
+	return nil
+}
+
+// call posts a JSON request to a trusted peer over the pinned channel and
+// decodes its JSON reply into out (when not nil).
+func (p *peers) call(ctx context.Context, v PeerView, path string, in, out any) error {
+	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+v.Endpoint()+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := p.id.Client(v.ID).Do(req)
 	if err != nil {
-		return fmt.Errorf("ask %s to send %q back: %w", v.Name, name, err)
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		msg := readError(resp.Body)
-		return fmt.Errorf("%s could not send %q back: %s", v.Name, name, msg)
+		return errors.New(readError(resp.Body))
 	}
-	return nil
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out)
 }
 
 // serveBringBack sends an app back to the peer that handed it here.

@@ -33,6 +33,16 @@ type Config struct {
 	Logger   *slog.Logger
 	// EagerRestore turns lazy restores (userfaultfd) off.
 	EagerRestore bool
+	// BeforeCheckpoint, when set, is called before the engine looks at an
+	// app's handles to checkpoint it: the caller closes its own connections
+	// into the app (a viewer's X connection), which would block the dump.
+	BeforeCheckpoint func(name string)
+}
+
+func (e *Engine) beforeCheckpoint(name string) {
+	if e.cfg.BeforeCheckpoint != nil {
+		e.cfg.BeforeCheckpoint(name)
+	}
 }
 
 // Spec is what an app is started with.

@@ -62,6 +62,7 @@ const secondLookDelay = 150 * time.Millisecond
 // connected to a socket no one in the container holds. A blocker therefore
 // has to be seen twice, a moment apart, to count.
 func (e *Engine) SettledHandles(ctx context.Context, name string) (*handles.Manifest, error) {
+	e.beforeCheckpoint(name)
 	m, err := e.Handles(ctx, name)
 	if err != nil || len(m.Blocking()) == 0 {
 		return m, err

@@ -24,6 +24,7 @@ func (e *Engine) Snapshot(ctx context.Context, name, dir string) error {
 
 // Freeze stops every process of the app with the cgroup freezer.
 func (e *Engine) Freeze(ctx context.Context, name string) error {
+	e.beforeCheckpoint(name)
 	a, end, err := e.begin(name)
 	if err != nil {
 		return err
@@ -74,6 +75,7 @@ func (e *Engine) DumpFrozen(ctx context.Context, name, dir string) error {
 // checkpointIn dumps an app that is in state want into dir and leaves it
 // as it was (running, or frozen).
 func (e *Engine) checkpointIn(name, op string, want State, dir string) error {
+	e.beforeCheckpoint(name)
 	a, end, err := e.beginIn(name, op, want)
 	if err != nil {
 		return err
