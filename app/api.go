@@ -83,6 +83,7 @@ func newHandler(d *Daemon) *handler {
 		{"POST /v0/apps/{name}/send", writeAccess, h.serveSend},
 		{"POST /v0/apps/{name}/bring-back", writeAccess, h.serveBringBack},
 		{"POST /v0/apps/{name}/view", writeAccess, h.serveView},
+		{"GET /v0/web", writeAccess, h.serveWeb},
 		{"GET /v0/id", readAccess, h.serveID},
 		{"GET /v0/peers", readAccess, h.servePeers},
 		{"POST /v0/peers/{id}/trust", writeAccess, h.serveTrust},

@@ -45,6 +45,7 @@ func init() {
 		{"ls", "[--json]", "list apps", runLs},
 		{"handles", "NAME [--json]", "show the handles an app holds and whether each can move", runHandles},
 		{"screenshot", "NAME OUT.png", "save the app's display as PNG", runScreenshot},
+		{"web", "[NAME]", "print the browser viewer's address (with its access token) for an app", runWeb},
 		{"view", "NAME [--snapshot OUT.png]", "show the app, here or on the peer running it; --snapshot saves the first streamed frame", runView},
 		{"suspend", "NAME", "checkpoint the app to disk; its processes end, nothing is lost", lifecycleCmd("suspend")},
 		{"resume", "NAME", "restore a suspended app where it was", lifecycleCmd("resume")},
@@ -148,6 +149,7 @@ func runDaemon(ctx context.Context, env *cliEnv, args []string) error {
 	listen := fs.String("listen", fmt.Sprintf(":%d", DefaultPeerPort), "the peer channel's address")
 	name := fs.String("name", "", "this device's name on the network (default: the hostname)")
 	noMDNS := fs.Bool("no-mdns", false, "do not announce or browse with mDNS")
+	webListen := fs.String("web", DefaultWebListen, "loopback address of the browser viewer; empty turns it off")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -159,7 +161,7 @@ func runDaemon(ctx context.Context, env *cliEnv, args []string) error {
 	log := slog.New(slog.NewTextHandler(env.stderr, &slog.HandlerOptions{Level: lv}))
 	slog.SetDefault(log)
 	d, err := StartDaemon(ctx, DaemonConfig{StateDir: *stateDir, Socket: SocketPath(env.socket), Logger: log,
-		PeerListen: *listen, Name: *name, NoDiscovery: *noMDNS})
+		PeerListen: *listen, WebListen: *webListen, Name: *name, NoDiscovery: *noMDNS})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"net/url"
 	"sync"
 	"time"
 
@@ -95,5 +96,22 @@ func runView(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "saved %dx%d frame of %s streamed from %s to %s\n", img.Rect.Dx(), img.Rect.Dy(), name, from, *snapshot)
+	return nil
+}
+
+func runWeb(ctx context.Context, env *cliEnv, args []string) error {
+	pos, err := parseFlags(flag.NewFlagSet("web", flag.ContinueOnError), args)
+	if err != nil {
+		return err
+	}
+	info, err := env.client().Web(ctx)
+	if err != nil {
+		return err
+	}
+	u := info.URL
+	if len(pos) > 0 {
+		u += "&app=" + url.QueryEscape(pos[0])
+	}
+	fmt.Fprintln(env.stdout, u)
 	return nil
 }

@@ -37,6 +37,8 @@ type DaemonConfig struct {
 	Socket   string
 	// PeerListen is the peer channel's address (":7466" by default).
 	PeerListen string
+	// WebListen is the browser viewer's loopback address; "" turns it off.
+	WebListen string
 	// Name is this device's human name (the hostname by default).
 	Name string
 	// NoDiscovery turns mDNS off (the peer channel still listens).
@@ -53,6 +55,7 @@ type Daemon struct {
 	peers  *peers // nil until the peer channel is up
 	// streams shows apps running here to viewers.
 	streams *streams
+	web     *web // nil unless WebListen is set
 	server  *http.Server
 	ln      net.Listener
 	// ctx is the base of every API request; Close cancels it so that
@@ -109,6 +112,11 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
 		return nil, err
 	}
 	d.ln = ln
+	if cfg.WebListen != "" {
+		if err := d.startWeb(cfg.WebListen); err != nil {
+			d.log.Warn("no browser viewer", "err", err)
+		}
+	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.server = &http.Server{
 		Handler:           newHandler(d),
@@ -137,6 +145,9 @@ func (d *Daemon) Close() error {
 	_ = os.Remove(d.cfg.Socket)
 	if d.peers != nil {
 		d.peers.close()
+	}
+	if d.web != nil {
+		d.web.server.Close()
 	}
 	d.streams.closeAll()
 	d.engine.Close()

@@ -25,6 +25,8 @@ packages=(
 	iptables runc iproute2 criu
 	# displays, test apps, input, screenshots
 	xvfb x11-apps x11-utils xterm xdotool imagemagick dbus-x11
+	# a real WebRTC client for the browser viewer test
+	chromium
 	# mDNS reference implementation for interop tests
 	avahi-daemon avahi-utils
 	# benchmarks and packaging

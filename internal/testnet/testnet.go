@@ -12,11 +12,15 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Net is a set of workstations on one bridge.
@@ -155,4 +159,32 @@ func (n *Net) Teardown() {
 		exec.Command("ip", "netns", "del", h.NS).Run()
 	}
 	exec.Command("ip", "netns", "del", n.bridge).Run()
+}
+
+// Do runs f on a thread inside the workstation's network namespace: sockets
+// f creates belong to the workstation. Only what f does on its own goroutine
+// is inside; the thread is thrown away afterwards if it cannot switch back.
+func (h *Host) Do(f func() error) error {
+	runtime.LockOSThread()
+	self, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer self.Close()
+	ns, err := os.Open("/run/netns/" + h.NS)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer ns.Close()
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter %s: %w", h.NS, err)
+	}
+	ferr := f()
+	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err == nil {
+		runtime.UnlockOSThread()
+	}
+	return ferr
 }
