@@ -28,7 +28,7 @@ type display struct {
 
 // startDisplay starts Xvfb on a free display number and stops it, by PID,
 // when the test ends.
-func startDisplay(t *testing.T, size string) display {
+func startDisplay(t testing.TB, size string) display {
 	t.Helper()
 	dir := t.TempDir()
 	r, w, err := os.Pipe()

@@ -1,0 +1,179 @@
+//go:build integration
+
+package stream
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/jezek/xgb"
+	"github.com/jezek/xgb/xproto"
+
+	"github.com/handoff/handoff/stream/vpx"
+)
+
+// painter draws solid rectangles on a display, the "glass" on the app side.
+type painter struct {
+	conn *xgb.Conn
+	win  xproto.Window
+	gc   xproto.Gcontext
+}
+
+func newPainter(tb testing.TB, d display) *painter {
+	nc, err := net.Dial("unix", d.socket)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conn, err := xgb.NewConnNet(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(conn.Close)
+	root := xproto.Setup(conn).DefaultScreen(conn).Root
+	gc, _ := xproto.NewGcontextId(conn)
+	xproto.CreateGC(conn, gc, xproto.Drawable(root), 0, nil)
+	return &painter{conn: conn, win: root, gc: gc}
+}
+
+// fill paints a rectangle and waits until the X server has done it.
+func (p *painter) fill(r image.Rectangle, rgb uint32) {
+	xproto.ChangeGC(p.conn, p.gc, xproto.GcForeground, []uint32{rgb})
+	xproto.PolyFillRectangle(p.conn, xproto.Drawable(p.win), p.gc, []xproto.Rectangle{{X: int16(r.Min.X), Y: int16(r.Min.Y), Width: uint16(r.Dx()), Height: uint16(r.Dy())}})
+	xproto.GetInputFocus(p.conn).Reply() // a round trip: the drawing is done
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(float64(len(s)-1)*p)]
+}
+
+// BenchmarkGlassToGlass measures how long a change on the app's display takes
+// to show in a viewer's decoded frame over loopback WebRTC, beside the frame
+// interval the capture loop polls at (the baseline: capture can add up to one).
+func BenchmarkGlassToGlass(b *testing.B) {
+	for _, size := range []string{"1280x720x24", "1920x1080x24"} {
+		b.Run(size[:len(size)-3], func(b *testing.B) {
+			d := startDisplay(b, size)
+			host := NewHost(HostConfig{Framebuffer: d.framebuffer, Display: d.socket})
+			b.Cleanup(func() { host.Close() })
+			v := NewViewer(host.Answer, nil)
+			probe := image.Pt(40, 40)
+			seen := make(chan uint32, 16)
+			v.OnFrame(func(img *image.RGBA) {
+				o := img.PixOffset(probe.X, probe.Y)
+				seen <- uint32(img.Pix[o])<<16 | uint32(img.Pix[o+1])<<8 | uint32(img.Pix[o+2])
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go v.Run(ctx)
+			defer v.Close()
+			select {
+			case <-seen:
+			case <-time.After(20 * time.Second):
+				b.Fatal("no first frame")
+			}
+			p := newPainter(b, d)
+			colors := []uint32{0xff0000, 0x00ff00}
+			var lat []time.Duration
+			b.ResetTimer()
+			// 40 changes per iteration: percentiles need samples even at -benchtime 1x.
+			for i := 0; i < b.N*40; i++ {
+				want := colors[i%2]
+				start := time.Now()
+				p.fill(image.Rect(0, 0, 200, 200), want)
+				for got := uint32(0); ; {
+					select {
+					case got = <-seen:
+					case <-time.After(5 * time.Second):
+						b.Fatalf("change %d never arrived", i)
+					}
+					if close3(got, want) {
+						break
+					}
+				}
+				lat = append(lat, time.Since(start))
+				time.Sleep(20 * time.Millisecond)
+			}
+			b.StopTimer()
+			frame := time.Second / 60
+			p50, p95 := percentile(lat, .5), percentile(lat, .95)
+			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(p95.Microseconds())/1000, "p95-ms")
+			b.ReportMetric(float64(p95)/float64(frame), "p95/frame-interval")
+		})
+	}
+}
+
+func close3(a, b uint32) bool {
+	for s := 0; s < 24; s += 8 {
+		d := int(a>>s&0xff) - int(b>>s&0xff)
+		if d < -40 || d > 40 {
+			return false
+		}
+	}
+	return true
+}
+
+// BenchmarkEncodeVsFFmpeg encodes the same full-motion 1080p frames with our
+// binding and with `ffmpeg -c:v libvpx -deadline realtime` in the same run
+// and reports frames per second and the speed ratio (ours/ffmpeg).
+func BenchmarkEncodeVsFFmpeg(b *testing.B) {
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		b.Fatal("ffmpeg is missing: make deps installs it")
+	}
+	const w, h, n = 1920, 1080, 120
+	raw := filepath.Join(b.TempDir(), "frames.bgra")
+	f, err := os.Create(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	frames := make([][]byte, n)
+	for i := range frames {
+		fr := make([]byte, w*h*4)
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				o := (y*w + x) * 4
+				// A pattern that moves every frame over the whole screen.
+				fr[o], fr[o+1], fr[o+2] = byte(x+i*7), byte(y+i*3), byte((x^y)+i)
+			}
+		}
+		frames[i] = fr
+		f.Write(fr)
+	}
+	f.Close()
+	for i := 0; i < b.N; i++ {
+		enc, err := vpx.NewEncoder(vpx.EncoderConfig{Width: w, Height: h, BitrateKbps: 8000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		for j, fr := range frames {
+			if _, _, err := enc.Encode(fr, w*4, time.Duration(j)*16*time.Millisecond, 16*time.Millisecond, j == 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ours := time.Since(start)
+		enc.Close()
+		cpu := fmt.Sprint(enc.Config().Speed)
+		start = time.Now()
+		out, err := exec.Command("ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "bgr0", "-s", fmt.Sprintf("%dx%d", w, h),
+			"-r", "60", "-i", raw, "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", cpu, "-b:v", "8M",
+			"-threads", "2", "-f", "null", "-").CombinedOutput()
+		if err != nil {
+			b.Fatalf("ffmpeg: %v %s", err, out)
+		}
+		theirs := time.Since(start)
+		b.ReportMetric(float64(n)/ours.Seconds(), "fps")
+		b.ReportMetric(float64(n)/theirs.Seconds(), "ffmpeg-fps")
+		b.ReportMetric(theirs.Seconds()/ours.Seconds(), "speed-vs-ffmpeg")
+	}
+}
