@@ -34,6 +34,8 @@ trap 'exit 130' INT TERM
 step() { printf '\n== %s\n' "$*"; }
 ms() { date +%s%3N; }
 on() { local ws=$1; shift; $H --socket "${SOCK[$ws]}" "$@"; }
+# inside WS CMD...: the CLI on the workstation's own network, as its tray runs.
+inside() { local ws=$1; shift; nsenter --net="/run/netns/$P-$ws" -- $H --socket "${SOCK[$ws]}" "$@"; }
 
 # type_into WS TEXT: types through XTEST inside the app's own display.
 type_into() {
@@ -99,8 +101,12 @@ t0=$(ms); on a send notes ws-b | tee "$OUT/send.txt"; t_send=$(( $(ms) - t0 ))
 sleep 0.5
 on b screenshot notes "$OUT/3-ws-b-received.png"
 echo "ws-a:"; on a ls; echo "ws-b:"; on b ls
-type_into b "echo 'typed on ws-b after the handoff'"
+step "ws-a's viewer shows 'notes' from ws-b's WebRTC stream; typing in it goes to ws-b"
+inside a view notes --snapshot "$OUT/4-ws-a-viewer-streaming-from-ws-b.png" \
+	--type "echo 'typed in the viewer on ws-a, running on ws-b'"$'\n' | tee "$OUT/view.txt"
+sleep 0.5
 on b screenshot notes "$OUT/4-ws-b-typing.png"
+psnr_view=$(compare -metric PSNR "$OUT/4-ws-b-typing.png" "$OUT/4-ws-a-viewer-streaming-from-ws-b.png" null: 2>&1 || true)
 
 step "bringing it back to ws-a"
 t0=$(ms); on a bring-back notes; t_back=$(( $(ms) - t0 ))
@@ -115,6 +121,7 @@ suspend on ws-a:                 ${t_suspend} ms
 resume on ws-a:                  ${t_resume} ms   (screen vs before: ${diff_resume} pixels differ)
 send ws-a → ws-b (whole call):   ${t_send} ms    $(sed 's/^.*: //' "$OUT/send.txt")
   screen on ws-b vs ws-a:        ${diff_send} pixels differ
+ws-a's viewer of ws-b (WebRTC):  PSNR ${psnr_view} dB against ws-b's screen
 bring back ws-b → ws-a:          ${t_back} ms
 REPORT
 step "report"
