@@ -9,6 +9,7 @@ import (
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // bootstraps container inits before Go starts
 
 	"github.com/handoff/handoff/app"
+	_ "github.com/handoff/handoff/ui" // the viewer window behind `handoff view`
 )
 
 func main() {
