@@ -9,7 +9,7 @@ import (
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // bootstraps container inits before Go starts
 
 	"github.com/handoff/handoff/app"
-	_ "github.com/handoff/handoff/ui" // the viewer window behind `handoff view`
+	"github.com/handoff/handoff/ui" // the tray, and the viewer window behind `handoff view`
 )
 
 func main() {
@@ -18,6 +18,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		libcontainer.Init()
 		panic("libcontainer.Init returned")
+	}
+	if ui.IsTray(os.Args[1:]) {
+		os.Exit(ui.Main(os.Args[1:]))
 	}
 	os.Exit(app.Main(os.Args[1:]))
 }

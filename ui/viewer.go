@@ -3,164 +3,322 @@ package ui
 import (
 	"context"
 	"image"
+	"image/color"
 	"sync"
 
 	"fyne.io/fyne/v2"
-	fyneapp "fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/canvas"
+	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/driver/desktop"
+	"fyne.io/fyne/v2/layout"
+	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/handoff/handoff/app"
-	"github.com/handoff/handoff/assets"
 	"github.com/handoff/handoff/stream"
 )
 
-func init() { app.ViewerWindow = RunViewer }
-
-// AppID is the desktop application ID from FyneApp.toml.
-const AppID = "dev.handoff.Handoff"
-
-// RunViewer opens a window showing one app, wherever it runs, until the
-// window is closed or ctx ends.
-func RunViewer(ctx context.Context, c *app.Client, name string) error {
-	a := fyneapp.NewWithID(AppID)
-	a.SetIcon(fyne.NewStaticResource("icon.png", assets.Icon))
-	w := a.NewWindow(name + " — connecting…")
-	screen := newScreen()
-	v := c.Viewer(name, func(where string) {
-		fyne.Do(func() { w.SetTitle(name + " — on " + where) })
-	})
-	screen.send = v.Send
-	v.OnFrame(screen.show)
-	v.OnState(func(s stream.ViewerState) {
-		if s.Err != nil {
-			fyne.Do(func() { w.SetTitle(name + " — reconnecting…") })
-		}
-	})
-	w.SetContent(screen)
-	w.Canvas().SetOnTypedRune(func(r rune) { v.Send(stream.Input{Kind: stream.InputText, Text: string(r)}) })
-	w.Canvas().SetOnTypedKey(func(k *fyne.KeyEvent) {
-		if sym, ok := keysyms[k.Name]; ok {
-			v.Send(stream.Input{Kind: stream.InputKey, Keysym: sym, Down: true})
-			v.Send(stream.Input{Kind: stream.InputKey, Keysym: sym})
-		}
-	})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go v.Run(ctx)
-	go func() {
-		<-ctx.Done()
-		fyne.Do(a.Quit)
-	}()
-	w.ShowAndRun()
-	return v.Close()
+// Display is an app's screen as a viewer window needs it: frames in, input
+// out. The stream package's viewer is one.
+type Display interface {
+	// OnFrame sets the function each new frame goes to; the image is only
+	// valid during the call.
+	OnFrame(func(*image.RGBA))
+	Send(stream.Input) error
+	Close() error
 }
 
-// keysyms are the X keysyms of keys that type no character; characters go
-// as text, so the user's own layout decides them.
-var keysyms = map[fyne.KeyName]uint32{
-	fyne.KeyReturn: 0xff0d, fyne.KeyEnter: 0xff8d, fyne.KeyBackspace: 0xff08, fyne.KeyTab: 0xff09,
-	fyne.KeyEscape: 0xff1b, fyne.KeyDelete: 0xffff, fyne.KeyInsert: 0xff63,
-	fyne.KeyHome: 0xff50, fyne.KeyEnd: 0xff57, fyne.KeyPageUp: 0xff55, fyne.KeyPageDown: 0xff56,
-	fyne.KeyLeft: 0xff51, fyne.KeyUp: 0xff52, fyne.KeyRight: 0xff53, fyne.KeyDown: 0xff54,
-	fyne.KeyF1: 0xffbe, fyne.KeyF2: 0xffbf, fyne.KeyF3: 0xffc0, fyne.KeyF4: 0xffc1,
-	fyne.KeyF5: 0xffc2, fyne.KeyF6: 0xffc3, fyne.KeyF7: 0xffc4, fyne.KeyF8: 0xffc5,
-	fyne.KeyF9: 0xffc6, fyne.KeyF10: 0xffc7, fyne.KeyF11: 0xffc8, fyne.KeyF12: 0xffc9,
+// openDisplay connects to an app's display wherever it runs. While it is
+// nil, viewer windows show "connecting…" and nothing else.
+var openDisplay func(ctx context.Context, c *app.Client, appName string) (Display, error)
+
+// fit is where a frame is drawn inside the screen widget: scaled to fit,
+// keeping its proportions, centred.
+type fit struct {
+	scale      float32 // widget units per frame pixel
+	offX, offY float32
 }
 
-// screen shows the app's frames at their own size and turns the pointer's
-// movements, clicks and scrolling into input in the frame's pixels.
-type screen struct {
-	widget.BaseWidget
-	img  *canvas.Image
-	send func(stream.Input) error
-
-	mu   sync.Mutex
-	size image.Point
-}
-
-func newScreen() *screen {
-	placeholder := image.NewRGBA(image.Rect(0, 0, 640, 400))
-	for i := range placeholder.Pix {
-		placeholder.Pix[i] = 0x30
+func fitFrame(size fyne.Size, frame image.Point) fit {
+	if frame.X <= 0 || frame.Y <= 0 || size.Width <= 0 || size.Height <= 0 {
+		return fit{scale: 1}
 	}
-	s := &screen{img: canvas.NewImageFromImage(placeholder), send: func(stream.Input) error { return nil }}
-	s.img.FillMode = canvas.ImageFillOriginal
-	s.img.ScaleMode = canvas.ImageScalePixels
-	s.ExtendBaseWidget(s)
-	return s
+	s := min(size.Width/float32(frame.X), size.Height/float32(frame.Y))
+	return fit{scale: s, offX: (size.Width - s*float32(frame.X)) / 2, offY: (size.Height - s*float32(frame.Y)) / 2}
 }
 
-// show takes a frame from the viewer (valid only during the call).
-func (s *screen) show(frame *image.RGBA) {
-	c := image.NewRGBA(frame.Rect)
-	copy(c.Pix, frame.Pix)
-	s.mu.Lock()
-	s.size = frame.Rect.Size()
-	s.mu.Unlock()
-	fyne.Do(func() {
-		s.img.Image = c
-		s.img.Refresh()
-	})
-}
-
-func (s *screen) CreateRenderer() fyne.WidgetRenderer {
-	return widget.NewSimpleRenderer(s.img)
-}
-
-// pixel maps a position in the widget to the frame's pixels: the image is
-// shown at its own size in device pixels, so divide by the canvas scale.
-func (s *screen) pixel(p fyne.Position) (int, int) {
-	scale := float32(1)
-	if c := fyne.CurrentApp().Driver().CanvasForObject(s); c != nil {
-		scale = c.Scale()
-	}
-	s.mu.Lock()
-	size := s.size
-	s.mu.Unlock()
-	return clampTo(int(p.X*scale), size.X), clampTo(int(p.Y*scale), size.Y)
+// toFrame maps a point in the widget to the frame's pixel, clamped to the
+// frame; inside says whether the point was on the picture at all.
+func (f fit) toFrame(p fyne.Position, frame image.Point) (x, y int, inside bool) {
+	fx := (p.X - f.offX) / f.scale
+	fy := (p.Y - f.offY) / f.scale
+	inside = fx >= 0 && fy >= 0 && fx < float32(frame.X) && fy < float32(frame.Y)
+	return clampTo(int(fx), frame.X), clampTo(int(fy), frame.Y), inside
 }
 
 func clampTo(v, limit int) int {
-	if v < 0 || limit == 0 {
+	if v < 0 || limit <= 0 {
 		return 0
 	}
 	return min(v, limit-1)
 }
 
+// mouseButton is the X button number of a Fyne mouse button.
+func mouseButton(b desktop.MouseButton) int {
+	switch b {
+	case desktop.MouseButtonPrimary:
+		return 1
+	case desktop.MouseButtonTertiary:
+		return 2
+	case desktop.MouseButtonSecondary:
+		return 3
+	}
+	return 0
+}
+
+// wheelNotches turns a Fyne scroll (positive: up or left) into X wheel
+// notches (positive: down or right).
+func wheelNotches(d fyne.Delta) (x, y int) {
+	sign := func(v float32) int {
+		switch {
+		case v > 0:
+			return -1
+		case v < 0:
+			return 1
+		}
+		return 0
+	}
+	return sign(d.DX), sign(d.DY)
+}
+
+// screen shows an app's frames and turns keyboard and mouse into input in
+// the frame's pixels.
+type screen struct {
+	widget.BaseWidget
+	img         *canvas.Image
+	placeholder *widget.Label
+	overlay     *handoffOverlay
+
+	send      func(stream.Input) error
+	onHotkey  func()
+	hotkey    hotkeySpec
+	onFocus   func(bool)
+	onResize  func(image.Point) // the frame's size, when it first comes or changes
+	keys      *keyboard
+	mu        sync.Mutex
+	frame     image.Point // size of the frame shown
+	latest    *image.RGBA // the newest frame, not yet shown
+	scheduled bool
+}
+
+func newScreen() *screen {
+	s := &screen{
+		img:         canvas.NewImageFromImage(image.NewRGBA(image.Rect(0, 0, 1, 1))),
+		placeholder: widget.NewLabelWithStyle("connecting…", fyne.TextAlignCenter, fyne.TextStyle{Italic: true}),
+		overlay:     newHandoffOverlay(),
+		send:        func(stream.Input) error { return nil },
+		keys:        newKeyboard(),
+	}
+	s.img.FillMode = canvas.ImageFillContain
+	s.img.ScaleMode = canvas.ImageScaleFastest
+	s.img.Hide()
+	s.ExtendBaseWidget(s)
+	return s
+}
+
+// MinSize is small: the window is sized to the frame once, then the user
+// may shrink it and the picture scales.
+func (s *screen) MinSize() fyne.Size { return fyne.NewSize(320, 200) }
+
+func (s *screen) CreateRenderer() fyne.WidgetRenderer {
+	bg := canvas.NewRectangle(color.Black)
+	return widget.NewSimpleRenderer(container.NewStack(bg, s.img, container.NewCenter(s.placeholder), s.overlay))
+}
+
+// showFrame takes a frame from the display's goroutine. Frames coalesce:
+// only the newest is drawn when the UI gets to it.
+func (s *screen) showFrame(frame *image.RGBA) {
+	s.mu.Lock()
+	if s.latest == nil || s.latest.Rect != frame.Rect {
+		s.latest = image.NewRGBA(frame.Rect)
+	}
+	copy(s.latest.Pix, frame.Pix)
+	pending := s.scheduled
+	s.scheduled = true
+	s.mu.Unlock()
+	if !pending {
+		fyne.Do(s.draw)
+	}
+}
+
+// draw puts the newest frame on screen; it reports a change of frame size.
+func (s *screen) draw() {
+	s.mu.Lock()
+	img := s.latest
+	s.latest = nil
+	s.scheduled = false
+	old := s.frame
+	if img != nil {
+		s.frame = img.Rect.Size()
+	}
+	s.mu.Unlock()
+	if img == nil {
+		return
+	}
+	s.placeholder.Hide()
+	s.img.Image = img
+	s.img.Show()
+	s.img.Refresh()
+	if old != img.Rect.Size() && s.onResize != nil {
+		s.onResize(img.Rect.Size())
+	}
+}
+
+func (s *screen) frameSize() image.Point {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.frame
+}
+
+func (s *screen) input(ins ...stream.Input) {
+	for _, in := range ins {
+		_ = s.send(in) // input while reconnecting is lost, as on a real screen that is off
+	}
+}
+
+// Focus and keyboard.
+
+var _ fyne.Focusable = (*screen)(nil)
+var _ desktop.Keyable = (*screen)(nil)
+
+func (s *screen) FocusGained() {
+	if s.onFocus != nil {
+		s.onFocus(true)
+	}
+}
+
+func (s *screen) FocusLost() {
+	s.input(s.keys.releaseAll()...)
+	if s.onFocus != nil {
+		s.onFocus(false)
+	}
+}
+
+func (s *screen) TypedRune(r rune) { s.input(s.keys.typedRune(r)...) }
+
+func (s *screen) TypedKey(e *fyne.KeyEvent) { s.input(s.keys.typedKey(e.Name)...) }
+
+func (s *screen) KeyDown(e *fyne.KeyEvent) {
+	if s.onHotkey != nil && s.hotkey.Keysym != 0 && s.hotkey.matches(e.Name, s.keys.mods) {
+		s.onHotkey() // the global grab failed, or this display has none
+		return
+	}
+	s.input(s.keys.keyDown(e.Name)...)
+}
+
+func (s *screen) KeyUp(e *fyne.KeyEvent) { s.input(s.keys.keyUp(e.Name)...) }
+
+// Mouse.
+
 var _ desktop.Mouseable = (*screen)(nil)
 var _ desktop.Hoverable = (*screen)(nil)
 var _ fyne.Scrollable = (*screen)(nil)
+var _ fyne.Tappable = (*screen)(nil)
+
+func (s *screen) pixel(p fyne.Position) (int, int) {
+	frame := s.frameSize()
+	x, y, _ := fitFrame(s.Size(), frame).toFrame(p, frame)
+	return x, y
+}
+
+// Tapped focuses the screen so that keys go to the app; the button itself
+// went with MouseDown and MouseUp.
+func (s *screen) Tapped(*fyne.PointEvent) {
+	if c := fyne.CurrentApp().Driver().CanvasForObject(s); c != nil {
+		c.Focus(s)
+	}
+}
 
 func (s *screen) MouseDown(e *desktop.MouseEvent) { s.button(e, true) }
 func (s *screen) MouseUp(e *desktop.MouseEvent)   { s.button(e, false) }
 
 func (s *screen) button(e *desktop.MouseEvent, down bool) {
-	x, y := s.pixel(e.Position)
-	b := map[desktop.MouseButton]int{desktop.MouseButtonPrimary: 1, desktop.MouseButtonTertiary: 2, desktop.MouseButtonSecondary: 3}[e.Button]
-	if b != 0 {
-		s.send(stream.Input{Kind: stream.InputButton, Button: b, Down: down, X: x, Y: y})
+	if s.frameSize() == (image.Point{}) {
+		return
+	}
+	if b := mouseButton(e.Button); b != 0 {
+		x, y := s.pixel(e.Position)
+		s.input(stream.Input{Kind: stream.InputButton, Button: b, Down: down, X: x, Y: y})
 	}
 }
 
-func (s *screen) MouseIn(e *desktop.MouseEvent)    { s.MouseMoved(e) }
-func (s *screen) MouseOut()                        {}
+func (s *screen) MouseIn(e *desktop.MouseEvent) { s.MouseMoved(e) }
+func (s *screen) MouseOut()                     {}
 func (s *screen) MouseMoved(e *desktop.MouseEvent) {
+	if s.frameSize() == (image.Point{}) {
+		return
+	}
 	x, y := s.pixel(e.Position)
-	s.send(stream.Input{Kind: stream.InputPointer, X: x, Y: y})
+	s.input(stream.Input{Kind: stream.InputPointer, X: x, Y: y})
 }
 
 func (s *screen) Scrolled(e *fyne.ScrollEvent) {
-	notches := func(d float32) int {
-		switch {
-		case d > 0:
-			return -1 // fyne: positive is up or left; X: button 4 is up
-		case d < 0:
-			return 1
-		}
-		return 0
+	x, y := wheelNotches(e.Scrolled)
+	if x != 0 || y != 0 {
+		s.input(stream.Input{Kind: stream.InputWheel, WheelX: x, WheelY: y})
 	}
-	s.send(stream.Input{Kind: stream.InputWheel, WheelX: -notches(e.Scrolled.DX), WheelY: notches(e.Scrolled.DY)})
 }
 
+// handoffOverlay covers the screen while the app moves: the phase and a
+// progress bar on a dimmed picture.
+type handoffOverlay struct {
+	widget.BaseWidget
+	shade    *canvas.Rectangle
+	card     *canvas.Rectangle
+	title    *widget.Label
+	phase    *widget.Label
+	progress *widget.ProgressBar
+}
+
+func newHandoffOverlay() *handoffOverlay {
+	o := &handoffOverlay{
+		shade:    canvas.NewRectangle(color.NRGBA{A: 0x90}),
+		card:     canvas.NewRectangle(theme.Color(theme.ColorNameOverlayBackground)),
+		title:    widget.NewLabelWithStyle("", fyne.TextAlignCenter, fyne.TextStyle{Bold: true}),
+		phase:    widget.NewLabelWithStyle("", fyne.TextAlignCenter, fyne.TextStyle{}),
+		progress: widget.NewProgressBar(),
+	}
+	o.card.CornerRadius = theme.Size(theme.SizeNameInputRadius) * 2
+	o.ExtendBaseWidget(o)
+	o.Hide()
+	return o
+}
+
+func (o *handoffOverlay) CreateRenderer() fyne.WidgetRenderer {
+	box := container.NewVBox(o.title, o.phase, o.progress)
+	card := container.NewStack(o.card, container.NewPadded(container.NewPadded(box)))
+	sized := container.New(layout.NewGridWrapLayout(fyne.NewSize(380, card.MinSize().Height)), card)
+	return widget.NewSimpleRenderer(container.NewStack(o.shade, container.NewCenter(sized)))
+}
+
+func (o *handoffOverlay) Refresh() {
+	o.card.FillColor = theme.Color(theme.ColorNameOverlayBackground)
+	o.BaseWidget.Refresh()
+}
+
+// set shows the overlay for a handoff, or hides it.
+func (o *handoffOverlay) set(h *Handoff) {
+	if h == nil {
+		o.Hide()
+		return
+	}
+	if h.Direction == "in" {
+		o.title.SetText("Arriving from " + h.Peer)
+	} else {
+		o.title.SetText("Moving to " + h.Peer)
+	}
+	o.phase.SetText(phaseText(*h))
+	o.progress.SetValue(h.Fraction())
+	o.Show()
+	o.Refresh()
+}

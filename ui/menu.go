@@ -1,0 +1,126 @@
+package ui
+
+import (
+	"fmt"
+	"strings"
+
+	"fyne.io/fyne/v2"
+
+	"github.com/handoff/handoff/engine"
+)
+
+// menuActions are what the tray menu's items do.
+type menuActions struct {
+	show, bringBack, suspend, resume, stop func(app string)
+	send                                   func(app, peer string)
+	run, devices, copyID, quit             func()
+}
+
+// trayMenu builds the tray menu for a state. It is a pure function of the
+// state, so the menu can be rebuilt whenever the state changes and its
+// structure can be tested without a tray.
+func trayMenu(s State, do menuActions) *fyne.Menu {
+	var items []*fyne.MenuItem
+	disabled := func(label string) *fyne.MenuItem {
+		it := fyne.NewMenuItem(label, nil)
+		it.Disabled = true
+		return it
+	}
+	if !s.Connected {
+		items = append(items, disabled("Handoff daemon not running"), disabled("Start it: sudo handoff daemon"))
+	} else if s.Self.Name != "" {
+		items = append(items, disabled("This device: "+s.Self.Name))
+		items = append(items, fyne.NewMenuItem("Copy device ID "+s.Self.Short, do.copyID))
+	} else {
+		items = append(items, disabled("This device (no peer channel)"))
+	}
+	items = append(items, fyne.NewMenuItemSeparator())
+	if len(s.Apps) == 0 && s.Connected {
+		items = append(items, disabled("No apps yet"))
+	}
+	for _, a := range s.Apps {
+		it := fyne.NewMenuItem(menuLabel(a, s), nil)
+		it.ChildMenu = fyne.NewMenu("", appItems(a, s, do)...)
+		items = append(items, it)
+	}
+	items = append(items, fyne.NewMenuItemSeparator(),
+		fyne.NewMenuItem("Run app…", do.run),
+		fyne.NewMenuItem("Devices…", do.devices),
+		fyne.NewMenuItemSeparator())
+	quit := fyne.NewMenuItem("Quit", do.quit)
+	quit.IsQuit = true
+	items = append(items, quit)
+	if !s.Connected {
+		for _, it := range items {
+			if it.Label == "Run app…" {
+				it.Disabled = true
+			}
+		}
+	}
+	return fyne.NewMenu("Handoff", items...)
+}
+
+func menuLabel(a AppItem, s State) string {
+	return a.Name + " — " + appStatus(a, s)
+}
+
+// appItems is an app's submenu.
+func appItems(a AppItem, s State, do menuActions) []*fyne.MenuItem {
+	name := a.Name
+	_, busy := s.Handoffs[name]
+	item := func(label string, f func(string), enabled bool) *fyne.MenuItem {
+		it := fyne.NewMenuItem(label, func() { f(name) })
+		it.Disabled = !enabled || busy
+		return it
+	}
+	local := !a.Remote
+	runs := local && a.State == engine.StateRunning
+	items := []*fyne.MenuItem{item("Show", do.show, a.Remote || runs)}
+	if local {
+		send := fyne.NewMenuItem("Send to…", nil)
+		var peers []*fyne.MenuItem
+		for _, p := range s.Targets() {
+			key := p.ID.String()
+			it := fyne.NewMenuItem(p.Name, func() { do.send(name, key) })
+			it.Disabled = !runs || busy
+			peers = append(peers, it)
+		}
+		if len(peers) == 0 {
+			none := fyne.NewMenuItem("No paired device online", nil)
+			none.Disabled = true
+			peers = append(peers, none)
+		}
+		send.ChildMenu = fyne.NewMenu("", peers...)
+		send.Disabled = !runs || busy
+		items = append(items, send)
+	} else {
+		items = append(items, item("Bring back", do.bringBack, true))
+	}
+	if local {
+		items = append(items, fyne.NewMenuItemSeparator())
+		if a.State == engine.StateSuspended {
+			items = append(items, item("Resume", do.resume, true))
+		} else {
+			items = append(items, item("Suspend", do.suspend, runs))
+		}
+		items = append(items, item("Stop", do.stop, true))
+	}
+	return items
+}
+
+// menuSignature describes a menu's structure and labels, so that the tray
+// is only rebuilt when what it shows changed (progress events come often).
+func menuSignature(m *fyne.Menu) string {
+	var b strings.Builder
+	var walk func(items []*fyne.MenuItem, depth int)
+	walk = func(items []*fyne.MenuItem, depth int) {
+		for _, it := range items {
+			fmt.Fprintf(&b, "%d|%s|%v|%v\n", depth, it.Label, it.Disabled, it.IsSeparator)
+			if it.ChildMenu != nil {
+				walk(it.ChildMenu.Items, depth+1)
+			}
+		}
+	}
+	walk(m.Items, 0)
+	return b.String()
+}
