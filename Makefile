@@ -42,6 +42,12 @@ demo: deps build
 clean:
 	rm -rf bin demo-out bench.out
 
+# dist/handoff_<version>_<arch>.deb (packaging/build-deb.sh; DIST=DIR elsewhere).
+DIST ?= dist
+.PHONY: package
+package: deps
+	@bash packaging/build-deb.sh $(DIST)
+
 # Simulated workstations (network namespaces on a bridge) for trying Handoff
 # by hand; the tests build their own with internal/testnet.
 .PHONY: workstations workstations-down

@@ -29,8 +29,11 @@ packages=(
 	chromium
 	# mDNS reference implementation for interop tests
 	avahi-daemon avahi-utils
-	# benchmarks and packaging
-	ffmpeg dpkg-dev lintian
+	# benchmarks
+	ffmpeg
+	# packaging: make package (dpkg-deb, dpkg-shlibdeps, objcopy), lintian, and
+	# systemd-analyze verify for the unit file and its man page (packaging/debtest)
+	dpkg-dev binutils lintian systemd man-db
 	# misc used by tests and scripts
 	procps psmisc ca-certificates curl python3 util-linux
 )
