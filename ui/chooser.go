@@ -29,7 +29,7 @@ func newChooser(t *Tray) *chooser {
 	c.win.SetContent(container.NewPadded(container.NewVBox(
 		widget.NewLabelWithStyle("Send", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), c.app,
 		widget.NewLabelWithStyle("to", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), c.peers, c.note)))
-	c.win.Resize(fyne.NewSize(340, 0))
+	c.win.Resize(fyne.NewSize(340, 220))
 	c.win.SetCloseIntercept(func() { c.win.Hide() })
 	return c
 }

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"fmt"
 	"image/color"
 	"sort"
 
@@ -407,7 +408,7 @@ type appTile struct {
 	name     *widget.Label
 	status   *widget.Label
 	progress *widget.ProgressBar
-	phase    *widget.Label
+	phase    string
 	moving   *fyne.Container
 
 	dragging bool
@@ -420,24 +421,24 @@ func newAppTile(d *devicesWindow) *appTile {
 		name:     widget.NewLabelWithStyle("", fyne.TextAlignCenter, fyne.TextStyle{Bold: true}),
 		status:   widget.NewLabelWithStyle("", fyne.TextAlignCenter, fyne.TextStyle{}),
 		progress: widget.NewProgressBar(),
-		phase:    widget.NewLabelWithStyle("", fyne.TextAlignCenter, fyne.TextStyle{Italic: true}),
 	}
 	t.name.Truncation = fyne.TextTruncateEllipsis
 	t.status.Truncation = fyne.TextTruncateEllipsis
-	t.phase.Truncation = fyne.TextTruncateEllipsis
 	t.icon.FillMode = canvas.ImageFillContain
 	t.icon.SetMinSize(fyne.NewSize(40, 40))
 	t.bg.CornerRadius = theme.InputRadiusSize() * 2
-	t.progress.TextFormatter = func() string { return "" }
-	t.moving = container.NewVBox(layout.NewSpacer(), t.phase, t.progress)
+	t.progress.TextFormatter = func() string {
+		return fmt.Sprintf("%s %d%%", t.phase, int(t.progress.Value*100))
+	}
+	t.moving = container.NewPadded(t.progress)
 	t.moving.Hide()
 	t.ExtendBaseWidget(t)
 	return t
 }
 
 func (t *appTile) CreateRenderer() fyne.WidgetRenderer {
-	normal := container.NewVBox(t.icon, t.name, t.status)
-	return widget.NewSimpleRenderer(container.NewStack(t.bg, container.NewPadded(container.NewStack(normal, t.moving))))
+	box := container.NewVBox(t.icon, t.name, container.NewStack(t.status, t.moving))
+	return widget.NewSimpleRenderer(container.NewStack(t.bg, container.NewPadded(box)))
 }
 
 func (t *appTile) set(a AppItem, status string, h *Handoff) {
@@ -453,7 +454,7 @@ func (t *appTile) set(a AppItem, status string, h *Handoff) {
 		t.icon.Refresh()
 	}
 	if h != nil {
-		t.phase.SetText(phaseText(*h))
+		t.phase = shortPhase(*h)
 		t.progress.SetValue(h.Fraction())
 		t.status.Hide()
 		t.moving.Show()

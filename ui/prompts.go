@@ -93,8 +93,10 @@ func newPrompt(t *Tray, req app.HandoffRequest) *prompt {
 	body.Add(p.status)
 	buttons := container.NewHBox(layout.NewSpacer(), p.refuse, p.accept)
 	logo := container.NewVBox(sizedIcon(iconLogo, 48))
-	p.win.SetContent(container.NewPadded(container.NewBorder(nil, buttons, logo, nil, body)))
-	p.win.Resize(fyne.NewSize(460, 0))
+	content := container.NewPadded(container.NewBorder(nil, buttons, logo, nil, body))
+	p.win.SetContent(content)
+	content.Resize(fyne.NewSize(460, content.MinSize().Height))
+	p.win.Resize(fyne.NewSize(460, content.MinSize().Height))
 	p.win.SetFixedSize(true)
 	p.win.SetCloseIntercept(func() { p.answer(false) })
 	return p

@@ -8,7 +8,6 @@ import (
 	fyneapp "fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/driver"
-	"fyne.io/fyne/v2/layout"
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/handoff/handoff/app"
@@ -39,8 +38,9 @@ func newViewerWindow(t *Tray, name string) *viewerWindow {
 	v.win.SetIcon(iconApp)
 	v.sendBtn = widget.NewButtonWithIcon("Send to…", iconSend, v.sendMenu)
 	v.backBtn = widget.NewButtonWithIcon("Bring back", iconBringBack, func() { t.bringBack(name) })
-	v.where = widget.NewLabel("")
-	bar := container.NewHBox(v.sendBtn, v.backBtn, layout.NewSpacer(), v.where)
+	v.where = widget.NewLabelWithStyle("", fyne.TextAlignTrailing, fyne.TextStyle{})
+	v.where.Truncation = fyne.TextTruncateEllipsis
+	bar := container.NewBorder(nil, nil, container.NewHBox(v.sendBtn, v.backBtn), nil, v.where)
 	v.win.SetContent(container.NewBorder(container.NewVBox(bar, widget.NewSeparator()), nil, nil, nil, v.screen))
 	v.win.Resize(fyne.NewSize(640, 400+bar.MinSize().Height))
 	v.screen.hotkey = t.hotkey

@@ -39,6 +39,25 @@ func phaseText(h Handoff) string {
 	return h.Phase + "…"
 }
 
+// shortPhase is a handoff's phase in one word, for small places.
+func shortPhase(h Handoff) string {
+	switch h.Phase {
+	case migration.PhaseRequest:
+		return "Asking"
+	case migration.PhaseHandles:
+		return "Checking"
+	case migration.PhasePreCopy:
+		return "Copying"
+	case migration.PhaseFreeze:
+		return "Pausing"
+	case migration.PhaseFinal:
+		return "Finishing"
+	case migration.PhaseRestore:
+		return "Starting"
+	}
+	return "Moving"
+}
+
 func bytesSuffix(h Handoff) string {
 	if h.Total <= 0 {
 		return ""
