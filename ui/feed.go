@@ -115,20 +115,35 @@ func (f *Feed) session(ctx context.Context) error {
 }
 
 // follow re-reads what an event changed but does not carry: the list of
-// remote apps after a handoff or a return.
+// remote apps after a handoff or a return. The daemon records a sent app
+// as remote only after it announced the handoff done, so the re-read waits
+// a little for the app to show up there.
 func (f *Feed) follow(ctx context.Context, ev app.Event) {
-	refresh := false
-	switch ev.Type {
-	case app.EventHandoff:
-		refresh = ev.Handoff != nil && ev.Handoff.Phase == migration.PhaseDone
-	case app.EventApp:
-		refresh = ev.App != nil && ev.App.State == engine.StateRunning
-	}
-	if !refresh {
-		return
-	}
-	if rs, err := f.Source.Remote(ctx); err == nil {
-		f.Model.SetRemote(rs)
+	switch {
+	case ev.Type == app.EventHandoff && ev.Handoff != nil && ev.Handoff.Phase == migration.PhaseDone && ev.Handoff.Direction == "out":
+		name := ev.Handoff.App
+		go func() {
+			for i := 0; i < 25 && ctx.Err() == nil; i++ {
+				rs, err := f.Source.Remote(ctx)
+				if err != nil {
+					return
+				}
+				for _, r := range rs {
+					if r.Name == name {
+						f.Model.SetRemote(rs)
+						return
+					}
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		}()
+	case ev.Type == app.EventApp && ev.App != nil && ev.App.State == engine.StateRunning:
+		if rs, err := f.Source.Remote(ctx); err == nil {
+			f.Model.SetRemote(rs)
+		}
 	}
 }
 

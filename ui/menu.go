@@ -94,7 +94,7 @@ func appItems(a AppItem, s State, do menuActions) []*fyne.MenuItem {
 		send.Disabled = !runs || busy
 		items = append(items, send)
 	} else {
-		items = append(items, item("Bring back", do.bringBack, true))
+		items = append(items, item("Bring back", do.bringBack, !a.Pending))
 	}
 	if local {
 		items = append(items, fyne.NewMenuItemSeparator())

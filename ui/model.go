@@ -33,6 +33,9 @@ type AppItem struct {
 	Remote bool
 	Peer   string             // the device running it, when Remote
 	PeerID discovery.DeviceID // when Remote and known
+	// Pending: the handoff just finished and the daemon has not listed the
+	// app as remote yet; it cannot be brought back until it does.
+	Pending bool
 }
 
 // Handoff is a handoff in progress.
@@ -437,7 +440,7 @@ func applyHandoff(s *State, h app.HandoffEvent) []Notice {
 				if p, ok := s.Peer(h.Peer); ok {
 					id = p.ID
 				}
-				s.Apps = append(s.Apps, AppItem{Name: h.App, Remote: true, Peer: h.Peer, PeerID: id})
+				s.Apps = append(s.Apps, AppItem{Name: h.App, Remote: true, Peer: h.Peer, PeerID: id, Pending: true})
 				sortState(s)
 			}
 		}

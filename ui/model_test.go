@@ -44,6 +44,9 @@ func appNames(s State) []string {
 		n := a.Name
 		if a.Remote {
 			n += "@" + a.Peer
+			if a.Pending {
+				n += "?"
+			}
 		} else {
 			n += ":" + string(a.State)
 		}
@@ -140,7 +143,7 @@ func TestModelEvents(t *testing.T) {
 				{Type: app.EventAppRemoved, App: &engine.Info{Name: "notes"}},
 				{Type: app.EventHandoff, Handoff: &app.HandoffEvent{App: "notes", Peer: "ws-b", Direction: "out", Phase: "done"}},
 			},
-			apps:      []string{"clock:suspended", "eyes@ws-b", "notes@ws-b"},
+			apps:      []string{"clock:suspended", "eyes@ws-b", "notes@ws-b?"},
 			notices:   []NoticeKind{NoticeHandoffDone},
 			noticeApp: "notes",
 		},

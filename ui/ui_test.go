@@ -478,6 +478,10 @@ func TestViewerWindow(t *testing.T) {
 		t.Error("no overlay during the handoff")
 	}
 	m.Apply(app.Event{Type: app.EventHandoff, Handoff: &app.HandoffEvent{App: "notes", Peer: "ws-b", Direction: "out", Phase: "done"}})
+	if !v.backBtn.Disabled() {
+		t.Error("Bring back enabled before the daemon lists the app as remote")
+	}
+	m.SetRemote([]app.RemoteApp{{Name: "eyes", PeerID: testID(2), PeerName: "ws-b"}, {Name: "notes", PeerID: testID(2), PeerName: "ws-b"}})
 	if v.screen.overlay.Visible() || v.win.Title() != "notes — on ws-b" || v.backBtn.Disabled() {
 		t.Errorf("after the handoff: overlay %v, title %q", v.screen.overlay.Visible(), v.win.Title())
 	}

@@ -151,7 +151,7 @@ func (v *viewerWindow) update(s State) {
 		v.sendBtn.Disable()
 	}
 	_, busy := s.Handoffs[v.name]
-	if ok && a.Remote && !busy {
+	if ok && a.Remote && !a.Pending && !busy {
 		v.backBtn.Enable()
 	} else {
 		v.backBtn.Disable()
