@@ -1,5 +1,10 @@
-// Package ui is Handoff's face on the desktop, built with Fyne: the tray menu,
-// the devices window with drag-and-drop onto peers, viewer windows, the handoff
-// shortcut, dialogs and notifications. It talks to the daemon only through the
-// client in package app and knows nothing of the engine's internals.
+// Package ui is Handoff's face on the desktop, built with Fyne: `handoff
+// tray` (the tray menu, or the Devices window where no tray host runs),
+// the Devices window where dragging an app's tile onto a peer sends it,
+// viewer windows, pairing and incoming-handoff prompts, notifications and
+// the global handoff shortcut. Its state lives in a plain-Go Model fed by
+// the daemon's event stream (Feed); windows render that state and call the
+// daemon through package app's client. It knows nothing of the engine's
+// internals, containers or CRIU, and nothing of WebRTC: a viewer window
+// gets its pictures from a Display.
 package ui
