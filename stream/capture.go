@@ -16,9 +16,10 @@ const tileSize = 64
 // tile. The encoder reads the copy, never the live mapping, so it never sees
 // a half-drawn frame change under it.
 type capturer struct {
-	src    *fb.Framebuffer
-	frame  []byte // BGRX, src.Stride bytes per row
-	primed bool
+	src     *fb.Framebuffer
+	frame   []byte // BGRX, src.Stride bytes per row
+	primed  bool
+	damaged []image.Rectangle
 }
 
 func newCapturer(path string) (*capturer, error) {
@@ -36,25 +37,31 @@ func newCapturer(path string) (*capturer, error) {
 func (c *capturer) Size() image.Point { return image.Pt(c.src.Width, c.src.Height) }
 func (c *capturer) Stride() int       { return c.src.Stride }
 
-// Grab copies what changed since the last grab and returns the number of
-// damaged tiles; 0 means the screen is still and there is nothing to send.
-func (c *capturer) Grab() int {
+// Grab copies what changed since the last grab and returns the changed
+// areas, runs of damaged tiles; none means the screen is still and there is
+// nothing to send.
+func (c *capturer) Grab() []image.Rectangle {
 	live := c.src.Pixels()
 	if !c.primed {
 		copy(c.frame, live)
 		c.primed = true
-		return c.tiles()
+		return []image.Rectangle{image.Rect(0, 0, c.src.Width, c.src.Height)}
 	}
-	return damage(c.frame, live, c.src.Width, c.src.Height, c.src.Stride)
+	c.damaged = c.damaged[:0]
+	damage(c.frame, live, c.src.Width, c.src.Height, c.src.Stride, func(r image.Rectangle) {
+		// Tiles of one row that touch make one rectangle.
+		if n := len(c.damaged); n > 0 && c.damaged[n-1].Max.X == r.Min.X && c.damaged[n-1].Min.Y == r.Min.Y {
+			c.damaged[n-1].Max.X = r.Max.X
+			return
+		}
+		c.damaged = append(c.damaged, r)
+	})
+	return c.damaged
 }
 
-func (c *capturer) tiles() int {
-	return ((c.src.Width + tileSize - 1) / tileSize) * ((c.src.Height + tileSize - 1) / tileSize)
-}
-
-// damage brings dst up to date with src tile by tile and counts the tiles
-// that differed.
-func damage(dst, src []byte, width, height, stride int) int {
+// damage brings dst up to date with src tile by tile, reports each tile that
+// differed and returns how many did.
+func damage(dst, src []byte, width, height, stride int, changed func(image.Rectangle)) int {
 	n := 0
 	for ty := 0; ty < height; ty += tileSize {
 		rows := min(tileSize, height-ty)
@@ -69,6 +76,9 @@ func damage(dst, src []byte, width, height, stride int) int {
 						copy(dst[off+lo:off+hi], src[off+lo:off+hi])
 					}
 					n++
+					if changed != nil {
+						changed(image.Rect(tx, ty, min(tx+tileSize, width), ty+rows))
+					}
 				}
 			}
 		}

@@ -29,7 +29,7 @@ func TestDamage(t *testing.T) {
 			for _, p := range tt.change {
 				src[p[1]*stride+p[0]*4+1] ^= 0xff
 			}
-			if got := damage(dst, src, w, h, stride); got != tt.want {
+			if got := damage(dst, src, w, h, stride, nil); got != tt.want {
 				t.Errorf("damaged tiles = %d, want %d", got, tt.want)
 			}
 			for y := 0; y < h; y++ {
@@ -40,7 +40,7 @@ func TestDamage(t *testing.T) {
 					}
 				}
 			}
-			if got := damage(dst, src, w, h, stride); got != 0 {
+			if got := damage(dst, src, w, h, stride, nil); got != 0 {
 				t.Errorf("second look found %d damaged tiles", got)
 			}
 		})

@@ -237,7 +237,8 @@ func (s *session) run(ctx context.Context) {
 		case <-tick.C:
 		}
 		key := s.keyframe.Swap(false)
-		if s.cap.Grab() == 0 && !key {
+		changed := s.cap.Grab()
+		if len(changed) == 0 && !key {
 			continue
 		}
 		if want := int(s.bitrate.Load() / 1000); want != kbps {
@@ -246,7 +247,13 @@ func (s *session) run(ctx context.Context) {
 			}
 		}
 		now := time.Now()
-		frame, _, err := s.enc.Encode(s.cap.frame, s.cap.Stride(), now.Sub(start), now.Sub(last), key)
+		for _, r := range changed {
+			if err := s.enc.Update(s.cap.frame, s.cap.Stride(), r); err != nil {
+				s.h.log.Error("convert the app's display", "err", err)
+				return
+			}
+		}
+		frame, _, err := s.enc.EncodePicture(now.Sub(start), now.Sub(last), key)
 		if err != nil {
 			s.h.log.Error("encode the app's display", "err", err)
 			return

@@ -12,25 +12,28 @@ package vpx
 // BT.601 limited range, the same integer math as libyuv's ARGBToI420.
 static inline unsigned char clamp255(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }
 
-static void bgrx_to_i420(const unsigned char *src, int stride, int w, int h, vpx_image_t *img) {
-	for (int y = 0; y < h; y++) {
+// bgrx_to_i420 converts the rectangle [x0,x1)x[y0,y1) of src; x0 and y0
+// must be even so that chroma samples are not shared with pixels outside.
+static void bgrx_to_i420(const unsigned char *src, int stride, int w, int h,
+		int x0, int y0, int x1, int y1, vpx_image_t *img) {
+	for (int y = y0; y < y1; y++) {
 		const unsigned char *p = src + (size_t)y * stride;
 		unsigned char *yr = img->planes[0] + (size_t)y * img->stride[0];
-		for (int x = 0; x < w; x++) {
+		for (int x = x0; x < x1; x++) {
 			int b = p[4*x], g = p[4*x+1], r = p[4*x+2];
 			yr[x] = (unsigned char)((66*r + 129*g + 25*b + 128) >> 8) + 16;
 		}
 	}
-	for (int y = 0; y < h; y += 2) {
+	for (int y = y0; y < y1; y += 2) {
 		const unsigned char *p0 = src + (size_t)y * stride;
 		const unsigned char *p1 = (y + 1 < h) ? p0 + stride : p0;
 		unsigned char *ur = img->planes[1] + (size_t)(y/2) * img->stride[1];
 		unsigned char *vr = img->planes[2] + (size_t)(y/2) * img->stride[2];
-		for (int x = 0; x < w; x += 2) {
-			int x1 = (x + 1 < w) ? x + 1 : x;
-			int b = (p0[4*x] + p0[4*x1] + p1[4*x] + p1[4*x1] + 2) >> 2;
-			int g = (p0[4*x+1] + p0[4*x1+1] + p1[4*x+1] + p1[4*x1+1] + 2) >> 2;
-			int r = (p0[4*x+2] + p0[4*x1+2] + p1[4*x+2] + p1[4*x1+2] + 2) >> 2;
+		for (int x = x0; x < x1; x += 2) {
+			int x1_ = (x + 1 < w) ? x + 1 : x;
+			int b = (p0[4*x] + p0[4*x1_] + p1[4*x] + p1[4*x1_] + 2) >> 2;
+			int g = (p0[4*x+1] + p0[4*x1_+1] + p1[4*x+1] + p1[4*x1_+1] + 2) >> 2;
+			int r = (p0[4*x+2] + p0[4*x1_+2] + p1[4*x+2] + p1[4*x1_+2] + 2) >> 2;
 			ur[x/2] = clamp255(((-38*r - 74*g + 112*b + 128) >> 8) + 128);
 			vr[x/2] = clamp255(((112*r - 94*g - 18*b + 128) >> 8) + 128);
 		}
@@ -95,8 +98,11 @@ static int enc_open(encoder *e, int w, int h, int kbps, int threads, int cpu_use
 	return 0;
 }
 
-static int enc_encode(encoder *e, const unsigned char *bgrx, int stride, long long pts, int duration, int force_key) {
-	bgrx_to_i420(bgrx, stride, e->cfg.g_w, e->cfg.g_h, e->img);
+static void enc_update(encoder *e, const unsigned char *bgrx, int stride, int x0, int y0, int x1, int y1) {
+	bgrx_to_i420(bgrx, stride, e->cfg.g_w, e->cfg.g_h, x0, y0, x1, y1, e->img);
+}
+
+static int enc_encode(encoder *e, long long pts, int duration, int force_key) {
 	vpx_codec_err_t err = vpx_codec_encode(&e->ctx, e->img, pts, duration, force_key ? VPX_EFLAG_FORCE_KF : 0, VPX_DL_REALTIME);
 	if (err) return err;
 	e->out_len = 0;
@@ -214,18 +220,43 @@ func (enc *Encoder) Config() EncoderConfig { return enc.cfg }
 // Encode compresses one frame of BGRX pixels (stride bytes per row) shown at
 // pts for duration. The result is valid until the next call.
 func (enc *Encoder) Encode(bgrx []byte, stride int, pts, duration time.Duration, keyframe bool) (frame []byte, isKey bool, err error) {
+	if err := enc.Update(bgrx, stride, image.Rect(0, 0, enc.cfg.Width, enc.cfg.Height)); err != nil {
+		return nil, false, err
+	}
+	return enc.EncodePicture(pts, duration, keyframe)
+}
+
+// Update converts the pixels inside r into the encoder's picture, which
+// keeps everything outside r from before. Converting only what changed
+// saves most of the colour conversion when a little of the screen moves.
+func (enc *Encoder) Update(bgrx []byte, stride int, r image.Rectangle) error {
 	if enc.closed {
-		return nil, false, errors.New("vp8 encoder: closed")
+		return errors.New("vp8 encoder: closed")
 	}
 	if stride < enc.cfg.Width*4 || len(bgrx) < stride*(enc.cfg.Height-1)+enc.cfg.Width*4 {
-		return nil, false, fmt.Errorf("vp8 encoder: %d bytes at stride %d do not hold %dx%d pixels", len(bgrx), stride, enc.cfg.Width, enc.cfg.Height)
+		return fmt.Errorf("vp8 encoder: %d bytes at stride %d do not hold %dx%d pixels", len(bgrx), stride, enc.cfg.Width, enc.cfg.Height)
+	}
+	r = r.Intersect(image.Rect(0, 0, enc.cfg.Width, enc.cfg.Height))
+	if r.Empty() {
+		return nil
+	}
+	r.Min.X &^= 1 // chroma is shared by 2x2 pixels
+	r.Min.Y &^= 1
+	C.enc_update(enc.e, (*C.uchar)(unsafe.Pointer(&bgrx[0])), C.int(stride),
+		C.int(r.Min.X), C.int(r.Min.Y), C.int(r.Max.X), C.int(r.Max.Y))
+	return nil
+}
+
+// EncodePicture compresses the picture as Update left it.
+func (enc *Encoder) EncodePicture(pts, duration time.Duration, keyframe bool) (frame []byte, isKey bool, err error) {
+	if enc.closed {
+		return nil, false, errors.New("vp8 encoder: closed")
 	}
 	force := 0
 	if keyframe {
 		force = 1
 	}
-	rc := C.enc_encode(enc.e, (*C.uchar)(unsafe.Pointer(&bgrx[0])), C.int(stride),
-		C.longlong(pts.Milliseconds()), C.int(max(duration.Milliseconds(), 1)), C.int(force))
+	rc := C.enc_encode(enc.e, C.longlong(pts.Milliseconds()), C.int(max(duration.Milliseconds(), 1)), C.int(force))
 	if rc != 0 {
 		return nil, false, fmt.Errorf("vp8 encode: %s", C.GoString(C.enc_error(enc.e)))
 	}

@@ -133,3 +133,106 @@ func BenchmarkEncode1080p(b *testing.B) {
 		}
 	}
 }
+
+// TestUpdateOnlyWhatChanged: after a frame, converting only the changed
+// rectangle of the next one is enough to encode it faithfully, and the
+// encoder's picture keeps everything outside the rectangle.
+func TestUpdateOnlyWhatChanged(t *testing.T) {
+	const w, h = 320, 240
+	first, _ := screen(w, h, 1)
+	second, want := screen(w, h, 1)
+	changed := image.Rect(64, 64, 192, 128)
+	for y := changed.Min.Y; y < changed.Max.Y; y++ {
+		for x := changed.Min.X; x < changed.Max.X; x++ {
+			o := (y*w + x) * 4
+			second[o], second[o+1], second[o+2] = 0, 0, 255 // red, in BGRX
+			want.SetRGBA(x, y, color.RGBA{255, 0, 0, 255})
+		}
+	}
+	for _, tt := range []struct {
+		name    string
+		update  image.Rectangle
+		wantMin float64
+		wantMax float64
+	}{
+		{"changed rectangle", changed, 35, 1000},
+		{"nothing converted", image.Rectangle{}, 0, 20},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			enc, err := NewEncoder(EncoderConfig{Width: w, Height: h, BitrateKbps: 8000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer enc.Close()
+			dec, err := NewDecoder()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dec.Close()
+			var img *image.RGBA
+			frame, _, err := enc.Encode(first, w*4, 0, 33*time.Millisecond, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img, _, err = dec.Decode(frame, img); err != nil {
+				t.Fatal(err)
+			}
+			for i := 1; i < 4; i++ { // a few frames to let the rate control converge
+				if err := enc.Update(second, w*4, tt.update); err != nil {
+					t.Fatal(err)
+				}
+				frame, _, err := enc.EncodePicture(time.Duration(i)*33*time.Millisecond, 33*time.Millisecond, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if frame != nil {
+					if img, _, err = dec.Decode(frame, img); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if p := fb.PSNR(want, img); p < tt.wantMin || p > tt.wantMax {
+				t.Errorf("PSNR against the second frame %.1f dB, want %v..%v", p, tt.wantMin, tt.wantMax)
+			}
+		})
+	}
+}
+
+// BenchmarkSmallChange1080p: a 200x200 change on a 1080p screen, encoded
+// after converting the whole frame (the baseline) or only the change.
+func BenchmarkSmallChange1080p(b *testing.B) {
+	const w, h = 1920, 1080
+	frames := [2][]byte{}
+	frames[0], _ = screen(w, h, 1)
+	frames[1] = append([]byte(nil), frames[0]...)
+	changed := image.Rect(0, 0, 200, 200)
+	for y := 0; y < 200; y++ {
+		for x := 0; x < 200; x++ {
+			frames[1][(y*w+x)*4+2] = 255
+		}
+	}
+	for _, partial := range []bool{false, true} {
+		name := "whole-frame"
+		if partial {
+			name = "changed-area"
+		}
+		b.Run(name, func(b *testing.B) {
+			enc, err := NewEncoder(EncoderConfig{Width: w, Height: h, BitrateKbps: 8000})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer enc.Close()
+			enc.Encode(frames[0], w*4, 0, 16*time.Millisecond, true)
+			for i := 1; b.Loop(); i++ {
+				r := image.Rect(0, 0, w, h)
+				if partial {
+					r = changed
+				}
+				enc.Update(frames[i%2], w*4, r)
+				if _, _, err := enc.EncodePicture(time.Duration(i)*16*time.Millisecond, 16*time.Millisecond, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
