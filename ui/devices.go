@@ -353,9 +353,6 @@ func (p *peerIcon) set(v app.PeerView) {
 	default:
 		status = "offline"
 	}
-	if v.AutoAccept && v.Trusted {
-		status += " · auto"
-	}
 	p.status.SetText(status)
 	if p.icon.Resource != res {
 		p.icon.Resource = res

@@ -295,6 +295,9 @@ func (t *Tray) send(name, peer string) {
 		res, err := t.do.Send(ctx, name, peer)
 		fyne.Do(func() {
 			delete(t.sending, name)
+			if t.devices != nil && strings.HasPrefix(t.devices.hint.Text, "Sending "+name+" ") {
+				t.devices.hint.SetText(defaultHint)
+			}
 			if errors.Is(err, context.Canceled) {
 				return
 			}
