@@ -297,6 +297,24 @@ func (m *Model) Accepted(req app.HandoffRequest) {
 	})
 }
 
+// Returning records that the user asked for an app back: the daemon here
+// reports no progress for a handoff it receives, so the app shows as
+// arriving until it runs here (or Ended is called).
+func (m *Model) Returning(name, peer string) {
+	m.update(func(s *State) []Notice {
+		s.Handoffs[name] = Handoff{App: name, Peer: peer, Direction: "in", Phase: migration.PhaseRequest}
+		return nil
+	})
+}
+
+// Ended forgets a handoff that ended without an event (a failed request).
+func (m *Model) Ended(name string) {
+	m.update(func(s *State) []Notice {
+		delete(s.Handoffs, name)
+		return nil
+	})
+}
+
 // Answered removes a request the user answered.
 func (m *Model) Answered(id string) {
 	m.update(func(s *State) []Notice {
@@ -370,6 +388,9 @@ func (m *Model) applyApp(s *State, info engine.Info) []Notice {
 	}
 	s.Apps = apps
 	sortState(s)
+	if h, ok := s.Handoffs[info.Name]; ok && h.Direction == "in" && info.State == engine.StateRunning {
+		delete(s.Handoffs, info.Name) // it arrived
+	}
 	if from, ok := m.accepted[info.Name]; ok && info.State == engine.StateRunning {
 		delete(m.accepted, info.Name)
 		delete(s.Handoffs, info.Name)

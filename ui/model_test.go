@@ -427,3 +427,21 @@ func TestFeedReconnects(t *testing.T) {
 	cancel()
 	<-done
 }
+
+func TestModelReturning(t *testing.T) {
+	m := NewModel()
+	m.Reset(testSnapshot())
+	m.Returning("eyes", "ws-b")
+	if h := m.State().Handoffs["eyes"]; h.Direction != "in" || h.Peer != "ws-b" {
+		t.Fatalf("handoff %+v", h)
+	}
+	m.Apply(app.Event{Type: app.EventApp, App: running("eyes")})
+	if len(m.State().Handoffs) != 0 {
+		t.Fatal("still arriving after it runs here")
+	}
+	m.Returning("eyes", "ws-b")
+	m.Ended("eyes")
+	if len(m.State().Handoffs) != 0 {
+		t.Fatal("Ended left the handoff")
+	}
+}

@@ -277,7 +277,18 @@ func (t *Tray) stop(name string) {
 }
 
 func (t *Tray) bringBack(name string) {
-	t.call("bring "+name+" back", func(ctx context.Context) error { _, err := t.do.BringBack(ctx, name); return err })
+	peer := "the other device"
+	if a, ok := t.state.App(name); ok && a.Peer != "" {
+		peer = a.Peer
+	}
+	t.model.Returning(name, peer)
+	t.call("bring "+name+" back", func(ctx context.Context) error {
+		_, err := t.do.BringBack(ctx, name)
+		if err != nil {
+			t.model.Ended(name)
+		}
+		return err
+	})
 }
 
 // send hands an app to a peer (a device ID, or a name); the result comes
