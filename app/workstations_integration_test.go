@@ -5,6 +5,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"image"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/handoff/handoff/engine"
 	"github.com/handoff/handoff/internal/testnet"
+	"github.com/handoff/handoff/stream/fb"
 )
 
 // workstation is a daemon running in its own network namespace.
@@ -104,6 +106,23 @@ func waitPeer(t testing.TB, w *workstation, peer string, want bool, within time.
 
 func typeInto(t *testing.T, w *workstation, app, text string) {
 	t.Helper()
+	// Keys typed before the shell drew its prompt are echoed twice, once by
+	// the terminal and again by the shell: wait for the prompt.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var shot bytes.Buffer
+		if err := w.client.Screenshot(context.Background(), app, &shot); err == nil {
+			// A few hundred dark pixels on the first line (inside xterm's
+			// border): a prompt. Under a hundred: a lone cursor. Nearly all: the black root, before xterm maps.
+			if ink := fb.Ink(decodePNG(t, shot.Bytes()), image.Rect(4, 3, 300, 16)); ink > 150 && ink < 1800 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the shell in %s drew no prompt within 30 s", w.name, app)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	info, err := w.client.App(context.Background(), app)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +197,11 @@ func TestTwoWorkstations(t *testing.T) {
 	}
 	t.Logf("handoff ws-a → ws-b: downtime %v, %d bytes, phases %v", res.Downtime, res.Bytes, res.Phases)
 	if after := settledShot(t, b, "notes"); !bytes.Equal(before, after) {
-		t.Error("ws-b's screen differs from ws-a's last screen")
+		n, where := fb.Diff(decodePNG(t, before), decodePNG(t, after))
+		dir, _ := os.MkdirTemp("", "handoff-screens-")
+		os.WriteFile(filepath.Join(dir, "ws-a.png"), before, 0o644)
+		os.WriteFile(filepath.Join(dir, "ws-b.png"), after, 0o644)
+		t.Errorf("ws-b's screen differs from ws-a's last screen: %d pixels in %v (both kept in %s)", n, where, dir)
 	}
 	if _, err := a.client.App(ctx, "notes"); !IsNotFound(err) {
 		t.Fatalf("ws-a still has the app: %v", err)

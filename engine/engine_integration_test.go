@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"image"
 	"io"
 	"net"
 	"os"
@@ -19,8 +20,35 @@ import (
 
 func typeText(t *testing.T, e *Engine, name, text string) {
 	t.Helper()
+	waitForPrompt(t, e, name)
 	if out, err := e.Exec(context.Background(), name, "xdotool", "mousemove", "20", "20", "type", "--delay", "10", text); err != nil {
 		t.Fatalf("type into %s: %v %s", name, err, out)
+	}
+}
+
+// shellPrompt is the first text line of a default xterm: a prompt there has
+// a few hundred dark pixels, a lone cursor under a hundred, and the black
+// root window, before xterm maps, all of them.
+var shellPrompt = image.Rect(4, 3, 300, 16) // inside xterm's border
+
+func promptInk(ink int) bool { return ink > 150 && ink < shellPrompt.Dx()*shellPrompt.Dy()/2 }
+
+// waitForPrompt waits until xterm's shell has drawn its prompt. Keys typed
+// earlier are echoed by the terminal and then again by the shell once it
+// starts, so a screen taken before that is not the app's settled state.
+func waitForPrompt(t *testing.T, e *Engine, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if path, err := e.FramebufferPath(name); err == nil {
+			if img, err := fb.SnapshotFile(path); err == nil && promptInk(fb.Ink(img, shellPrompt)) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the shell in xterm drew no prompt within 30 s", name)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -5,6 +5,9 @@ package engine
 import (
 	"bytes"
 	"context"
+	"image"
+	"image/png"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -69,10 +72,7 @@ func TestHandoffBetweenEngines(t *testing.T) {
 	if _, err := src.Run(ctx, Spec{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
-	if out, err := src.Exec(ctx, "notes", "xdotool", "mousemove", "20", "20", "type", "--delay", "10", "unsaved words"); err != nil {
-		t.Fatalf("type: %v %s", err, out)
-	}
+	typeText(t, src, "notes", "unsaved words")
 	spool := t.TempDir()
 	pre := filepath.Join(spool, "pre")
 	if err := src.Snapshot(ctx, "notes", pre); err != nil {
@@ -138,7 +138,18 @@ func TestHandoffBetweenEngines(t *testing.T) {
 	}
 	after := stableShot(t, dst, "notes")
 	if !bytes.Equal(before, after) {
-		t.Fatal("the destination's screen differs from the source's last screen")
+		img := func(pix []byte) *image.RGBA {
+			return &image.RGBA{Pix: pix, Stride: spec.Width * 4, Rect: image.Rect(0, 0, spec.Width, spec.Height)}
+		}
+		n, where := fb.Diff(img(before), img(after))
+		dir, _ := os.MkdirTemp("", "handoff-screens-")
+		for name, pix := range map[string][]byte{"source.png": before, "destination.png": after} {
+			if f, err := os.Create(filepath.Join(dir, name)); err == nil {
+				png.Encode(f, img(pix))
+				f.Close()
+			}
+		}
+		t.Fatalf("the destination's screen differs from the source's last screen: %d pixels in %v (both kept in %s)", n, where, dir)
 	}
 	if err := src.Release(ctx, "notes"); err != nil {
 		t.Fatal(err)

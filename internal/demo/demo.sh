@@ -39,7 +39,15 @@ inside() { local ws=$1; shift; nsenter --net="/run/netns/$P-$ws" -- $H --socket 
 
 # type_into WS TEXT: types through XTEST inside the app's own display.
 type_into() {
-	local pid
+	local pid ink
+	# Wait for the shell's prompt: keys typed before it are echoed twice.
+	for _ in $(seq 300); do
+		on "$1" screenshot notes "$WORK/prompt.png"
+		ink=$(convert "$WORK/prompt.png" -crop 296x13+4+3 -colorspace gray -threshold 50% -negate -format '%[fx:round(mean*w*h)]' info:)
+		# a prompt, not a lone cursor nor the black root before xterm maps
+		[ "$ink" -gt 150 ] && [ "$ink" -lt 1800 ] && break
+		sleep 0.1
+	done
 	pid=$(on "$1" ls --json | python3 -c "import json,sys; print([a['pid'] for a in json.load(sys.stdin) if a['name']=='notes'][0])")
 	nsenter -t "$pid" -m -n -p env DISPLAY=:1 xdotool mousemove 30 30 type --delay 15 "$2"
 	nsenter -t "$pid" -m -n -p env DISPLAY=:1 xdotool key Return
