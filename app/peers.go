@@ -81,6 +81,7 @@ type RemoteApp struct {
 type HandoffEvent struct {
 	App       string        `json:"app"`
 	Peer      string        `json:"peer"`
+	PeerID    string        `json:"peer_id,omitempty"`
 	Direction string        `json:"direction"` // "out" or "in"
 	Phase     string        `json:"phase"`
 	Bytes     int64         `json:"bytes,omitempty"`
@@ -139,6 +140,13 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 		Received: func(o migration.Offer, c migration.Committed) {
 			p.history.add(HandoffRecord{App: o.Spec.Name, Direction: "in", Peer: o.From, Started: time.Now().UTC(),
 				Finished: time.Now().UTC(), Outcome: "done", PhasesMS: map[string]int64{"restore": c.RestoreMillis}})
+		},
+		Progress: func(o migration.Offer, phase string, err error) {
+			ev := HandoffEvent{App: o.Spec.Name, Peer: o.From, Direction: "in", Phase: phase}
+			if err != nil {
+				ev.Error = err.Error()
+			}
+			d.events.publish(Event{Type: EventHandoff, Handoff: &ev})
 		}}
 	p.sender = &migration.Sender{Engine: d.engine, From: id.Name, WorkDir: work, Log: d.log}
 
@@ -258,12 +266,15 @@ func (p *peers) send(ctx context.Context, name, to string) (migration.Result, er
 	if err != nil {
 		return migration.Result{}, err
 	}
-	ev := HandoffEvent{App: name, Peer: v.Name, Direction: "out"}
+	ev := HandoffEvent{App: name, Peer: v.Name, PeerID: v.ID.String(), Direction: "out"}
 	started := time.Now()
 	res, err := p.sender.Send(ctx, name, migration.Peer{
 		HTTP: p.id.Client(v.ID), Base: "https://" + v.Endpoint() + peerHandoffPrefix, Name: v.Name,
 	}, func(pr migration.Progress) {
 		ev.Phase, ev.Bytes, ev.Total, ev.Rate, ev.ETA = pr.Phase, pr.Bytes, pr.Total, pr.Rate, pr.ETA
+		if pr.Phase == migration.PhaseDone {
+			return // announced once the app is on record as remote
+		}
 		e := ev
 		p.d.events.publish(Event{Type: EventHandoff, Handoff: &e})
 	})
@@ -277,6 +288,9 @@ func (p *peers) send(ctx context.Context, name, to string) (migration.Result, er
 	p.remote[name] = RemoteApp{Name: name, PeerID: v.ID, PeerName: v.Name, Since: time.Now().UTC()}
 	p.mu.Unlock()
 	p.saveRemote() // the engine's release already announced the app's removal here
+	// Only now: a client told "done" may at once bring the app back.
+	ev.Phase = migration.PhaseDone
+	p.d.events.publish(Event{Type: EventHandoff, Handoff: &ev})
 	return res, nil
 }
 

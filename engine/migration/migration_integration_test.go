@@ -6,12 +6,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"image"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -85,7 +87,23 @@ func runXterm(t *testing.T, s side) {
 	if _, err := s.eng.Run(ctx, engine.Spec{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	// Type only once the shell drew its prompt (a few hundred dark pixels
+	// inside xterm's border): keys typed earlier are echoed twice.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		path, err := s.eng.FramebufferPath("notes")
+		if err == nil {
+			if img, err := fb.SnapshotFile(path); err == nil {
+				if ink := fb.Ink(img, image.Rect(4, 3, 300, 16)); ink > 150 && ink < 1800 {
+					break
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shell in xterm drew no prompt within 30 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if out, err := s.eng.Exec(ctx, "notes", "xdotool", "mousemove", "20", "20", "type", "--delay", "10", "unsaved"); err != nil {
 		t.Fatalf("type: %v %s", err, out)
 	}
@@ -94,7 +112,17 @@ func runXterm(t *testing.T, s side) {
 func TestSendOverHTTP(t *testing.T) {
 	a, b := newSide(t), newSide(t)
 	runXterm(t, a)
-	rv := &Receiver{Engine: b.eng, WorkDir: b.work}
+	var (
+		mu       sync.Mutex
+		received []string
+	)
+	rv := &Receiver{Engine: b.eng, WorkDir: b.work, Progress: func(_ Offer, phase string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(received) == 0 || received[len(received)-1] != phase {
+			received = append(received, phase)
+		}
+	}}
 	peer := serve(t, rv, nil)
 	screen(t, a.eng, "notes") // settled: nothing left queued for the X server
 	var phases []string
@@ -115,6 +143,11 @@ func TestSendOverHTTP(t *testing.T) {
 	if want := "request handles pre-copy freeze final restore done"; strings.Join(phases, " ") != want {
 		t.Errorf("phases %v, want %s", phases, want)
 	}
+	mu.Lock()
+	if want := "request pre-copy final restore done"; strings.Join(received, " ") != want {
+		t.Errorf("the receiver reported phases %v, want %s", received, want)
+	}
+	mu.Unlock()
 	if _, err := a.eng.Get("notes"); err == nil {
 		t.Fatal("the source still has the app after the handoff")
 	}

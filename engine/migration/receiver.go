@@ -46,6 +46,9 @@ type Receiver struct {
 	IdleTimeout time.Duration
 	// Received, when set, is called after an app arrived and runs.
 	Received func(o Offer, c Committed)
+	// Progress, when set, is told each phase an incoming handoff reaches,
+	// and PhaseRollback with the reason when it ends without the app.
+	Progress func(o Offer, phase string, err error)
 	Log      *slog.Logger
 
 	once sync.Once
@@ -145,6 +148,7 @@ func (rv *Receiver) serveOffer(w http.ResponseWriter, r *http.Request) {
 		index: map[string]*delta.Index{}, missing: map[string][]delta.Hash{}, last: time.Now()}
 	rv.mu.Unlock()
 	rv.Log.Info("handoff offered", "app", o.Spec.Name, "from", o.From, "id", id)
+	rv.progress(o, PhaseRequest, nil)
 	writeJSON(w, Accepted{ID: id})
 }
 
@@ -242,9 +246,14 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 		refuse(w, http.StatusConflict, "out_of_order", "send the index first")
 		return
 	}
+	phase := PhasePreCopy
+	if round == "final" {
+		phase = PhaseFinal
+	}
+	rv.progress(in.offer, phase, nil)
 	if err := in.pool.ReadPieces(r.Body, in.dir, in.missing[round]); err != nil {
 		// A broken transfer ends the handoff: the source rolls back.
-		rv.drop(in.id)
+		rv.drop(in.id, fmt.Errorf("receive %s round: %w", round, err))
 		refuse(w, http.StatusBadRequest, "corrupt", fmt.Sprintf("receive %s round: %v", round, err))
 		return
 	}
@@ -276,7 +285,7 @@ func (rv *Receiver) serveUpper(w http.ResponseWriter, r *http.Request, in *incom
 		err = fmt.Errorf("upper dir larger than %d bytes", int64(maxUpperSize))
 	}
 	if err != nil {
-		rv.drop(in.id)
+		rv.drop(in.id, fmt.Errorf("receive upper dir: %w", err))
 		refuse(w, http.StatusBadRequest, "bad_request", "receive upper dir: "+err.Error())
 		return
 	}
@@ -291,15 +300,16 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 		return
 	}
 	start := time.Now()
+	rv.progress(in.offer, PhaseRestore, nil)
 	image := filepath.Join(in.dir, "image")
 	if err := in.pool.Assemble(image, ix); err != nil {
-		rv.drop(in.id)
+		rv.drop(in.id, fmt.Errorf("assemble the image: %w", err))
 		refuse(w, http.StatusBadRequest, "corrupt", "assemble the image: "+err.Error())
 		return
 	}
 	upper, err := os.Open(in.upper)
 	if err != nil {
-		rv.drop(in.id)
+		rv.drop(in.id, err)
 		refuse(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
@@ -311,13 +321,15 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 			_ = rv.Engine.Stop(context.WithoutCancel(r.Context()), info.Name)
 		}
 	}
-	rv.drop(in.id)
 	if err != nil {
+		rv.drop(in.id, fmt.Errorf("restore here failed: %w", err))
 		refuse(w, http.StatusInternalServerError, "restore_failed", "restore here failed: "+err.Error())
 		return
 	}
 	rv.Log.Info("handoff received", "app", info.Name, "from", in.offer.From, "restore", time.Since(start))
+	rv.drop(in.id, nil)
 	c := Committed{Info: info, RestoreMillis: time.Since(start).Milliseconds()}
+	rv.progress(in.offer, PhaseDone, nil)
 	if rv.Received != nil {
 		rv.Received(in.offer, c)
 	}
@@ -338,16 +350,26 @@ func firstFrame(e *engine.Engine, name string) error {
 }
 
 func (rv *Receiver) serveDrop(w http.ResponseWriter, r *http.Request) {
-	rv.drop(r.PathValue("id"))
+	rv.drop(r.PathValue("id"), errors.New("the sending device called the handoff off"))
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// drop forgets a handoff and removes what it received.
-func (rv *Receiver) drop(id string) {
+func (rv *Receiver) progress(o Offer, phase string, err error) {
+	if rv.Progress != nil {
+		rv.Progress(o, phase, err)
+	}
+}
+
+// drop forgets a handoff and removes what it received; failure, when not
+// nil, says why it ended without the app.
+func (rv *Receiver) drop(id string, failure error) {
 	rv.mu.Lock()
 	in := rv.in[id]
 	delete(rv.in, id)
 	rv.mu.Unlock()
+	if in != nil && failure != nil {
+		rv.progress(in.offer, PhaseRollback, failure)
+	}
 	if in != nil {
 		if err := os.RemoveAll(in.dir); err != nil {
 			rv.Log.Warn("remove incoming handoff", "id", id, "err", err)
@@ -370,7 +392,7 @@ func (rv *Receiver) expire() {
 	rv.mu.Unlock()
 	for _, id := range stale {
 		rv.Log.Info("dropping a handoff whose source went silent", "id", id)
-		rv.drop(id)
+		rv.drop(id, errors.New("the sending device went silent"))
 	}
 }
 
