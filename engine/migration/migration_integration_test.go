@@ -266,3 +266,83 @@ func TestSendFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestTwoHandoffsAtOnce: two apps leave for the same peer at the same time;
+// both arrive, and nothing is left behind on either side.
+func TestTwoHandoffsAtOnce(t *testing.T) {
+	a, b := newSide(t), newSide(t)
+	ctx := context.Background()
+	for _, name := range []string{"one", "two"} {
+		if _, err := a.eng.Run(ctx, engine.Spec{Name: name, Args: []string{"xclock", "-update", "1"}, Width: 320, Height: 240}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rv := &Receiver{Engine: b.eng, WorkDir: b.work}
+	peer := serve(t, rv, nil)
+	s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
+	errs := make(chan error, 2)
+	for _, name := range []string{"one", "two"} {
+		go func() {
+			_, err := s.Send(ctx, name, peer, nil)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("send: %v", err)
+		}
+	}
+	for _, name := range []string{"one", "two"} {
+		if info, err := b.eng.Get(name); err != nil || info.State != engine.StateRunning {
+			t.Errorf("%s on the destination: %+v, %v", name, info, err)
+		}
+		if _, err := a.eng.Get(name); err == nil {
+			t.Errorf("%s is still on the source", name)
+		}
+	}
+	if rv.Pending() != 0 {
+		t.Error("the receiver keeps finished handoffs")
+	}
+	if left, _ := os.ReadDir(b.work); len(left) != 0 {
+		t.Errorf("the receiver left %d entries in its work dir", len(left))
+	}
+	if left, _ := os.ReadDir(a.work); len(left) != 0 {
+		t.Errorf("the sender left %d entries in its work dir", len(left))
+	}
+}
+
+// TestRestoreFailsOnDestination: the restore on the destination fails (here
+// an app of the same name appears there between the offer and the commit);
+// the source thaws and keeps running, the destination keeps nothing of it.
+func TestRestoreFailsOnDestination(t *testing.T) {
+	a, b := newSide(t), newSide(t)
+	runXterm(t, a)
+	rv := &Receiver{Engine: b.eng, WorkDir: b.work}
+	ctx := context.Background()
+	peer := serve(t, rv, func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/commit") {
+			if _, err := b.eng.Run(ctx, engine.Spec{Name: "notes", Args: []string{"xclock"}, Width: 200, Height: 200}); err != nil {
+				t.Errorf("run the conflicting app: %v", err)
+			}
+		}
+		return false
+	})
+	s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
+	_, err := s.Send(ctx, "notes", peer, nil)
+	if err == nil || !strings.Contains(err.Error(), "restore") {
+		t.Fatalf("err = %v, want a failed restore", err)
+	}
+	info, err := a.eng.Get("notes")
+	if err != nil || info.State != engine.StateRunning {
+		t.Fatalf("after a failed restore the source app is %+v, %v; want running", info, err)
+	}
+	if got, _ := b.eng.Get("notes"); len(got.Command) == 0 || got.Command[0] != "xclock" || got.State != engine.StateRunning {
+		t.Errorf("the destination's own app was touched: %+v", got)
+	}
+	if rv.Pending() != 0 {
+		t.Error("the receiver keeps the failed handoff")
+	}
+	if left, _ := os.ReadDir(b.work); len(left) != 0 {
+		t.Errorf("the receiver left %d entries in its work dir", len(left))
+	}
+}
