@@ -511,3 +511,51 @@ func TestLinkCutDuringHandoff(t *testing.T) {
 		t.Fatalf("ws-b has the app: %v", err)
 	}
 }
+
+// TestDestinationKilledMidHandoff: ws-b's daemon dies (SIGKILL) during the
+// pre-copy. The app keeps running on ws-a; ws-b, restarted, has nothing of it.
+func TestDestinationKilledMidHandoff(t *testing.T) {
+	net := testnet.New(t, "a", "b")
+	a := startWorkstation(t, net.Host("a"), "ws-a")
+	b := startWorkstation(t, net.Host("b"), "ws-b")
+	ctx := context.Background()
+	waitPeer(t, a, "ws-b", true, 10*time.Second)
+	idA, _ := a.client.ID(ctx)
+	idB, _ := b.client.ID(ctx)
+	a.client.Trust(ctx, idB.ID.String(), TrustRequest{AutoAccept: true})
+	b.client.Trust(ctx, idA.ID.String(), TrustRequest{AutoAccept: true})
+	if _, err := a.client.Run(ctx, RunRequest{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+		t.Fatal(err)
+	}
+	// A slow link keeps the pre-copy going long enough to kill ws-b in it.
+	if out, err := exec.Command("ip", "netns", "exec", net.Host("a").NS, "tc", "qdisc", "add", "dev", "eth0", "root",
+		"tbf", "rate", "4mbit", "burst", "32kb", "latency", "400ms").CombinedOutput(); err != nil {
+		t.Fatalf("shape the link: %v %s", err, out)
+	}
+	events, _ := a.client.Events(ctx)
+	done := make(chan error, 1)
+	go func() { _, err := a.client.Send(ctx, "notes", "ws-b"); done <- err }()
+	for ev := range events {
+		if ev.Type == EventHandoff && ev.Handoff.Phase == "pre-copy" && ev.Handoff.Bytes > 0 {
+			break
+		}
+	}
+	b.cmd.Process.Kill()
+	b.cmd.Wait()
+	err := <-done
+	if err == nil {
+		t.Fatal("the handoff succeeded although the destination died")
+	}
+	t.Logf("send failed with: %v", err)
+	if info, err := a.client.App(ctx, "notes"); err != nil || info.State != engine.StateRunning {
+		t.Fatalf("after the failed handoff the app is %+v, %v", info, err)
+	}
+	typeInto(t, a, "notes", "still here")
+	b.start(t)
+	if _, err := b.client.App(ctx, "notes"); !IsNotFound(err) {
+		t.Fatalf("the restarted ws-b has the app: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(b.dir, "state", "transfers")); len(ents) != 0 {
+		t.Fatalf("the restarted ws-b keeps %d entries of the dead handoff", len(ents))
+	}
+}
