@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -345,4 +346,57 @@ func TestRestoreFailsOnDestination(t *testing.T) {
 	if left, _ := os.ReadDir(b.work); len(left) != 0 {
 		t.Errorf("the receiver left %d entries in its work dir", len(left))
 	}
+}
+
+// smallDisk mounts a tmpfs of the given size over dir, unmounted (by its
+// path) when the test ends.
+func smallDisk(t *testing.T, dir, size string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "handoff-test-disk", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a small disk: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+}
+
+// TestDestinationDiskFull: a destination without room refuses before
+// anything is frozen; one whose disk fills during the transfer fails it.
+// Either way the app keeps running at the source and nothing is left.
+func TestDestinationDiskFull(t *testing.T) {
+	t.Run("refused up front", func(t *testing.T) {
+		a, b := newSide(t), newSide(t)
+		smallDisk(t, b.work, "16m")
+		runXterm(t, a)
+		rv := &Receiver{Engine: b.eng, WorkDir: b.work}
+		s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
+		_, err := s.Send(context.Background(), "notes", serve(t, rv, nil), nil)
+		var re *RefusedError
+		if !errors.As(err, &re) || re.Code != RefusedNoSpace {
+			t.Fatalf("err = %v, want a no_space refusal", err)
+		}
+		assertStillHere(t, a, b, rv)
+	})
+	t.Run("fills during the transfer", func(t *testing.T) {
+		a, b := newSide(t), newSide(t)
+		smallDisk(t, b.work, "512m")
+		runXterm(t, a)
+		rv := &Receiver{Engine: b.eng, WorkDir: b.work}
+		filler := filepath.Join(b.work, "filler")
+		var once sync.Once
+		peer := serve(t, rv, func(w http.ResponseWriter, r *http.Request) bool {
+			if strings.HasSuffix(r.URL.Path, "/pre/pieces") {
+				once.Do(func() {
+					// Something else takes the whole disk once the transfer runs.
+					exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=1M").Run()
+				})
+			}
+			return false
+		})
+		s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
+		_, err := s.Send(context.Background(), "notes", peer, nil)
+		os.Remove(filler)
+		if err == nil || !strings.Contains(err.Error(), "no space") {
+			t.Fatalf("err = %v, want one saying there is no space", err)
+		}
+		assertStillHere(t, a, b, rv)
+	})
 }
