@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"io"
 	"net/http"
@@ -399,4 +400,44 @@ func TestDestinationDiskFull(t *testing.T) {
 		}
 		assertStillHere(t, a, b, rv)
 	})
+}
+
+// TestUpperDirFilesArrive: files the app wrote (its upper dir), including
+// one it still holds open, arrive with it and keep their content.
+func TestUpperDirFilesArrive(t *testing.T) {
+	a, b := newSide(t), newSide(t)
+	ctx := context.Background()
+	script := `mkdir -p /root/work && echo "draft 1" > /root/work/notes.txt && exec 3>>/root/work/journal.log && echo started >&3 && exec xclock -update 1`
+	if _, err := a.eng.Run(ctx, engine.Spec{Name: "writer", Args: []string{"sh", "-c", script}, Width: 320, Height: 240}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	rv := &Receiver{Engine: b.eng, WorkDir: b.work}
+	s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
+	if _, err := s.Send(ctx, "writer", serve(t, rv, nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	info, err := b.eng.Get("writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join("/proc", fmt.Sprint(info.PID), "root")
+	for file, want := range map[string]string{"root/work/notes.txt": "draft 1\n", "root/work/journal.log": "started\n"} {
+		got, err := os.ReadFile(filepath.Join(root, file))
+		if err != nil || string(got) != want {
+			t.Errorf("/%s on the destination: %q, %v; want %q", file, got, err, want)
+		}
+	}
+	// The restored app still holds the journal it had open.
+	m, err := b.eng.Handles(ctx, "writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := false
+	for _, h := range m.Handles {
+		held = held || strings.HasSuffix(h.Path, "/root/work/journal.log")
+	}
+	if !held {
+		t.Error("the restored app no longer holds /root/work/journal.log open")
+	}
 }
