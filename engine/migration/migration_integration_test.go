@@ -441,3 +441,70 @@ func TestUpperDirFilesArrive(t *testing.T) {
 		t.Error("the restored app no longer holds /root/work/journal.log open")
 	}
 }
+
+// mountsUnder counts the host's mounts below dir.
+func mountsUnder(dir string) int {
+	data, _ := os.ReadFile("/proc/1/mountinfo")
+	return strings.Count(string(data), " "+dir+"/")
+}
+
+func openFDs() int {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	return len(fds)
+}
+
+// TestRoundTrips hands an app back and forth 20 times (40 handoffs) and
+// checks that neither side accumulates mounts, apps, staging files or fds.
+func TestRoundTrips(t *testing.T) {
+	a, b := newSide(t), newSide(t)
+	ctx := context.Background()
+	fdsBefore := openFDs()
+	if _, err := a.eng.Run(ctx, engine.Spec{Name: "clock", Args: []string{"xclock", "-update", "1"}, Width: 240, Height: 240}); err != nil {
+		t.Fatal(err)
+	}
+	sides := [2]side{a, b}
+	peers := [2]Peer{
+		serve(t, &Receiver{Engine: a.eng, WorkDir: a.work}, nil),
+		serve(t, &Receiver{Engine: b.eng, WorkDir: b.work}, nil),
+	}
+	senders := [2]*Sender{
+		{Engine: a.eng, From: "workstation-a", WorkDir: a.work},
+		{Engine: b.eng, From: "workstation-b", WorkDir: b.work},
+	}
+	var downtime []time.Duration
+	for i := 0; i < 40; i++ {
+		from, to := i%2, 1-i%2
+		res, err := senders[from].Send(ctx, "clock", peers[to], nil)
+		if err != nil {
+			t.Fatalf("handoff %d: %v", i+1, err)
+		}
+		downtime = append(downtime, res.Downtime)
+		if n := len(sides[from].eng.List()); n != 0 {
+			t.Fatalf("handoff %d: the source still lists %d apps", i+1, n)
+		}
+	}
+	t.Logf("40 handoffs, downtime first %v, last %v", downtime[0], downtime[len(downtime)-1])
+	info, err := a.eng.Get("clock")
+	if err != nil || info.State != engine.StateRunning {
+		t.Fatalf("after 20 round trips the app is %+v, %v", info, err)
+	}
+	stateA := filepath.Join(filepath.Dir(a.work), "state")
+	stateB := filepath.Join(filepath.Dir(b.work), "state")
+	if m := mountsUnder(stateA); m != 1 {
+		t.Errorf("ws-a has %d mounts for its one app", m)
+	}
+	if m := mountsUnder(stateB); m != 0 {
+		t.Errorf("ws-b keeps %d mounts", m)
+	}
+	for _, s := range sides {
+		if ents, _ := os.ReadDir(s.work); len(ents) != 0 {
+			t.Errorf("%s keeps %d staging entries", s.work, len(ents))
+		}
+	}
+	if apps, _ := os.ReadDir(filepath.Join(stateB, "apps")); len(apps) != 0 {
+		t.Errorf("ws-b keeps %d app directories", len(apps))
+	}
+	if fds := openFDs(); fds > fdsBefore+10 {
+		t.Errorf("open fds went from %d to %d over 40 handoffs", fdsBefore, fds)
+	}
+}
