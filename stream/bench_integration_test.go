@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,5 +176,63 @@ func BenchmarkEncodeVsFFmpeg(b *testing.B) {
 		b.ReportMetric(float64(n)/ours.Seconds(), "fps")
 		b.ReportMetric(float64(n)/theirs.Seconds(), "ffmpeg-fps")
 		b.ReportMetric(theirs.Seconds()/ours.Seconds(), "speed-vs-ffmpeg")
+	}
+}
+
+// cpuTime is this process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkStreamCPU measures the CPU the host and a viewer (both in this
+// process) use at 1080p: on a still screen, and while the whole screen
+// changes at 60 Hz; also the frames per second delivered under that motion.
+func BenchmarkStreamCPU(b *testing.B) {
+	d := startDisplay(b, "1920x1080x24")
+	host := NewHost(HostConfig{Framebuffer: d.framebuffer, Display: d.socket})
+	b.Cleanup(func() { host.Close() })
+	v := NewViewer(host.Answer, nil)
+	frames := make(chan struct{}, 1024)
+	v.OnFrame(func(*image.RGBA) {
+		select {
+		case frames <- struct{}{}:
+		default:
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go v.Run(ctx)
+	defer v.Close()
+	select {
+	case <-frames:
+	case <-time.After(20 * time.Second):
+		b.Fatal("no first frame")
+	}
+	p := newPainter(b, d)
+	const span = 3 * time.Second
+	for i := 0; i < b.N; i++ {
+		time.Sleep(500 * time.Millisecond)
+		c0, t0 := cpuTime(), time.Now()
+		time.Sleep(span)
+		idle := float64(cpuTime()-c0) / float64(time.Since(t0))
+
+		for len(frames) > 0 {
+			<-frames
+		}
+		c0, t0 = cpuTime(), time.Now()
+		tick := time.NewTicker(time.Second / 60)
+		colors := []uint32{0x204080, 0x806020}
+		for j := 0; time.Since(t0) < span; j++ {
+			<-tick.C
+			p.fill(image.Rect(0, 0, 1920, 1080), colors[j%2])
+		}
+		tick.Stop()
+		elapsed := time.Since(t0)
+		busy := float64(cpuTime()-c0) / float64(elapsed)
+		b.ReportMetric(idle*100, "idle-cpu-%")
+		b.ReportMetric(busy*100, "motion-cpu-%")
+		b.ReportMetric(float64(len(frames))/elapsed.Seconds(), "motion-fps")
 	}
 }
