@@ -85,8 +85,11 @@ func writeUpperTar(root string, w io.Writer, base string, extra []string) error 
 			return err
 		}
 		info, err := os.Stat(src)
-		if err != nil || !info.Mode().IsRegular() {
-			return fmt.Errorf("base file %s the destination lacks cannot be sent: %v", p, err)
+		if err != nil {
+			return fmt.Errorf("base file %s the destination lacks cannot be sent: %w", p, err)
+		}
+		if !info.Mode().IsRegular() {
+			return fmt.Errorf("the destination lacks %s, which is not a regular file (%s) and cannot be sent: install it there", p, info.Mode().Type())
 		}
 		hdr, err := tar.FileInfoHeader(info, "")
 		if err != nil {

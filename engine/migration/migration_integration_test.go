@@ -508,3 +508,69 @@ func TestRoundTrips(t *testing.T) {
 		t.Errorf("open fds went from %d to %d over 40 handoffs", fdsBefore, fds)
 	}
 }
+
+// baseWithout builds a root for a receiver's base-file checks that is this
+// machine's / except the top-level directory skip: real directories are
+// bind-mounted (unmounted by path when the test ends), top-level symlinks
+// copied. It stands in for a workstation whose system lacks some files.
+func baseWithout(t *testing.T, skip string) string {
+	t.Helper()
+	base := t.TempDir()
+	ents, err := os.ReadDir("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		src, dst := "/"+name, filepath.Join(base, name)
+		switch {
+		case name == skip || name == "proc" || name == "sys" || name == "tmp" || name == "run":
+		case e.Type()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(src)
+			os.Symlink(target, dst)
+		case e.IsDir():
+			os.Mkdir(dst, 0o755)
+			if out, err := exec.Command("mount", "--bind", src, dst).CombinedOutput(); err != nil {
+				t.Fatalf("bind %s: %v %s", src, err, out)
+			}
+			t.Cleanup(func() { exec.Command("umount", dst).Run() })
+		}
+	}
+	return base
+}
+
+// TestMissingFileTravels: the app holds open a system file the destination
+// lacks; the handles sync finds it missing there and it travels with the
+// app, so the restored app finds it in place.
+func TestMissingFileTravels(t *testing.T) {
+	a, b := newSide(t), newSide(t)
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("/srv", "handoff-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	data := filepath.Join(dir, "dictionary.txt")
+	if err := os.WriteFile(data, []byte("words only workstation-a has\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := "exec 3<" + data + " && exec xclock -update 1"
+	if _, err := a.eng.Run(ctx, engine.Spec{Name: "reader", Args: []string{"sh", "-c", script}, Width: 240, Height: 240}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	rv := &Receiver{Engine: b.eng, WorkDir: b.work, Base: baseWithout(t, "srv")}
+	s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
+	if _, err := s.Send(ctx, "reader", serve(t, rv, nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	upper := filepath.Join(filepath.Dir(b.work), "state", "apps", "reader", "upper")
+	got, err := os.ReadFile(filepath.Join(upper, data))
+	if err != nil || string(got) != "words only workstation-a has\n" {
+		t.Fatalf("the file the destination lacked: %q, %v", got, err)
+	}
+	// Files the destination has were not sent: its upper dir holds no libraries.
+	if libs, _ := filepath.Glob(filepath.Join(upper, "usr", "lib", "*", "libX11*")); len(libs) != 0 {
+		t.Errorf("files the destination has were sent anyway: %v", libs)
+	}
+}
