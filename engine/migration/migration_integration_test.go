@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -573,4 +574,35 @@ func TestMissingFileTravels(t *testing.T) {
 	if libs, _ := filepath.Glob(filepath.Join(upper, "usr", "lib", "*", "libX11*")); len(libs) != 0 {
 		t.Errorf("files the destination has were sent anyway: %v", libs)
 	}
+}
+
+// TestBlockingHandleStopsTheSend: a process outside the container holds a
+// connection to the app's X server. The send is refused before anything is
+// frozen, names the handle, and the app keeps running.
+func TestBlockingHandleStopsTheSend(t *testing.T) {
+	a, b := newSide(t), newSide(t)
+	runXterm(t, a)
+	sock, err := a.eng.DisplaySocket("notes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	time.Sleep(300 * time.Millisecond) // let Xvfb accept it
+	rv := &Receiver{Engine: b.eng, WorkDir: b.work}
+	s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
+	var phases []string
+	_, err = s.Send(context.Background(), "notes", serve(t, rv, nil), func(p Progress) { phases = append(phases, p.Phase) })
+	if !errors.Is(err, engine.ErrBlocked) || !strings.Contains(err.Error(), "X11-unix/X1") {
+		t.Fatalf("err = %v, want ErrBlocked naming the X socket", err)
+	}
+	for _, p := range phases {
+		if p == PhaseFreeze || p == PhaseFinal {
+			t.Fatalf("the app was frozen although a handle blocks: phases %v", phases)
+		}
+	}
+	assertStillHere(t, a, b, rv)
 }
