@@ -9,10 +9,12 @@ import (
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // bootstraps container inits before Go starts
 
 	"github.com/handoff/handoff/app"
-	"github.com/handoff/handoff/ui" // the tray, and the viewer window behind `handoff view`
+	"github.com/handoff/handoff/internal/cleanlocale" // initialised first: quiets Fyne under LANG=C.UTF-8
+	"github.com/handoff/handoff/ui"                   // the tray, and the viewer window behind `handoff view`
 )
 
 func main() {
+	cleanlocale.Restore() // children must not inherit its LANGUAGE=en
 	// libcontainer re-executes this binary as `handoff init` to become a
 	// container's first process.
 	if len(os.Args) > 1 && os.Args[1] == "init" {
