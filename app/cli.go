@@ -41,6 +41,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"daemon", "[--state-dir DIR] [--listen ADDR] [--name N] [--no-mdns] [--log-level L]", "run the daemon (root)", runDaemon},
+		{"tray", "[--devices] [--hotkey KEYS] [--no-hotkey]", "the desktop tray: menu, Devices window, viewer windows (as the desktop user)", runTray},
 		{"run", "[--name N] [--size WxH] [--memory BYTES] -- CMD [ARG…]", "start an app in its own container", runRun},
 		{"ls", "[--json]", "list apps", runLs},
 		{"handles", "NAME [--json]", "show the handles an app holds and whether each can move", runHandles},
@@ -55,7 +56,17 @@ func init() {
 			fmt.Fprintln(env.stdout, "handoff", Version)
 			return nil
 		}},
+		{"help", "", "show this list", func(_ context.Context, env *cliEnv, _ []string) error {
+			usage(env.stdout)
+			return nil
+		}},
 	}
+}
+
+// runTray is reached only in builds without the ui package (tests): the
+// handoff binary's main hands `tray` to ui.Main before the CLI sees it.
+func runTray(context.Context, *cliEnv, []string) error {
+	return errors.New("this build of handoff has no tray; build the handoff command (go build github.com/handoff/handoff)")
 }
 
 // Main runs the handoff command line and returns the exit code.

@@ -25,6 +25,8 @@ func TestCLIUsage(t *testing.T) {
 		{[]string{"daemon", "--log-level", "loud"}, 2, "bad --log-level"},
 		{[]string{"--socket", "/nonexistent/h.sock", "ls"}, 1, "cannot reach the Handoff daemon"},
 		{[]string{"version"}, 0, ""},
+		{[]string{"help"}, 0, ""},
+		{[]string{"tray"}, 1, "no tray"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -37,6 +39,19 @@ func TestCLIUsage(t *testing.T) {
 				t.Fatalf("stderr %q does not mention %q", errOut.String(), tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestHelp: `handoff help` lists every command, the tray too, on stdout.
+func TestHelp(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := mainWith([]string{"help"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d; stderr: %s", code, errOut.String())
+	}
+	for _, want := range []string{"usage: handoff", "\n  tray [--devices]", "\n  daemon ", "\n  send NAME PEER", "\n  help "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q:\n%s", want, out.String())
+		}
 	}
 }
 
