@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor/pkg/cc"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -37,6 +38,12 @@ type Host struct {
 
 	inputMu sync.Mutex // serializes input and guards inj
 	inj     *injector
+
+	// udpMux, when set, carries every session's ICE traffic on one socket.
+	// Tests set it to put the host in another network namespace: pion
+	// opens its sockets on goroutines of its own, outside any namespace
+	// the test entered.
+	udpMux ice.UDPMux
 
 	// Frames counts encoded frames over the host's life, for tests and
 	// benchmarks that check a still screen costs nothing.
@@ -88,7 +95,7 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 		return "", err
 	}
 	estimates := make(chan cc.BandwidthEstimator, 1)
-	api, err := newAPI(estimates)
+	api, err := newAPI(rtcOptions{estimates: estimates, udpMux: h.udpMux})
 	if err != nil {
 		c.Close()
 		enc.Close()

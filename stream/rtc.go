@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -20,12 +21,33 @@ const (
 	maxBitrate     = 25_000_000
 )
 
+// ICE liveness on a LAN: a check every half second while connected, the link
+// counts as lost after 2 s without a packet from the peer (a viewer shows it
+// at once) and as failed 4 s after that, when the viewer starts a new
+// connection and the host frees the old one. pion's defaults (checks every
+// 2 s, lost after 5 s, failed 25 s later) are meant for the internet and left
+// a viewer frozen for half a minute after a blip.
+const (
+	iceKeepalive    = 500 * time.Millisecond
+	iceDisconnected = 2 * time.Second
+	iceFailed       = 4 * time.Second
+)
+
+// rtcOptions are what differs between the peer connections newAPI builds.
+type rtcOptions struct {
+	// estimates, when not nil, hears the sender's congestion controller's
+	// estimator.
+	estimates chan<- cc.BandwidthEstimator
+	// udpMux, when not nil, carries ICE on that one socket instead of one
+	// socket per interface.
+	udpMux ice.UDPMux
+}
+
 // newAPI builds a pion API for one peer connection. Peers are on one LAN or
 // one machine: host candidates only (loopback included, for a viewer on the
 // same machine), no STUN, and no mDNS candidates, which would put multicast
-// on the network for addresses both sides already know. When estimates is
-// not nil, the sender's congestion controller reports its estimator there.
-func newAPI(estimates chan<- cc.BandwidthEstimator) (*webrtc.API, error) {
+// on the network for addresses both sides already know.
+func newAPI(opts rtcOptions) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{
@@ -40,7 +62,7 @@ func newAPI(estimates chan<- cc.BandwidthEstimator) (*webrtc.API, error) {
 	if err := webrtc.RegisterDefaultInterceptors(m, reg); err != nil {
 		return nil, err
 	}
-	if estimates != nil {
+	if estimates := opts.estimates; estimates != nil {
 		ccf, err := cc.NewInterceptor(func() (cc.BandwidthEstimator, error) {
 			// No pacer: a key frame leaves at once rather than trickling
 			// out at the estimated rate, which on a LAN only adds latency.
@@ -66,6 +88,10 @@ func newAPI(estimates chan<- cc.BandwidthEstimator) (*webrtc.API, error) {
 	s.SetIncludeLoopbackCandidate(true)
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	s.SetICETimeouts(iceDisconnected, iceFailed, iceKeepalive)
+	if opts.udpMux != nil {
+		s.SetICEUDPMux(opts.udpMux)
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(s)), nil
 }
 

@@ -8,8 +8,10 @@ import (
 	"image"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 
@@ -40,6 +42,10 @@ type Viewer struct {
 	dc      *webrtc.DataChannel
 	cancel  context.CancelFunc
 	closed  bool
+
+	// udpMux, when set, carries ICE on one socket: tests use it to put the
+	// viewer in a network namespace (see Host.udpMux).
+	udpMux ice.UDPMux
 }
 
 // NewViewer makes a viewer that connects through signal once Run is called.
@@ -64,6 +70,10 @@ func (v *Viewer) OnState(f func(ViewerState)) {
 	v.onState = f
 	v.mu.Unlock()
 }
+
+// ErrLinkLost is the state's error while the network to the app is down
+// and the viewer waits for it to come back, or to fail and reconnect.
+var ErrLinkLost = errors.New("lost the connection to the app")
 
 // ErrNotConnected is returned for input sent while no stream is up.
 var ErrNotConnected = errors.New("not connected to the app")
@@ -142,7 +152,7 @@ func (v *Viewer) state(s ViewerState) {
 
 // session is one connection, from offer to its end.
 func (v *Viewer) session(ctx context.Context) error {
-	api, err := newAPI(nil)
+	api, err := newAPI(rtcOptions{udpMux: v.udpMux})
 	if err != nil {
 		return err
 	}
@@ -167,26 +177,35 @@ func (v *Viewer) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// streaming says whether the user sees a live picture: it goes false
+	// when the link is lost and true again with the next decoded frame.
+	var streaming, lost atomic.Bool
+	var ssrc atomic.Uint32
 	pc.OnTrack(func(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		end(v.receive(ctx, pc, track))
+		ssrc.Store(uint32(track.SSRC()))
+		end(v.receive(ctx, pc, track, &streaming))
 	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateFailed:
-			end(errors.New("the connection to the app failed"))
+			// ICE gave up (iceFailed after the link was lost): start over.
+			end(fmt.Errorf("%w: no answer from its machine", ErrLinkLost))
 		case webrtc.PeerConnectionStateClosed:
 			end(errors.New("the app's machine closed the stream"))
 		case webrtc.PeerConnectionStateDisconnected:
-			// ICE may recover from a blip by itself; give it a few seconds.
-			go func() {
-				select {
-				case <-time.After(4 * time.Second):
-					if pc.ConnectionState() == webrtc.PeerConnectionStateDisconnected {
-						end(errors.New("lost the connection to the app"))
-					}
-				case <-ctx.Done():
-				}
-			}()
+			// ICE may recover from a blip by itself: say so, and wait for
+			// it to come back or fail.
+			lost.Store(true)
+			if streaming.CompareAndSwap(true, false) {
+				v.state(ViewerState{Err: ErrLinkLost})
+			}
+		case webrtc.PeerConnectionStateConnected:
+			// Back after a blip: frames sent meanwhile were lost and a still
+			// screen sends no more, so ask for a key frame. Its arrival
+			// reports streaming again.
+			if lost.Swap(false) && ssrc.Load() != 0 {
+				pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc.Load()}})
+			}
 		}
 	})
 	dc.OnClose(func() { end(errors.New("the app's machine closed the stream")) })
@@ -228,7 +247,7 @@ func (v *Viewer) session(ctx context.Context) error {
 }
 
 // receive reassembles, decodes and hands out frames until the track ends.
-func (v *Viewer) receive(ctx context.Context, pc *webrtc.PeerConnection, track *webrtc.TrackRemote) error {
+func (v *Viewer) receive(ctx context.Context, pc *webrtc.PeerConnection, track *webrtc.TrackRemote, streaming *atomic.Bool) error {
 	dec, err := vpx.NewDecoder()
 	if err != nil {
 		return err
@@ -236,7 +255,7 @@ func (v *Viewer) receive(ctx context.Context, pc *webrtc.PeerConnection, track *
 	defer dec.Close()
 	asm := newAssembler()
 	var img *image.RGBA
-	haveKey, streaming := false, false
+	haveKey := false
 	var lastPLI time.Time
 	askKeyframe := func() {
 		if time.Since(lastPLI) > 300*time.Millisecond {
@@ -274,8 +293,7 @@ func (v *Viewer) receive(ctx context.Context, pc *webrtc.PeerConnection, track *
 		if !shown {
 			continue
 		}
-		if !streaming {
-			streaming = true
+		if streaming.CompareAndSwap(false, true) {
 			v.state(ViewerState{Streaming: true})
 		}
 		v.mu.Lock()
