@@ -39,6 +39,9 @@ type Host struct {
 	inputMu sync.Mutex // serializes input and guards inj
 	inj     *injector
 
+	clipMu sync.Mutex // guards clip
+	clip   *clipboard
+
 	// udpMux, when set, carries every session's ICE traffic on one socket.
 	// Tests set it to put the host in another network namespace: pion
 	// opens its sockets on goroutines of its own, outside any namespace
@@ -73,6 +76,7 @@ type session struct {
 
 	keyframe atomic.Bool
 	bitrate  atomic.Int64 // bits per second, from the congestion controller
+	dc       atomic.Pointer[webrtc.DataChannel]
 }
 
 // Answer takes a viewer's offer (SDP with all its candidates) and returns the
@@ -128,7 +132,10 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 		}
 		// The viewer's channel opens once DTLS is up on its side too: a
 		// frame sent before that may be lost, so start over with a key frame.
-		dc.OnOpen(func() { s.keyframe.Store(true) })
+		dc.OnOpen(func() {
+			s.dc.Store(dc)
+			s.keyframe.Store(true)
+		})
 		dc.OnMessage(func(msg webrtc.DataChannelMessage) {
 			ev, err := ParseInput(msg.Data)
 			if err == nil {
@@ -164,10 +171,64 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 	h.sessions[s] = struct{}{}
 	h.mu.Unlock()
 
+	// The clipboard bridge watches the app's copies from the first viewer
+	// on; streaming works without it.
+	if _, err := h.clipboard(); err != nil {
+		h.log.Warn("no clipboard sharing with the app", "err", err)
+	}
 	go s.readRTCP(sender)
 	go s.followBitrate(runCtx, estimates)
 	go s.run(runCtx)
 	return pc.LocalDescription().SDP, nil
+}
+
+// clipboard returns the bridge to the display's selections, connecting on
+// first use and again after its connection broke.
+func (h *Host) clipboard() (*clipboard, error) {
+	h.clipMu.Lock()
+	defer h.clipMu.Unlock()
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if h.clip != nil {
+		select {
+		case <-h.clip.done:
+			h.clip = nil // the display closed it
+		default:
+			return h.clip, nil
+		}
+	}
+	c, err := dialClipboard(context.Background(), h.cfg.Display, h.log, h.appCopied)
+	if err != nil {
+		return nil, err
+	}
+	h.clip = c
+	return c, nil
+}
+
+// appCopied sends what the app copied to every viewer.
+func (h *Host) appCopied(text string) {
+	msg, err := clipboardMessage(text)
+	if err != nil {
+		h.log.Info("the app's copy is not sent to viewers", "err", err)
+		return
+	}
+	h.mu.Lock()
+	var dcs []*webrtc.DataChannel
+	for s := range h.sessions {
+		if dc := s.dc.Load(); dc != nil {
+			dcs = append(dcs, dc)
+		}
+	}
+	h.mu.Unlock()
+	for _, dc := range dcs {
+		if err := dc.Send(msg); err != nil {
+			h.log.Debug("send the app's copy to a viewer", "err", err)
+		}
+	}
 }
 
 // readRTCP turns the viewer's picture-loss reports into key frames.
@@ -299,7 +360,11 @@ func (h *Host) apply(ev Input) error {
 		return ErrClosed
 	}
 	if ev.Kind == InputClipboard {
-		return nil // the app's display has no clipboard bridge yet
+		c, err := h.clipboard()
+		if err != nil {
+			return err
+		}
+		return c.Set(ev.Text)
 	}
 	if h.inj == nil {
 		inj, err := dialInjector(context.Background(), h.cfg.Display)
@@ -324,10 +389,11 @@ func (h *Host) Viewers() int {
 	return len(h.sessions)
 }
 
-// Close ends every viewer's stream and drops the connection to the display.
-// It must happen before the app is checkpointed: the display's end of that
-// connection would have its peer outside the container. Viewers reconnect
-// to wherever the app runs next.
+// Close ends every viewer's stream and drops the connections to the display
+// (input and clipboard). It must happen before the app is checkpointed: the
+// display's end of those connections would have its peer outside the
+// container. Viewers reconnect to wherever the app runs next; text a viewer
+// put on the app's clipboard goes with the clipboard connection.
 func (h *Host) Close() error {
 	h.mu.Lock()
 	h.closed = true
@@ -346,5 +412,11 @@ func (h *Host) Close() error {
 		h.inj = nil
 	}
 	h.inputMu.Unlock()
+	h.clipMu.Lock()
+	if h.clip != nil {
+		h.clip.Close()
+		h.clip = nil
+	}
+	h.clipMu.Unlock()
 	return nil
 }

@@ -36,12 +36,13 @@ type Viewer struct {
 	signal Signal
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	onFrame func(*image.RGBA)
-	onState func(ViewerState)
-	dc      *webrtc.DataChannel
-	cancel  context.CancelFunc
-	closed  bool
+	mu          sync.Mutex
+	onFrame     func(*image.RGBA)
+	onState     func(ViewerState)
+	onClipboard func(string)
+	dc          *webrtc.DataChannel
+	cancel      context.CancelFunc
+	closed      bool
 
 	// udpMux, when set, carries ICE on one socket: tests use it to put the
 	// viewer in a network namespace (see Host.udpMux).
@@ -68,6 +69,14 @@ func (v *Viewer) OnFrame(f func(*image.RGBA)) {
 func (v *Viewer) OnState(f func(ViewerState)) {
 	v.mu.Lock()
 	v.onState = f
+	v.mu.Unlock()
+}
+
+// OnClipboard sets the function told the text the app copied, to put on the
+// viewer's own clipboard. Send an InputClipboard event for the other way.
+func (v *Viewer) OnClipboard(f func(string)) {
+	v.mu.Lock()
+	v.onClipboard = f
 	v.mu.Unlock()
 }
 
@@ -209,6 +218,19 @@ func (v *Viewer) session(ctx context.Context) error {
 		}
 	})
 	dc.OnClose(func() { end(errors.New("the app's machine closed the stream")) })
+	dc.OnMessage(func(msg webrtc.DataChannelMessage) {
+		text, err := parseHostMessage(msg.Data)
+		if err != nil {
+			v.log.Warn("message from the app's machine ignored", "err", err)
+			return
+		}
+		v.mu.Lock()
+		f := v.onClipboard
+		v.mu.Unlock()
+		if f != nil {
+			f(text)
+		}
+	})
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		return err
