@@ -18,12 +18,16 @@ import (
 	"github.com/handoff/handoff/stream"
 )
 
-// Display is an app's screen as a viewer window needs it: frames in, input
-// out. The stream package's viewer is one.
+// Display is an app's screen as a viewer window needs it: frames and the
+// app's copies in, input and our clipboard out. The stream package's viewer
+// is one.
 type Display interface {
 	// OnFrame sets the function each new frame goes to; the image is only
 	// valid during the call.
 	OnFrame(func(*image.RGBA))
+	// OnClipboard sets the function told the text the app copied; it is
+	// called on the display's goroutine.
+	OnClipboard(func(string))
 	Send(stream.Input) error
 	Close() error
 }
@@ -103,6 +107,7 @@ type screen struct {
 	onHotkey  func()
 	hotkey    hotkeySpec
 	onFocus   func(bool)
+	onPaste   func()            // a paste shortcut, before it goes to the app
 	onResize  func(image.Point) // the frame's size, when it first comes or changes
 	keys      *keyboard
 	mu        sync.Mutex
@@ -213,10 +218,25 @@ func (s *screen) KeyDown(e *fyne.KeyEvent) {
 		s.onHotkey() // the global grab failed, or this display has none
 		return
 	}
+	if s.onPaste != nil && isPaste(e.Name, s.keys.mods) {
+		s.onPaste() // the app pastes our clipboard, not what it had
+	}
 	s.input(s.keys.keyDown(e.Name)...)
 }
 
 func (s *screen) KeyUp(e *fyne.KeyEvent) { s.input(s.keys.keyUp(e.Name)...) }
+
+// isPaste says whether a key, with the modifiers held, is one of the
+// shortcuts X apps paste with: Ctrl+V, Ctrl+Shift+V (terminals), Shift+Insert.
+func isPaste(name fyne.KeyName, mods fyne.KeyModifier) bool {
+	switch name {
+	case fyne.KeyV:
+		return mods&fyne.KeyModifierControl != 0
+	case fyne.KeyInsert:
+		return mods&fyne.KeyModifierShift != 0
+	}
+	return false
+}
 
 // Mouse.
 

@@ -11,6 +11,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/handoff/handoff/app"
+	"github.com/handoff/handoff/stream"
 )
 
 func init() { app.ViewerWindow = RunViewer }
@@ -30,6 +31,9 @@ type viewerWindow struct {
 	cancel  context.CancelFunc
 	sized   bool
 	xid     uint32 // the X window, for the global shortcut
+	// clip is the text last sent to the app's clipboard or heard from it,
+	// so that focusing the window does not send the same text again.
+	clip string
 }
 
 func newViewerWindow(t *Tray, name string) *viewerWindow {
@@ -48,10 +52,12 @@ func newViewerWindow(t *Tray, name string) *viewerWindow {
 	v.screen.onFocus = func(in bool) {
 		if in {
 			t.focused = name
+			v.offerClipboard(false) // the user may have copied elsewhere
 		} else if t.focused == name {
 			t.focused = ""
 		}
 	}
+	v.screen.onPaste = func() { v.offerClipboard(true) }
 	v.screen.onResize = v.fitToFrame
 	v.win.SetOnClosed(func() {
 		v.disconnect()
@@ -104,10 +110,44 @@ func (v *viewerWindow) connect() {
 				d.Close()
 				return
 			}
-			v.display = d
-			v.screen.send = d.Send
+			v.attach(d)
 		})
 	}()
+}
+
+// attach makes d the window's display: input goes to it and the app's
+// copies come from it.
+func (v *viewerWindow) attach(d Display) {
+	v.display = d
+	v.screen.send = d.Send
+	d.OnClipboard(func(text string) {
+		fyne.Do(func() {
+			if v.display != d {
+				return // from a display this window has let go
+			}
+			v.clip = text
+			v.t.fa.Clipboard().SetContent(text)
+		})
+	})
+}
+
+// offerClipboard gives the app the text on this machine's clipboard: when
+// the window gets the focus if it changed, and always before a paste
+// shortcut reaches the app. Text the display refuses (too large, or no
+// connection) is simply not offered.
+func (v *viewerWindow) offerClipboard(always bool) {
+	if v.display == nil {
+		return
+	}
+	text := v.t.fa.Clipboard().Content()
+	if text == "" || (!always && text == v.clip) {
+		return
+	}
+	if err := v.display.Send(stream.Input{Kind: stream.InputClipboard, Text: text}); err != nil {
+		v.t.log.Debug("clipboard not offered to the app", "app", v.name, "err", err)
+		return
+	}
+	v.clip = text
 }
 
 func (v *viewerWindow) disconnect() {
