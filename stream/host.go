@@ -225,7 +225,8 @@ func (h *Host) appCopied(text string) {
 	}
 	h.mu.Unlock()
 	for _, dc := range dcs {
-		if err := dc.Send(msg); err != nil {
+		// As text: a browser's data channel then hands it over as a string.
+		if err := dc.SendText(string(msg)); err != nil {
 			h.log.Debug("send the app's copy to a viewer", "err", err)
 		}
 	}
