@@ -56,7 +56,8 @@ func parseHostMessage(b []byte) (string, error) {
 // checkpointed; Host.Close does it.
 type clipboard struct {
 	conn   *xgb.Conn
-	win    xproto.Window // owns our selections and receives what we convert
+	win    xproto.Window // owns our selections
+	root   xproto.Window
 	log    *slog.Logger
 	copied func(string) // the app copied text; called on the event goroutine
 	chunk  int          // bytes of property data one request may carry
@@ -70,8 +71,9 @@ type clipboard struct {
 	fromApp string // the app's last copy, while the app still owns CLIPBOARD
 
 	// Only the event goroutine touches these: the copy being fetched.
-	fetchTarget xproto.Atom // the target asked for, 0 when none
-	incr        []byte      // an incremental transfer's data so far
+	recv        xproto.Window // receives the text we ask owners for
+	fetchTarget xproto.Atom   // the target asked for, 0 when none
+	incr        []byte        // an incremental transfer's data so far
 	incrOn      bool
 }
 
@@ -124,23 +126,48 @@ func (c *clipboard) setup() error {
 	// A request is at most MaximumRequestLength 4-byte units; ChangeProperty
 	// takes 24 bytes of it. Larger text goes in several appends.
 	c.chunk = (int(setup.MaximumRequestLength)*4 - 24) &^ 3
-	win, err := xproto.NewWindowId(c.conn)
-	if err != nil {
-		return fmt.Errorf("clipboard window: %w", err)
+	c.root = screen.Root
+	var err error
+	if c.win, err = c.window(0); err != nil {
+		return err
 	}
-	c.win = win
-	// An unmapped 1×1 input-only window: it owns selections and receives
-	// converted text; PropertyChange is for incremental transfers to it.
-	if err := xproto.CreateWindowChecked(c.conn, 0, win, screen.Root, -1, -1, 1, 1, 0,
-		xproto.WindowClassInputOnly, screen.RootVisual, xproto.CwEventMask,
-		[]uint32{xproto.EventMaskPropertyChange}).Check(); err != nil {
-		return fmt.Errorf("clipboard window: %w", err)
+	if c.recv, err = c.window(xproto.EventMaskPropertyChange); err != nil {
+		return err
 	}
-	if err := xfixes.SelectSelectionInputChecked(c.conn, win, c.atomClipboard,
+	if err := xfixes.SelectSelectionInputChecked(c.conn, c.win, c.atomClipboard,
 		xfixes.SelectionEventMaskSetSelectionOwner).Check(); err != nil {
 		return fmt.Errorf("watch the app's clipboard: %w", err)
 	}
 	return nil
+}
+
+// window makes an unmapped 1×1 input-only window, which is all a selection
+// owner or requestor needs.
+func (c *clipboard) window(events uint32) (xproto.Window, error) {
+	win, err := xproto.NewWindowId(c.conn)
+	if err != nil {
+		return 0, fmt.Errorf("clipboard window: %w", err)
+	}
+	if err := xproto.CreateWindowChecked(c.conn, 0, win, c.root, -1, -1, 1, 1, 0,
+		xproto.WindowClassInputOnly, 0, xproto.CwEventMask, []uint32{events}).Check(); err != nil {
+		return 0, fmt.Errorf("clipboard window: %w", err)
+	}
+	return win, nil
+}
+
+// dropTransfer abandons an incremental transfer. Its owner still waits for
+// the property to be deleted and would write its next piece into whatever
+// we ask for next: the receiving window is replaced, and the owner's next
+// write fails on the destroyed one, which ends its transfer.
+func (c *clipboard) dropTransfer() {
+	c.incrOn, c.incr, c.fetchTarget = false, nil, 0
+	win, err := c.window(xproto.EventMaskPropertyChange)
+	if err != nil {
+		c.log.Debug("clipboard: replace the receiving window", "err", err)
+		return // keep the old one: a stray piece is better than no clipboard
+	}
+	xproto.DestroyWindow(c.conn, c.recv)
+	c.recv = win
 }
 
 // Close disconnects from the display; the selections we owned go with the
@@ -191,11 +218,11 @@ func (c *clipboard) loop() {
 		case xfixes.SelectionNotifyEvent:
 			c.ownerChanged(e)
 		case xproto.SelectionNotifyEvent:
-			if e.Requestor == c.win {
+			if e.Requestor == c.recv {
 				c.converted(e)
 			}
 		case xproto.PropertyNotifyEvent:
-			if e.Window == c.win && e.Atom == c.atomProp && e.State == xproto.PropertyNewValue && c.incrOn {
+			if e.Window == c.recv && e.Atom == c.atomProp && e.State == xproto.PropertyNewValue && c.incrOn {
 				c.incrChunk()
 			}
 		}
@@ -264,14 +291,18 @@ func (c *clipboard) ownerChanged(e xfixes.SelectionNotifyEvent) {
 	if e.Owner == c.win || e.Owner == xproto.WindowNone {
 		return // our own copy, or the owner went away
 	}
-	c.incrOn, c.incr = false, nil
+	if c.fetchTarget != 0 {
+		// Superseded: the previous owner may still write what we asked it
+		// for, so it must not find the window we ask the new one to use.
+		c.dropTransfer()
+	}
 	c.fetch(c.atomUTF8, e.SelectionTimestamp)
 }
 
 func (c *clipboard) fetch(target xproto.Atom, t xproto.Timestamp) {
 	c.fetchTarget = target
-	xproto.DeleteProperty(c.conn, c.win, c.atomProp)
-	xproto.ConvertSelection(c.conn, c.win, c.atomClipboard, target, c.atomProp, t)
+	xproto.DeleteProperty(c.conn, c.recv, c.atomProp)
+	xproto.ConvertSelection(c.conn, c.recv, c.atomClipboard, target, c.atomProp, t)
 }
 
 // converted reads the text the owner stored for us, or starts reading it
@@ -288,7 +319,7 @@ func (c *clipboard) converted(e xproto.SelectionNotifyEvent) {
 		}
 		return
 	}
-	r, err := xproto.GetProperty(c.conn, false, c.win, c.atomProp, xproto.GetPropertyTypeAny, 0, maxClipboard/4+1).Reply()
+	r, err := xproto.GetProperty(c.conn, false, c.recv, c.atomProp, xproto.GetPropertyTypeAny, 0, maxClipboard/4+1).Reply()
 	if err != nil {
 		c.log.Debug("clipboard: read the app's copy", "err", err)
 		c.fetchTarget = 0
@@ -297,10 +328,10 @@ func (c *clipboard) converted(e xproto.SelectionNotifyEvent) {
 	if r.Type == c.atomIncr {
 		// Deleting the property tells the owner to send the first piece.
 		c.incrOn, c.incr = true, nil
-		xproto.DeleteProperty(c.conn, c.win, c.atomProp)
+		xproto.DeleteProperty(c.conn, c.recv, c.atomProp)
 		return
 	}
-	xproto.DeleteProperty(c.conn, c.win, c.atomProp)
+	xproto.DeleteProperty(c.conn, c.recv, c.atomProp)
 	c.fetchTarget = 0
 	if r.BytesAfter > 0 || len(r.Value) > maxClipboard {
 		c.log.Info("clipboard: the app copied more than the limit; not sent to viewers", "limit", maxClipboard)
@@ -312,17 +343,16 @@ func (c *clipboard) converted(e xproto.SelectionNotifyEvent) {
 // incrChunk takes the next piece of an incremental transfer; an empty one
 // ends it.
 func (c *clipboard) incrChunk() {
-	r, err := xproto.GetProperty(c.conn, true, c.win, c.atomProp, xproto.GetPropertyTypeAny, 0, maxClipboard/4+1).Reply()
+	r, err := xproto.GetProperty(c.conn, true, c.recv, c.atomProp, xproto.GetPropertyTypeAny, 0, maxClipboard/4+1).Reply()
 	if err != nil {
 		c.log.Debug("clipboard: read the app's copy", "err", err)
-		c.incrOn, c.incr, c.fetchTarget = false, nil, 0
+		c.dropTransfer()
 		return
 	}
 	if len(r.Value) > 0 {
 		if len(c.incr)+len(r.Value) > maxClipboard {
-			// Stop taking pieces; the owner gives up on its own.
 			c.log.Info("clipboard: the app copied more than the limit; not sent to viewers", "limit", maxClipboard)
-			c.incrOn, c.incr, c.fetchTarget = false, nil, 0
+			c.dropTransfer()
 			return
 		}
 		c.incr = append(c.incr, r.Value...)
