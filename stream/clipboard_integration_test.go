@@ -216,6 +216,20 @@ func TestClipboardAppToViewer(t *testing.T) {
 		t.Fatal("the viewer did not hear the app's 700 KB copy within 15 s")
 	}
 
+	// Exactly the limit, 1 MiB: xclip's pieces are 1 byte smaller on Xvfb,
+	// so this one comes incrementally (INCR), in two pieces and an end.
+	word := randomWord(t)
+	limit := word + strings.Repeat("y", maxClipboard-len(word))
+	xclipCopy(t, d, limit)
+	select {
+	case got := <-copied:
+		if got != limit {
+			t.Fatalf("viewer got %d bytes, want the %d copied incrementally", len(got), len(limit))
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the viewer did not hear the app's 1 MiB (INCR) copy within 15 s")
+	}
+
 	// A copy over the limit (5 MB, which xclip sends incrementally, INCR)
 	// is not sent, and does not stop the next copy from being sent.
 	xclipCopy(t, d, strings.Repeat("x", 5<<20))
