@@ -26,7 +26,9 @@ type Signal func(ctx context.Context, offer string) (answer string, err error)
 // ViewerState is what a viewer is doing, for a window's title or overlay.
 type ViewerState struct {
 	Streaming bool
-	Err       error // why the last connection ended, while reconnecting
+	// Err says why there is no picture: the link is down (ErrLinkLost) and
+	// the connection waits for it, or why the last connection ended.
+	Err error
 }
 
 // Viewer receives an app's display and sends input back. It reconnects by
