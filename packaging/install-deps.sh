@@ -25,6 +25,8 @@ packages=(
 	iptables runc iproute2 criu
 	# displays, test apps, input, screenshots
 	xvfb x11-apps x11-utils xterm xdotool imagemagick dbus-x11
+	# make demo: a window manager for the tray's windows on its private Xvfb
+	openbox
 	# the clipboard tests read and set X selections with xclip
 	xclip
 	# a real WebRTC client for the browser viewer test

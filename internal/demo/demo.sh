@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # make demo: two workstations on one machine (network namespaces on a
-# bridge), a Handoff daemon in each, an xterm on ws-a with a line typed into
-# it; suspend and resume on ws-a; the peers trust each other; the app is
-# handed to ws-b with its unsaved text, typed into there, and brought back.
-# Everything goes through the daemons' API (the CLI), as the tray does.
+# bridge), a Handoff daemon in each, and ws-a's tray (`handoff tray`, the
+# desktop user's side) on a private Xvfb with a window manager, or on
+# $DISPLAY when one is set. An xterm runs on ws-a with a line typed into it;
+# it is suspended and resumed; the peers trust each other; the tray's viewer
+# window shows the app; the app is handed to ws-b with its unsaved text
+# (through the daemons' API, as the tray does: `handoff send`), and the same
+# viewer window then shows it streamed from ws-b and types into it there;
+# then it is brought back.
 # Writes screenshots, a timing report and the logs to demo-out/, and tears
 # everything down on success, failure and Ctrl-C.
 set -euo pipefail
@@ -15,43 +19,150 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 WORK=$(mktemp -d /var/tmp/handoff-demo.XXXXXX)
 P=hodemo$$ # prefix of every namespace and link this demo creates
 H=$PWD/bin/handoff
+APP_W=640 APP_H=420 # the app's display; xterm 100x30 fills it
 declare -A PID SOCK
+XVFB_PID= WM_PID= TRAY_PID= SEND_PID=
+# What runs in the background gets a session of its own (setsid): Ctrl-C
+# reaches only this script, whose cleanup then stops the app through the
+# daemons before it stops them.
+T_START=$(date +%s%3N)
+
+# stop_pid PID: SIGTERM, then SIGKILL after 10 s; reaps it.
+stop_pid() {
+	local pid=$1
+	kill "$pid" 2>/dev/null || return 0
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+}
 
 cleanup() {
+	local rc=$?
 	set +e
+	[ -n "$SEND_PID" ] && stop_pid "$SEND_PID"
+	[ -n "$TRAY_PID" ] && stop_pid "$TRAY_PID"
 	for ws in a b; do
 		[ -S "${SOCK[$ws]:-/nonexistent}" ] && $H --socket "${SOCK[$ws]}" stop notes >/dev/null 2>&1
 	done
 	for ws in a b; do
-		if [ -n "${PID[$ws]:-}" ]; then kill "${PID[$ws]}" 2>/dev/null; wait "${PID[$ws]}" 2>/dev/null; fi
+		[ -n "${PID[$ws]:-}" ] && stop_pid "${PID[$ws]}"
 	done
+	# A daemon that died leaves its app running: a daemon started on the
+	# same state dir adopts it, and stops it.
+	for ws in a b; do
+		[ -d "$WORK/$ws/apps/notes" ] || continue
+		echo "stopping the app that ws-$ws's daemon left behind" >&2
+		setsid "$H" --socket "$WORK/rescue.sock" daemon --state-dir "$WORK/$ws" --no-mdns \
+			--listen 127.0.0.1:0 --web "" >>"$OUT/daemon-rescue.log" 2>&1 &
+		local rescue=$!
+		for _ in $(seq 100); do $H --socket "$WORK/rescue.sock" status >/dev/null 2>&1 && break; sleep 0.1; done
+		$H --socket "$WORK/rescue.sock" stop notes >&2
+		stop_pid "$rescue"
+	done
+	[ -n "$WM_PID" ] && stop_pid "$WM_PID"
+	[ -n "$XVFB_PID" ] && stop_pid "$XVFB_PID"
 	for ns in "$P-a" "$P-b" "$P-br"; do ip netns del "$ns" 2>/dev/null; done
 	rm -rf "$WORK"
+	if [ "$rc" != 0 ]; then
+		[ "$rc" = 130 ] && echo "make demo interrupted; everything it started is stopped. Logs: $OUT/" >&2
+		[ "$rc" != 130 ] && echo "make demo failed (exit $rc); everything it started is stopped. Logs: $OUT/" >&2
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 step() { printf '\n== %s\n' "$*"; }
+fail() { echo "make demo: $*" >&2; exit 1; }
 ms() { date +%s%3N; }
 on() { local ws=$1; shift; $H --socket "${SOCK[$ws]}" "$@"; }
 # inside WS CMD...: the CLI on the workstation's own network, as its tray runs.
 inside() { local ws=$1; shift; nsenter --net="/run/netns/$P-$ws" -- $H --socket "${SOCK[$ws]}" "$@"; }
+# x CMD...: a command on ws-a's desktop display.
+x() { DISPLAY=$A_DISPLAY "$@"; }
 
 # type_into WS TEXT: types through XTEST inside the app's own display.
 type_into() {
-	local pid ink
-	# Wait for the shell's prompt: keys typed before it are echoed twice.
-	for _ in $(seq 300); do
-		on "$1" screenshot notes "$WORK/prompt.png"
-		ink=$(convert "$WORK/prompt.png" -crop 296x13+4+3 -colorspace gray -threshold 50% -negate -format '%[fx:round(mean*w*h)]' info:)
-		# a prompt, not a lone cursor nor the black root before xterm maps
-		[ "$ink" -gt 150 ] && [ "$ink" -lt 1800 ] && break
-		sleep 0.1
-	done
+	local pid
+	wait_prompt "$1"
 	pid=$(on "$1" ls --json | python3 -c "import json,sys; print([a['pid'] for a in json.load(sys.stdin) if a['name']=='notes'][0])")
 	nsenter -t "$pid" -m -n -p env DISPLAY=:1 xdotool mousemove 30 30 type --delay 15 "$2"
 	nsenter -t "$pid" -m -n -p env DISPLAY=:1 xdotool key Return
 	sleep 0.7
+}
+
+# wait_prompt WS: until the shell in the xterm drew its prompt (keys typed
+# before it are echoed twice).
+wait_prompt() {
+	local ink
+	for _ in $(seq 300); do
+		on "$1" screenshot notes "$WORK/prompt.png"
+		ink=$(convert "$WORK/prompt.png" -crop 296x13+4+3 -colorspace gray -threshold 50% -negate -format '%[fx:round(mean*w*h)]' info:)
+		# a prompt, not a lone cursor nor the black root before xterm maps
+		[ "$ink" -gt 150 ] && [ "$ink" -lt 1800 ] && return 0
+		sleep 0.1
+	done
+	fail "the xterm on $1 never showed its shell prompt"
+}
+
+# window TITLE-REGEX: the X window of the tray with that title, or nothing.
+window() { { x xdotool search --all --pid "$TRAY_PID" --name "$1" 2>/dev/null || true; } | head -1; }
+title() { x xdotool getwindowname "$VIEWER"; }
+
+# shot_window WIN OUT.png: the window as it looks on the desktop, frame and
+# title included.
+shot_window() { x import -window "$1" -frame "$2"; }
+
+# bright_crop IN OUT: the bright part of a picture (the xterm, white, without
+# the black root around it and the viewer's margins).
+bright_crop() {
+	local g w h x y
+	g=$(convert "$1" -colorspace gray -threshold 60% -bordercolor black -border 1 -format '%@' info:)
+	w=${g%%x*} g=${g#*x}
+	h=${g%%+*} g=${g#*+}
+	x=${g%%+*} y=${g#*+}
+	convert "$1" -crop "${w}x${h}+$((x - 1))+$((y - 1))" +repage "$2"
+}
+
+# viewer_psnr REF.png: how closely the picture in the viewer window matches
+# REF (an app's display), in dB ("inf": identical). The picture sits under
+# the toolbar, scaled to the space there; the xterm in both is compared,
+# REF scaled to the viewer's size.
+viewer_psnr() {
+	local h
+	x import -window "$VIEWER" "$WORK/viewer-client.png"
+	h=$(identify -format '%h' "$WORK/viewer-client.png")
+	convert "$WORK/viewer-client.png" -crop "+0+$((h - APP_H))" +repage "$WORK/viewer-screen.png"
+	bright_crop "$WORK/viewer-screen.png" "$WORK/viewer-xterm.png"
+	bright_crop "$1" "$WORK/ref-xterm.png"
+	convert "$WORK/ref-xterm.png" -resize "$(identify -format '%wx%h' "$WORK/viewer-xterm.png")!" "$WORK/ref-xterm.png"
+	compare -metric PSNR "$WORK/ref-xterm.png" "$WORK/viewer-xterm.png" null: 2>&1 || true
+}
+
+# viewer_shows WS MIN-DB: waits until the viewer window shows WS's display
+# (at least MIN-DB PSNR) and prints the PSNR.
+viewer_shows() {
+	local p
+	for _ in $(seq 60); do
+		on "$1" screenshot notes "$WORK/ref.png"
+		p=$(viewer_psnr "$WORK/ref.png")
+		if [ "$p" = inf ] || python3 -c "import sys; sys.exit(0 if float('$p') >= $2 else 1)" 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+		sleep 0.5
+	done
+	cp "$WORK/viewer-client.png" "$OUT/failed-viewer-window.png"
+	cp "$WORK/ref.png" "$OUT/failed-app-display-ws-$1.png"
+	fail "A's viewer window does not show the app's display from ws-$1 (PSNR $p dB < $2); see $OUT/tray-ws-a.log"
+}
+
+# wait_title REGEX: until the viewer's title matches.
+wait_title() {
+	for _ in $(seq 200); do
+		title | grep -Eq "$1" && return 0
+		sleep 0.1
+	done
+	fail "A's viewer window is titled '$(title)', expected it to match '$1'"
 }
 
 step "two workstations: network namespaces $P-a and $P-b on a bridge (192.0.2.0/24)"
@@ -75,63 +186,196 @@ done
 step "starting a daemon on each (state in $WORK)"
 for ws in a b; do
 	SOCK[$ws]=$WORK/$ws.sock
-	nsenter --net="/run/netns/$P-$ws" -- "$H" --socket "${SOCK[$ws]}" daemon \
+	setsid nsenter --net="/run/netns/$P-$ws" -- "$H" --socket "${SOCK[$ws]}" daemon \
 		--state-dir "$WORK/$ws" --name "ws-$ws" >"$OUT/daemon-ws-$ws.log" 2>&1 &
 	PID[$ws]=$!
 done
 for ws in a b; do
 	for _ in $(seq 100); do on "$ws" status >/dev/null 2>&1 && break; sleep 0.1; done
+	on "$ws" status >/dev/null || fail "the daemon of ws-$ws did not start; see $OUT/daemon-ws-$ws.log"
 done
 on a status
 for _ in $(seq 100); do on a peers | grep -q 'ws-b .* yes' && break; sleep 0.1; done
 on a peers | tee "$OUT/peers-seen-by-ws-a.txt"
 
 step "ws-a runs xterm as 'notes' in its own container; a line is typed into it"
-on a run --name notes -- xterm -geometry 100x30
+on a run --name notes --size "${APP_W}x${APP_H}" -- xterm -geometry 100x30+0+0
 sleep 1
 type_into a "echo 'typed on ws-a; this text exists only in the running app'"
-on a screenshot notes "$OUT/1-ws-a-running.png"
+on a screenshot notes "$OUT/1-ws-a-app-display.png"
 on a handles notes >"$OUT/handles.txt"
 
 step "suspend and resume on ws-a"
 t0=$(ms); on a suspend notes; t_suspend=$(( $(ms) - t0 ))
 t0=$(ms); on a resume notes; t_resume=$(( $(ms) - t0 ))
-sleep 0.5
-on a screenshot notes "$OUT/2-ws-a-resumed.png"
+wait_prompt a
+on a screenshot notes "$OUT/2-ws-a-app-display-resumed.png"
 
 step "the peers trust each other (device IDs, as after pairing)"
 id_a=$(on a id | head -1); id_b=$(on b id | head -1)
 on a trust "$id_b" --auto-accept
 on b trust "$id_a" --auto-accept
 
-step "handing 'notes' from ws-a to ws-b"
-t0=$(ms); on a send notes ws-b | tee "$OUT/send.txt"; t_send=$(( $(ms) - t0 ))
-sleep 0.5
-on b screenshot notes "$OUT/3-ws-b-received.png"
+if [ -n "${DISPLAY:-}" ]; then
+	A_DISPLAY=$DISPLAY
+	step "ws-a's desktop: your display $A_DISPLAY"
+else
+	step "ws-a's desktop: a private Xvfb with a window manager (openbox)"
+	command -v openbox >/dev/null || fail "openbox is missing; run make deps"
+	setsid Xvfb -displayfd 3 -screen 0 1600x1000x24 -nolisten tcp 3>"$WORK/xdisplay" >"$OUT/xvfb-ws-a.log" 2>&1 &
+	XVFB_PID=$!
+	for _ in $(seq 100); do [ -s "$WORK/xdisplay" ] && break; sleep 0.1; done
+	[ -s "$WORK/xdisplay" ] || fail "Xvfb did not start; see $OUT/xvfb-ws-a.log"
+	A_DISPLAY=:$(head -1 "$WORK/xdisplay")
+	XDG_CONFIG_HOME=$WORK/wm-config DISPLAY=$A_DISPLAY setsid openbox --sm-disable >"$OUT/openbox-ws-a.log" 2>&1 &
+	WM_PID=$!
+	for _ in $(seq 100); do x xprop -root _NET_SUPPORTING_WM_CHECK 2>/dev/null | grep -q window && break; sleep 0.1; done
+	echo "display $A_DISPLAY"
+fi
+
+step "ws-a's tray: handoff tray, a client of ws-a's daemon, on ws-a's network"
+# Its own config dir: the demo leaves no preferences behind.
+setsid nsenter --net="/run/netns/$P-a" -- env DISPLAY="$A_DISPLAY" XDG_CONFIG_HOME="$WORK/tray-config" \
+	"$H" --socket "${SOCK[a]}" tray --devices --no-hotkey >"$OUT/tray-ws-a.log" 2>&1 &
+TRAY_PID=$!
+DEVICES=
+for _ in $(seq 300); do
+	DEVICES=$(window 'Handoff .* Devices')
+	[ -n "$DEVICES" ] && break
+	kill -0 "$TRAY_PID" 2>/dev/null || fail "the tray exited; see $OUT/tray-ws-a.log"
+	sleep 0.1
+done
+[ -n "$DEVICES" ] || fail "the tray opened no Devices window on $A_DISPLAY in 30 s; see $OUT/tray-ws-a.log (as root on your own display you may need: xhost +si:localuser:root)"
+sleep 2 # peers and apps arrive from the daemon's event stream
+# Side by side on the private display: the viewer will open on the left.
+[ -n "$XVFB_PID" ] && x xdotool windowmove "$DEVICES" 720 30 && sleep 0.5
+# Click the app's tile (it sits below the Devices section): this opens its
+# viewer window, as a user does.
+eval "$(x xdotool getwindowgeometry --shell "$DEVICES")"
+VIEWER=
+for y in $(seq 200 24 $((HEIGHT - 40))); do
+	x xdotool mousemove --window "$DEVICES" 88 "$y" click 1
+	for _ in $(seq 5); do VIEWER=$(window 'notes .* on '); [ -n "$VIEWER" ] && break 2; sleep 0.2; done
+done
+[ -n "$VIEWER" ] || fail "clicking the app's tile in the Devices window opened no viewer window"
+x xdotool mousemove 0 0
+[ -n "$XVFB_PID" ] && x xdotool windowmove "$VIEWER" 30 30
+wait_title '^notes .* on ws-a$'
+title_before=$(title)
+psnr_local=$(viewer_shows a 28)
+shot_window "$VIEWER" "$OUT/3-ws-a-viewer-window-app-here.png"
+shot_window "$DEVICES" "$OUT/3-ws-a-devices-window.png"
+[ -n "$XVFB_PID" ] && x import -window root "$OUT/3-ws-a-desktop.png"
+echo "viewer window '$title_before' shows the local display (PSNR $psnr_local dB)"
+
+step "handing 'notes' from ws-a to ws-b (handoff send: the tray's API call); the viewer window stays open"
+t0=$(ms)
+setsid "$H" --socket "${SOCK[a]}" send notes ws-b >"$OUT/send.txt" 2>"$WORK/send-progress.txt" &
+SEND_PID=$!
+# While the app still runs on ws-a (pre-copy), capture the window's progress overlay.
+n=0
+while kill -0 "$SEND_PID" 2>/dev/null; do
+	phase=$(tr '\r' '\n' <"$WORK/send-progress.txt" | tail -1 | awk '{print $1}')
+	case "$phase" in
+	request | handles | pre-copy)
+		n=$((n + 1))
+		shot_window "$VIEWER" "$WORK/during-$(printf %03d $n)-$phase.png"
+		;;
+	freeze | final | restore) break ;; # the app is frozen: leave the CPU to the handoff
+	esac
+	sleep 0.2
+done
+if wait "$SEND_PID"; then SEND_PID=; else SEND_PID=; fail "handoff send failed: $(tr '\r' '\n' <"$WORK/send-progress.txt" | tail -2)"; fi
+t_send=$(( $(ms) - t0 ))
+cat "$OUT/send.txt"
+during=$(ls "$WORK"/during-*-pre-copy.png 2>/dev/null | tail -1 || true)
+[ -n "$during" ] || during=$(ls "$WORK"/during-*.png 2>/dev/null | tail -1 || true)
+if [ -n "$during" ]; then
+	cp "$during" "$OUT/4-ws-a-viewer-window-during-handoff.png"
+	during_phase=$(basename "$during" .png | cut -d- -f3-)
+else
+	during_phase="none captured (the handoff was over before the first capture)"
+fi
 echo "ws-a:"; on a ls; echo "ws-b:"; on b ls
-step "ws-a's viewer shows 'notes' from ws-b's WebRTC stream; typing in it goes to ws-b"
-inside a view notes --snapshot "$OUT/4-ws-a-viewer-streaming-from-ws-b.png" \
-	--type "echo 'typed in the viewer on ws-a, running on ws-b'"$'\n' | tee "$OUT/view.txt"
+
+step "ws-a's viewer window shows 'notes' from ws-b's WebRTC stream"
+wait_title '^notes .* on ws-b$'
+title_after=$(title)
+psnr_remote=$(viewer_shows b 25)
+shot_window "$VIEWER" "$OUT/5-ws-a-viewer-window-streaming-from-ws-b.png"
+on b screenshot notes "$OUT/5-ws-b-app-display.png"
+[ -n "$XVFB_PID" ] && x import -window root "$OUT/5-ws-a-desktop.png"
+echo "viewer window '$title_after' shows ws-b's display (PSNR $psnr_remote dB)"
+
+step "typing into ws-a's viewer window: the keys go to the app on ws-b"
+eval "$(x xdotool getwindowgeometry --shell "$VIEWER")"
+x xdotool mousemove --window "$VIEWER" 60 $((HEIGHT - APP_H + 60)) click 1
+sleep 1 # the window manager focuses the window; keys typed before that are lost
+typed_text="typed in the viewer window on ws-a, runs on ws-b"
+x xdotool type --delay 40 "echo $typed_text | tee /tmp/typed"
+x xdotool key Return
+x xdotool mousemove 0 0
+# The shell on ws-b wrote the line to a file: every key arrived, in order.
+pid_b=$(on b ls --json | python3 -c "import json,sys; print([a['pid'] for a in json.load(sys.stdin) if a['name']=='notes'][0])")
+for _ in $(seq 50); do
+	got=$(nsenter -t "$pid_b" -m cat /tmp/typed 2>/dev/null || true)
+	[ "$got" = "$typed_text" ] && break
+	sleep 0.2
+done
+[ "$got" = "$typed_text" ] || fail "the keys typed into A's viewer window did not arrive intact on ws-b: the shell there got '$got'"
 sleep 0.5
-on b screenshot notes "$OUT/4-ws-b-typing.png"
-psnr_view=$(compare -metric PSNR "$OUT/4-ws-b-typing.png" "$OUT/4-ws-a-viewer-streaming-from-ws-b.png" null: 2>&1 || true)
+on b screenshot notes "$OUT/6-ws-b-app-display-after-typing.png"
+# The window must show the new line: closer to ws-b's screen after the
+# typing than to the one before it.
+for _ in $(seq 40); do
+	psnr_typed=$(viewer_psnr "$OUT/6-ws-b-app-display-after-typing.png")
+	psnr_stale=$(viewer_psnr "$OUT/5-ws-b-app-display.png")
+	python3 -c "import sys; sys.exit(0 if float('$psnr_typed') > float('$psnr_stale') + 1 else 1)" && break
+	sleep 0.5
+done
+python3 -c "import sys; sys.exit(0 if float('$psnr_typed') > float('$psnr_stale') + 1 else 1)" ||
+	fail "A's viewer window does not show what was typed (PSNR $psnr_typed dB against ws-b's screen after typing, $psnr_stale dB before)"
+shot_window "$VIEWER" "$OUT/6-ws-a-viewer-window-after-typing.png"
+
+step "check: handoff view --snapshot on ws-a (the viewer's path, without a window) against ws-b's display"
+inside a view notes --snapshot "$OUT/6-ws-a-view-snapshot.png" | tee "$OUT/view.txt"
+psnr_view=$(compare -metric PSNR "$OUT/6-ws-b-app-display-after-typing.png" "$OUT/6-ws-a-view-snapshot.png" null: 2>&1 || true)
 
 step "bringing it back to ws-a"
 t0=$(ms); on a bring-back notes; t_back=$(( $(ms) - t0 ))
-sleep 0.5
-on a screenshot notes "$OUT/5-ws-a-back.png"
-diff_resume=$(compare -metric AE "$OUT/1-ws-a-running.png" "$OUT/2-ws-a-resumed.png" null: 2>&1 || true)
-diff_send=$(compare -metric AE "$OUT/2-ws-a-resumed.png" "$OUT/3-ws-b-received.png" null: 2>&1 || true)
+wait_title '^notes .* on ws-a$'
+psnr_back=$(viewer_shows a 28)
+shot_window "$VIEWER" "$OUT/7-ws-a-viewer-window-back-here.png"
+on a screenshot notes "$OUT/7-ws-a-app-display-back.png"
+diff_resume=$(compare -metric AE "$OUT/1-ws-a-app-display.png" "$OUT/2-ws-a-app-display-resumed.png" null: 2>&1 || true)
+diff_send=$(compare -metric AE "$OUT/2-ws-a-app-display-resumed.png" "$OUT/5-ws-b-app-display.png" null: 2>&1 || true)
 
+handoffs() { on "$1" status | sed -n '/^recent handoffs:/,$p' | tail -n +2; }
 cat >"$OUT/report.txt" <<REPORT
-Handoff demo — $(date -u +%FT%TZ), $(uname -r), CRIU $(criu --version | head -1 | awk '{print $2}')
-suspend on ws-a:                 ${t_suspend} ms
-resume on ws-a:                  ${t_resume} ms   (screen vs before: ${diff_resume} pixels differ)
-send ws-a → ws-b (whole call):   ${t_send} ms    $(sed 's/^.*: //' "$OUT/send.txt")
-  screen on ws-b vs ws-a:        ${diff_send} pixels differ
-ws-a's viewer of ws-b (WebRTC):  PSNR ${psnr_view} dB against ws-b's screen
-bring back ws-b → ws-a:          ${t_back} ms
+Handoff demo — $(date -u +%FT%TZ), $(uname -r), CRIU $(criu --version | head -1 | awk '{print $2}'), $(nproc) cores
+suspend on ws-a:                   ${t_suspend} ms
+resume on ws-a:                    ${t_resume} ms   (screen vs before: ${diff_resume} pixels differ)
+send ws-a → ws-b (whole call):     ${t_send} ms    $(sed 's/^.*: //' "$OUT/send.txt")
+  screen on ws-b vs ws-a:          ${diff_send} pixels differ
+bring back ws-b → ws-a:            ${t_back} ms
+
+A's viewer window (handoff tray on ${A_DISPLAY}), PSNR of its picture against the app's display:
+  before the handoff:              ${psnr_local} dB   title "${title_before}", local framebuffer
+  during the handoff:              progress overlay captured in phase ${during_phase}
+  after the handoff:               ${psnr_remote} dB   title "${title_after}", WebRTC from ws-b
+  after typing into the window:    ${psnr_typed} dB   (${psnr_stale} dB against ws-b's screen before); the line arrived intact on ws-b
+  brought back:                    ${psnr_back} dB
+handoff view --snapshot on ws-a:   PSNR ${psnr_view} dB against ws-b's screen
+
+handoffs as ws-a's daemon recorded them (← = came in):
+$(handoffs a)
+as ws-b's daemon recorded them:
+$(handoffs b)
+
+the demo script took $(( ($(ms) - T_START) / 1000 )) s
 REPORT
 step "report"
 cat "$OUT/report.txt"
-echo "screenshots, report and logs are in $OUT/"
+echo
+echo "screenshots, report and logs are in $OUT/:"
+ls "$OUT"
