@@ -48,6 +48,13 @@ DIST ?= dist
 package: deps
 	@bash packaging/build-deb.sh $(DIST)
 
+# dist/Handoff.tar.xz: `fyne package -os linux` from FyneApp.toml (desktop
+# entry, icon, binary), checked against the .deb's desktop entry; installs
+# the fyne CLI into bin/tools the first time.
+.PHONY: fyne-package
+fyne-package: build
+	@bash packaging/fyne-package.sh $(DIST)
+
 # Simulated workstations (network namespaces on a bridge) for trying Handoff
 # by hand; the tests build their own with internal/testnet.
 .PHONY: workstations workstations-down

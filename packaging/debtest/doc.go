@@ -6,4 +6,6 @@
 // suspend and resume, reinstalls to prove the maintainer scripts idempotent,
 // and purges it again, even when a step fails. It never starts the systemd
 // service, and it skips when a handoff package is already installed here.
+// TestFynePackage runs `make fyne-package` (fyne package -os linux from
+// FyneApp.toml) and checks the tarball and its desktop entry.
 package debtest

@@ -1,0 +1,39 @@
+//go:build integration
+
+package debtest
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestFynePackage runs `make fyne-package`: fyne package -os linux from
+// FyneApp.toml, whose script checks the desktop entry against the .deb's
+// (packaging/fyne-package.sh); here the tarball's contents are checked too.
+func TestFynePackage(t *testing.T) {
+	dist := t.TempDir()
+	out, err := exec.Command("make", "-C", repoRoot(t), "fyne-package", "DIST="+dist).CombinedOutput()
+	if err != nil {
+		t.Fatalf("make fyne-package: %v\n%s", err, out)
+	}
+	tarball := filepath.Join(dist, "Handoff.tar.xz")
+	listing := run(t, "tar", "-tJf", tarball)
+	for _, want := range []string{
+		"handoff/Makefile",
+		"handoff/usr/local/bin/handoff",
+		"handoff/usr/local/share/applications/dev.handoff.Handoff.desktop",
+		"handoff/usr/local/share/pixmaps/dev.handoff.Handoff.png",
+	} {
+		if !strings.Contains(listing, want+"\n") {
+			t.Errorf("%s lacks %s:\n%s", tarball, want, listing)
+		}
+	}
+	entry := run(t, "tar", "-xJOf", tarball, "handoff/usr/local/share/applications/dev.handoff.Handoff.desktop")
+	for _, want := range []string{"\nName=Handoff\n", "\nExec=handoff tray\n", "\nIcon=dev.handoff.Handoff\n", "\nCategories=Utility;\n"} {
+		if !strings.Contains(entry, want) {
+			t.Errorf("desktop entry lacks %q:\n%s", strings.TrimSpace(want), entry)
+		}
+	}
+}
