@@ -28,9 +28,11 @@ icon=$(sed -n 's/^Icon *= *"\([^"]*\)".*/\1/p' FyneApp.toml | head -1)
 work=$(mktemp -d)
 # fyne package reads FyneApp.toml from the source dir (it wants Go code
 # there too, though it packages the given binary) and writes its tarball
-# there: it is moved out at once, and removed on failure.
+# there: it is moved out at once, and removed on failure. It also rewrites
+# FyneApp.toml (Build + 1, comments dropped): put back as it was.
 tarball=$PWD/$(sed -n 's/^Name *= *"\([^"]*\)".*/\1/p' FyneApp.toml | head -1).tar.xz
-trap 'rm -rf "$work" "$tarball"' EXIT
+cp FyneApp.toml "$work/FyneApp.toml"
+trap 'cp "$work/FyneApp.toml" FyneApp.toml; rm -rf "$work" "$tarball"' EXIT
 cp bin/handoff "$work/handoff"
 "$fyne" package -os linux --exe "$work/handoff" >&2 || fail "fyne package failed (see above)"
 [ -f "$tarball" ] || fail "fyne package made no $(basename "$tarball")"
