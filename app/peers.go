@@ -139,7 +139,7 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 	p.receiver = &migration.Receiver{Engine: d.engine, WorkDir: work, Accept: p.accept, Log: d.log,
 		Received: func(o migration.Offer, c migration.Committed) {
 			p.history.add(HandoffRecord{App: o.Spec.Name, Direction: "in", Peer: o.From, Started: time.Now().UTC(),
-				Finished: time.Now().UTC(), Outcome: "done", PhasesMS: map[string]int64{"restore": c.RestoreMillis}})
+				Finished: time.Now().UTC(), Outcome: "done", PhasesMS: map[string]int64{"assemble": c.AssembleMillis, "restore": c.RestoreMillis}})
 		},
 		Progress: func(o migration.Offer, phase string, err error) {
 			ev := HandoffEvent{App: o.Spec.Name, Peer: o.From, Direction: "in", Phase: phase}

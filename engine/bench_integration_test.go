@@ -88,21 +88,29 @@ func benchEngine(b *testing.B, args []string) (suspend, resume time.Duration, im
 	return suspend / time.Duration(b.N), resume / time.Duration(b.N), image
 }
 
-// benchRunc runs the same container with the runc CLI.
-func benchRunc(b *testing.B, args []string) (checkpoint, restore time.Duration, image int64) {
-	dir := b.TempDir()
+// RuncApp is the benchmarks' baseline: the same container as the engine's
+// (overlay root, init, Xvfb and app, same capabilities) run by the runc CLI.
+// It is exported for the handoff benchmark in package engine_test.
+type RuncApp struct {
+	Dir, Bundle, ID string
+	root            string
+}
+
+// StartRunc runs args in a runc container and removes it when tb ends.
+func StartRunc(tb testing.TB, args []string) *RuncApp {
+	dir := tb.TempDir()
 	d := appDirs{root: filepath.Join(dir, "app")}
 	if err := prepareRootfs(d, "/"); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer unmountRootfs(d)
-	bundle := filepath.Join(dir, "bundle")
-	os.MkdirAll(bundle, 0o700)
-	if out, err := exec.Command("runc", "spec", "--bundle", bundle).CombinedOutput(); err != nil {
-		b.Fatalf("runc spec: %v %s", err, out)
+	tb.Cleanup(func() { unmountRootfs(d) })
+	r := &RuncApp{Dir: dir, Bundle: filepath.Join(dir, "bundle"), ID: "bench-" + strconv.Itoa(os.Getpid()), root: filepath.Join(dir, "runc-state")}
+	os.MkdirAll(r.Bundle, 0o700)
+	if out, err := exec.Command("runc", "spec", "--bundle", r.Bundle).CombinedOutput(); err != nil {
+		tb.Fatalf("runc spec: %v %s", err, out)
 	}
 	var spec map[string]any
-	data, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	data, _ := os.ReadFile(filepath.Join(r.Bundle, "config.json"))
 	json.Unmarshal(data, &spec)
 	proc := spec["process"].(map[string]any)
 	proc["terminal"] = false
@@ -116,38 +124,53 @@ func benchRunc(b *testing.B, args []string) (checkpoint, restore time.Duration, 
 	mounts := spec["mounts"].([]any)
 	spec["mounts"] = append(mounts, map[string]any{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []any{"nosuid", "nodev", "mode=1777"}})
 	data, _ = json.Marshal(spec)
-	os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600)
+	os.WriteFile(filepath.Join(r.Bundle, "config.json"), data, 0o600)
+	if err := r.CLI("run", "-d", "--bundle", r.Bundle, r.ID); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { r.CLI("delete", "-f", r.ID) })
+	return r
+}
 
-	root := filepath.Join(dir, "runc-state")
-	id := "bench-" + strconv.Itoa(os.Getpid())
-	runc := func(a ...string) error {
-		cmd := exec.Command("runc", append([]string{"--root", root}, a...)...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("runc %s: %v: %s", strings.Join(a, " "), err, out)
-		}
-		return nil
+// CLI runs a runc command on the container's state root.
+func (r *RuncApp) CLI(a ...string) error {
+	cmd := exec.Command("runc", append([]string{"--root", r.root}, a...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("runc %s: %v: %s", strings.Join(a, " "), err, out)
 	}
-	if err := runc("run", "-d", "--bundle", bundle, id); err != nil {
-		b.Fatal(err)
-	}
-	defer runc("delete", "-f", id)
+	return nil
+}
+
+// Checkpoint stops the container into an image dir.
+func (r *RuncApp) Checkpoint(img string) error {
+	return r.CLI("checkpoint", "--image-path", img, "--work-path", img+".work", r.ID)
+}
+
+// Restore starts the container again from an image dir.
+func (r *RuncApp) Restore(img string) error {
+	return r.CLI("restore", "-d", "--image-path", img, "--work-path", img+".work", "--bundle", r.Bundle, r.ID)
+}
+
+// benchRunc checkpoints and restores the same container with the runc CLI.
+func benchRunc(b *testing.B, args []string) (checkpoint, restore time.Duration, image int64) {
+	r := StartRunc(b, args)
 	time.Sleep(2 * time.Second)
 	for i := 0; i < b.N; i++ {
-		img := filepath.Join(dir, fmt.Sprintf("img-%d", i))
-		work := filepath.Join(dir, fmt.Sprintf("work-%d", i))
+		img := filepath.Join(r.Dir, fmt.Sprintf("img-%d", i))
 		t0 := time.Now()
-		if err := runc("checkpoint", "--image-path", img, "--work-path", work, id); err != nil {
+		if err := r.Checkpoint(img); err != nil {
 			b.Fatal(err)
 		}
 		checkpoint += time.Since(t0)
 		image = dirSize(img)
 		t0 = time.Now()
-		if err := runc("restore", "-d", "--image-path", img, "--work-path", work, "--bundle", bundle, id); err != nil {
+		if err := r.Restore(img); err != nil {
 			b.Fatal(err)
 		}
 		restore += time.Since(t0)
 		os.RemoveAll(img)
+		os.RemoveAll(img + ".work")
 	}
 	return checkpoint / time.Duration(b.N), restore / time.Duration(b.N), image
 }

@@ -58,7 +58,10 @@ type MissingPieces struct {
 // Committed answers a commit: the app runs on the destination.
 type Committed struct {
 	Info engine.Info `json:"info"`
-	// RestoreMillis is the destination's part of the downtime: restore
+	// AssembleMillis is how long the destination took to put the image
+	// together from the pieces it received and held.
+	AssembleMillis int64 `json:"assemble_ms"`
+	// RestoreMillis is the destination's own part of the downtime: restore
 	// start to the first frame on its display.
 	RestoreMillis int64 `json:"restore_ms"`
 }
@@ -91,4 +94,8 @@ type Result struct {
 	Bytes    int64                    `json:"bytes"`    // sent in all
 	Image    int64                    `json:"image"`    // size of the final image
 	Info     engine.Info              `json:"info"`     // the app on the destination
+	// The destination's share of the restore phase: assembling the image,
+	// then restore start → first frame.
+	Assemble time.Duration `json:"assemble"`
+	Restore  time.Duration `json:"restore"`
 }

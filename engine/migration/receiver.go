@@ -307,6 +307,7 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 		refuse(w, http.StatusBadRequest, "corrupt", "assemble the image: "+err.Error())
 		return
 	}
+	assembled := time.Now()
 	upper, err := os.Open(in.upper)
 	if err != nil {
 		rv.drop(in.id, err)
@@ -326,9 +327,9 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 		refuse(w, http.StatusInternalServerError, "restore_failed", "restore here failed: "+err.Error())
 		return
 	}
-	rv.Log.Info("handoff received", "app", info.Name, "from", in.offer.From, "restore", time.Since(start))
+	c := Committed{Info: info, AssembleMillis: assembled.Sub(start).Milliseconds(), RestoreMillis: time.Since(assembled).Milliseconds()}
+	rv.Log.Info("handoff received", "app", info.Name, "from", in.offer.From, "assemble_ms", c.AssembleMillis, "restore_ms", c.RestoreMillis)
 	rv.drop(in.id, nil)
-	c := Committed{Info: info, RestoreMillis: time.Since(start).Milliseconds()}
 	rv.progress(in.offer, PhaseDone, nil)
 	if rv.Received != nil {
 		rv.Received(in.offer, c)

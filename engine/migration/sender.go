@@ -187,6 +187,8 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	done()
 	res.Downtime = time.Since(freezeStart)
 	res.Info = c.Info
+	res.Assemble = time.Duration(c.AssembleMillis) * time.Millisecond
+	res.Restore = time.Duration(c.RestoreMillis) * time.Millisecond
 
 	// 6. The app runs there: the frozen copy here goes. A failure now does
 	// not hurt the app; it only leaves a frozen copy to clean up.

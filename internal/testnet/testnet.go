@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -187,4 +188,41 @@ func (h *Host) Do(f func() error) error {
 		runtime.UnlockOSThread()
 	}
 	return ferr
+}
+
+// Shape limits the workstation's cable to rate (tc syntax, e.g. "1gbit") in
+// both directions with a token bucket, as a real network link would be.
+func (h *Host) Shape(rate string) error {
+	for _, q := range [][]string{
+		{"-n", h.NS, "qdisc", "replace", "dev", "eth0"},
+		{"-n", h.net.bridge, "qdisc", "replace", "dev", h.port},
+	} {
+		args := append(q, "root", "tbf", "rate", rate, "burst", "512kb", "latency", "20ms")
+		if out, err := exec.Command("tc", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("shape %s's link to %s: tc %s: %v: %s", h.Name, rate, strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// Dial connects to address from inside the workstation.
+func (h *Host) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	var c net.Conn
+	err := h.Do(func() error {
+		var err error
+		c, err = (&net.Dialer{}).DialContext(ctx, network, address)
+		return err
+	})
+	return c, err
+}
+
+// Listen listens on address inside the workstation.
+func (h *Host) Listen(network, address string) (net.Listener, error) {
+	var l net.Listener
+	err := h.Do(func() error {
+		var err error
+		l, err = net.Listen(network, address)
+		return err
+	})
+	return l, err
 }
