@@ -2,8 +2,9 @@ package delta
 
 import (
 	"bufio"
-	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 	"sync"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/zeebo/xxh3"
+	"golang.org/x/sys/unix"
 )
 
 // Piece sizes. Page images shift by whole pages between dumps, so page-sized
@@ -27,17 +30,59 @@ const (
 	MaxFileSize = 64 << 30
 )
 
-// Hash names a piece by content.
-type Hash [sha256.Size]byte
+// Hash names a piece by content: its 128-bit XXH3. A non-cryptographic hash
+// is enough because pieces come only from a trusted peer over mutual TLS
+// (which already guards them on the wire); the hash finds equal content and
+// catches corruption on disk or in our own code, not forgery. It is five
+// times faster than SHA-256 here (7.0 vs 1.3 GB/s a core on 4 KiB pages),
+// and the final index is hashed while the app is frozen.
+type Hash [16]byte
+
+const hashSize = len(Hash{})
+
+func sum(b []byte) Hash { return xxh3.Hash128(b).Bytes() }
 
 func (h Hash) String() string { return fmt.Sprintf("%x", h[:8]) }
+
+// Hashes is a list of hashes; in JSON, one base64 string of them packed
+// (an 800 MB image has 200 k pages: as arrays of numbers its index took
+// longer to encode and decode than to hash).
+type Hashes []Hash
+
+func (hs Hashes) MarshalJSON() ([]byte, error) {
+	raw := make([]byte, 0, len(hs)*hashSize)
+	for _, h := range hs {
+		raw = append(raw, h[:]...)
+	}
+	return json.Marshal(base64.StdEncoding.EncodeToString(raw))
+}
+
+func (hs *Hashes) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("hashes: %w", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("hashes: %w", err)
+	}
+	if len(raw)%hashSize != 0 {
+		return fmt.Errorf("hashes: %d bytes is not a whole number of hashes", len(raw))
+	}
+	out := make(Hashes, len(raw)/hashSize)
+	for i := range out {
+		copy(out[i][:], raw[i*hashSize:])
+	}
+	*hs = out
+	return nil
+}
 
 // File is one file of an indexed directory.
 type File struct {
 	Name   string `json:"name"` // relative, slash-separated, no ".."
 	Size   int64  `json:"size"`
 	Mode   uint32 `json:"mode"`
-	Pieces []Hash `json:"pieces"`
+	Pieces Hashes `json:"pieces"`
 }
 
 // pieceSize is the size of every piece of f but possibly the last.
@@ -103,7 +148,7 @@ func hashFile(path string, f *File) error {
 	defer file.Close()
 	ps := f.pieceSize()
 	n := int((f.Size + ps - 1) / ps)
-	f.Pieces = make([]Hash, n)
+	f.Pieces = make(Hashes, n)
 	workers := runtime.GOMAXPROCS(0)
 	// Each work item reads about 1 MiB (256 pages, or one chunk), and no
 	// buffer is larger than the file.
@@ -127,7 +172,7 @@ func hashFile(path string, f *File) error {
 				for i := first; i < last; i++ {
 					lo := int64(i-first) * ps
 					hi := min(lo+ps, int64(m))
-					f.Pieces[i] = sha256.Sum256(buf[lo:hi])
+					f.Pieces[i] = sum(buf[lo:hi])
 				}
 			}
 		}()
@@ -262,9 +307,9 @@ func WritePieces(w io.Writer, dir string, ix *Index, want []Hash) (int64, error)
 		if _, err := f.ReadAt(buf[:loc.size], loc.off); err != nil && !errors.Is(err, io.EOF) {
 			return total, err
 		}
-		var hdr [sha256.Size + 4]byte
+		var hdr [hashSize + 4]byte
 		copy(hdr[:], h[:])
-		binary.BigEndian.PutUint32(hdr[sha256.Size:], uint32(loc.size))
+		binary.BigEndian.PutUint32(hdr[hashSize:], uint32(loc.size))
 		if _, err := bw.Write(hdr[:]); err != nil {
 			return total, err
 		}
@@ -299,20 +344,20 @@ func (p *Pool) ReadPieces(r io.Reader, spoolDir string, want []Hash) error {
 	buf := make([]byte, MaxChunkSize)
 	var off int64
 	for len(wanted) > 0 {
-		var hdr [sha256.Size + 4]byte
+		var hdr [hashSize + 4]byte
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			return fmt.Errorf("read piece header (%d pieces still expected): %w", len(wanted), err)
 		}
 		var h Hash
-		copy(h[:], hdr[:sha256.Size])
-		size := int64(binary.BigEndian.Uint32(hdr[sha256.Size:]))
+		copy(h[:], hdr[:hashSize])
+		size := int64(binary.BigEndian.Uint32(hdr[hashSize:]))
 		if !wanted[h] || size > MaxChunkSize {
 			return fmt.Errorf("%w: unexpected piece %s of %d bytes", ErrCorrupt, h, size)
 		}
 		if _, err := io.ReadFull(br, buf[:size]); err != nil {
 			return fmt.Errorf("read piece %s: %w", h, err)
 		}
-		if sha256.Sum256(buf[:size]) != h {
+		if sum(buf[:size]) != h {
 			return fmt.Errorf("%w: piece %s", ErrCorrupt, h)
 		}
 		if _, err := spool.Write(buf[:size]); err != nil {
@@ -340,7 +385,6 @@ func (p *Pool) Assemble(dst string, ix *Index) error {
 			f.Close()
 		}
 	}()
-	buf := make([]byte, MaxChunkSize)
 	for _, f := range ix.Files {
 		path, err := securejoin.SecureJoin(dst, f.Name)
 		if err != nil {
@@ -351,39 +395,52 @@ func (p *Pool) Assemble(dst string, ix *Index) error {
 		if err != nil {
 			return err
 		}
-		bw := bufio.NewWriterSize(out, 1<<20)
+		// Pieces that follow each other in a source file are copied as one
+		// run, in the kernel: the final image is assembled while the app is
+		// down, and page by page through user space took 1.9 s for 800 MB.
+		var src *os.File
+		var srcOff, outOff, n int64
+		flush := func() error {
+			if n == 0 {
+				return nil
+			}
+			err := copyRange(out, outOff, src, srcOff, n)
+			outOff += n
+			n = 0
+			return err
+		}
 		for _, h := range f.Pieces {
 			loc, ok := p.where[h]
 			if !ok {
-				out.Close()
-				os.Remove(tmp)
-				return fmt.Errorf("assemble %s: piece %s is missing", f.Name, h)
+				err = fmt.Errorf("assemble %s: piece %s is missing", f.Name, h)
+				break
 			}
 			key := filepath.Join(p.dirs[loc.dir], loc.file)
-			src := open[key]
-			if src == nil {
-				if src, err = os.Open(key); err != nil {
-					out.Close()
-					os.Remove(tmp)
-					return err
+			from := open[key]
+			if from == nil {
+				if from, err = os.Open(key); err != nil {
+					break
 				}
-				open[key] = src
+				open[key] = from
 			}
-			if _, err := src.ReadAt(buf[:loc.size], loc.off); err != nil && !errors.Is(err, io.EOF) {
-				out.Close()
-				os.Remove(tmp)
-				return err
+			if from == src && loc.off == srcOff+n {
+				n += loc.size
+				continue
 			}
-			if _, err := bw.Write(buf[:loc.size]); err != nil {
-				out.Close()
-				os.Remove(tmp)
-				return err
+			if err = flush(); err != nil {
+				break
 			}
+			src, srcOff, n = from, loc.off, loc.size
 		}
-		if err := bw.Flush(); err == nil {
-			err = out.Close()
-		} else {
-			out.Close()
+		if err == nil {
+			err = flush()
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(tmp)
+			return err
 		}
 		if st, err := os.Stat(tmp); err != nil || st.Size() != f.Size {
 			os.Remove(tmp)
@@ -392,6 +449,35 @@ func (p *Pool) Assemble(dst string, ix *Index) error {
 		if err := os.Rename(tmp, path); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// copyRange copies n bytes at srcOff in src to dstOff in dst, in the kernel
+// where it can (copy_file_range), through a buffer where it cannot.
+func copyRange(dst *os.File, dstOff int64, src *os.File, srcOff, n int64) error {
+	for n > 0 {
+		k, err := unix.CopyFileRange(int(src.Fd()), &srcOff, int(dst.Fd()), &dstOff, int(min(n, 1<<30)), 0)
+		if err != nil || k == 0 {
+			break
+		}
+		n -= int64(k)
+	}
+	buf := make([]byte, min(n, MaxChunkSize))
+	for n > 0 {
+		k, err := src.ReadAt(buf[:min(n, int64(len(buf)))], srcOff)
+		if k == 0 {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("assemble: read %s: %w", src.Name(), err)
+		}
+		if _, err := dst.WriteAt(buf[:k], dstOff); err != nil {
+			return err
+		}
+		srcOff += int64(k)
+		dstOff += int64(k)
+		n -= int64(k)
 	}
 	return nil
 }

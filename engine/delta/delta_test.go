@@ -3,10 +3,12 @@ package delta
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -189,4 +191,24 @@ func BenchmarkIndex(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestHashesJSON(t *testing.T) {
+	in := Hashes{sum([]byte("a")), sum([]byte("b")), {}}
+	data, err := json.Marshal(struct{ P Hashes }{in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct{ P Hashes }
+	if err := json.Unmarshal(data, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out.P) {
+		t.Fatalf("round trip: %v, want %v", out.P, in)
+	}
+	for _, bad := range []string{`{"P":"AAAA"}`, `{"P":"!!"}`, `{"P":[1,2]}`} {
+		if err := json.Unmarshal([]byte(bad), &out); err == nil {
+			t.Errorf("%s: decoded without error", bad)
+		}
+	}
 }

@@ -3,7 +3,7 @@
 //
 // The sender indexes the directory: page images (pages-*.img, a plain run of
 // 4 KiB pages) are cut into pages, every other file into chunks of at most
-// 1 MiB, and each piece is named by its SHA-256. The receiver keeps the
+// 1 MiB, and each piece is named by its 128-bit XXH3 hash. The receiver keeps the
 // images it received earlier in the same handoff (the pre-copy rounds) and
 // answers with the pieces it cannot find there; the sender streams those; the
 // receiver rebuilds every file from old and new pieces, checking each piece's

@@ -9,7 +9,7 @@ import (
 )
 
 // Version of the handoff protocol; both sides must speak the same.
-const Version = 1
+const Version = 2
 
 // Offer opens a handoff: what the source wants to hand over and what the
 // destination needs to know to refuse early.
@@ -51,7 +51,7 @@ type MissingFiles struct {
 
 // MissingPieces answers an index: pieces the destination lacks.
 type MissingPieces struct {
-	Pieces []delta.Hash `json:"pieces"`
+	Pieces delta.Hashes `json:"pieces"`
 	Bytes  int64        `json:"bytes"`
 }
 

@@ -257,16 +257,8 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 		refuse(w, http.StatusBadRequest, "corrupt", fmt.Sprintf("receive %s round: %v", round, err))
 		return
 	}
-	if round == "pre" {
-		// Keep the pre-copy image whole: its pages are what the final round
-		// does not have to send.
-		dst := filepath.Join(in.dir, "pre")
-		if err := in.pool.Assemble(dst, ix); err != nil {
-			refuse(w, http.StatusInternalServerError, "internal", err.Error())
-			return
-		}
-		in.pool.Add(dst, ix)
-	}
+	// The pieces stay in their spool file, where the pool finds them: the
+	// pre-copy image is never put together, only the final one.
 	w.WriteHeader(http.StatusNoContent)
 }
 
