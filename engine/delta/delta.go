@@ -367,14 +367,37 @@ func (p *Pool) ReadPieces(r io.Reader, spoolDir string, want []Hash) error {
 		off += size
 		delete(wanted, h)
 	}
-	return spool.Sync()
+	// No fsync: a handoff interrupted by a crash is started again anyway.
+	return nil
 }
 
 // Assemble writes every file of ix into dst from pieces in the pool. It fails
 // without leaving a partial file when a piece is missing.
 func (p *Pool) Assemble(dst string, ix *Index) error {
+	return p.AssembleOver(dst, ix, "", nil)
+}
+
+// AssembleOver is Assemble reusing base, an earlier image of the same app
+// (described by baseIx) that no one needs afterwards: a file base has under
+// the same name is moved into dst and only the pieces that differ at their
+// place are written. The final image is put together while the app is down;
+// copying 800 MB took 2 s, most of it pages that had not changed. Pieces are
+// never read from base, so overwriting it in place is safe.
+func (p *Pool) AssembleOver(dst string, ix *Index, base string, baseIx *Index) error {
 	if err := ix.Validate(); err != nil {
 		return err
+	}
+	before := map[string]File{}
+	if baseIx != nil {
+		for _, f := range baseIx.Files {
+			before[f.Name] = f
+		}
+		for _, loc := range p.where {
+			if p.dirs[loc.dir] == base {
+				before = nil // the pool reads pieces from base: copy instead
+				break
+			}
+		}
 	}
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return err
@@ -391,9 +414,27 @@ func (p *Pool) Assemble(dst string, ix *Index) error {
 			return err
 		}
 		tmp := path + ".part"
-		out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, os.FileMode(f.Mode&0o700)|0o600)
+		old, reuse := before[f.Name]
+		flags := os.O_CREATE | os.O_TRUNC | os.O_WRONLY
+		if reuse {
+			from, err := securejoin.SecureJoin(base, f.Name)
+			if err == nil {
+				err = os.Rename(from, tmp)
+			}
+			if err == nil {
+				err = os.Truncate(tmp, f.Size)
+			}
+			if err != nil {
+				return fmt.Errorf("assemble %s over the earlier image: %w", f.Name, err)
+			}
+			flags = os.O_WRONLY
+		}
+		out, err := os.OpenFile(tmp, flags, os.FileMode(f.Mode&0o700)|0o600)
 		if err != nil {
 			return err
+		}
+		inPlace := func(i int) bool {
+			return reuse && i < len(old.Pieces) && old.Pieces[i] == f.Pieces[i] && old.pieceSize() == f.pieceSize()
 		}
 		// Pieces that follow each other in a source file are copied as one
 		// run, in the kernel: the final image is assembled while the app is
@@ -409,7 +450,14 @@ func (p *Pool) Assemble(dst string, ix *Index) error {
 			n = 0
 			return err
 		}
-		for _, h := range f.Pieces {
+		for i, h := range f.Pieces {
+			if inPlace(i) {
+				if err = flush(); err != nil {
+					break
+				}
+				outOff += min(f.pieceSize(), f.Size-outOff)
+				continue
+			}
 			loc, ok := p.where[h]
 			if !ok {
 				err = fmt.Errorf("assemble %s: piece %s is missing", f.Name, h)

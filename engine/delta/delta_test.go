@@ -212,3 +212,55 @@ func TestHashesJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestAssembleOverReusesTheEarlierImage follows the receiver: the pre-copy
+// round is spooled and put together once; the final image is written over
+// it, only the pieces that changed at their place.
+func TestAssembleOverReusesTheEarlierImage(t *testing.T) {
+	v1 := randomPages(t, 200)
+	copy(v1[20*PageSize:21*PageSize], v1[10*PageSize:11*PageSize]) // a repeated page
+	v2 := append([]byte(nil), v1...)
+	for _, p := range []int{5, 6, 150} {
+		copy(v2[p*PageSize:], randomPages(t, 1))
+	}
+	copy(v2[7*PageSize:8*PageSize], v1[60*PageSize:61*PageSize]) // a page that moved
+	v2 = append(v2, randomPages(t, 4)...)                        // grew
+	meta1, meta2 := []byte(strings.Repeat("core ", 900)), []byte(strings.Repeat("core' ", 700))
+	extra := []byte("only in the final image")
+
+	pool := NewPool()
+	round := func(files map[string][]byte) *Index {
+		src := writeDir(t, files)
+		ix, err := IndexDir(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := pool.Missing(ix)
+		var wire bytes.Buffer
+		if _, err := WritePieces(&wire, src, ix, want); err != nil {
+			t.Fatal(err)
+		}
+		if err := pool.ReadPieces(&wire, t.TempDir(), want); err != nil {
+			t.Fatal(err)
+		}
+		return ix
+	}
+	preIx := round(map[string][]byte{"pages-1.img": v1, "core-1.img": meta1})
+	pre := filepath.Join(t.TempDir(), "pre")
+	if err := pool.Assemble(pre, preIx); err != nil {
+		t.Fatal(err)
+	}
+	finalIx := round(map[string][]byte{"pages-1.img": v2, "core-1.img": meta2, "extra.img": extra})
+	dst := filepath.Join(t.TempDir(), "image")
+	if err := pool.AssembleOver(dst, finalIx, pre, preIx); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]byte{"pages-1.img": v2, "core-1.img": meta2, "extra.img": extra} {
+		if got, err := os.ReadFile(filepath.Join(dst, name)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the source (err %v)", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(pre, "pages-1.img")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the earlier page image was copied, not reused (stat: %v)", err)
+	}
+}

@@ -143,6 +143,9 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	if err != nil {
 		return res, err
 	}
+	// Its pages are sent: deleted now, most of them never reach the disk,
+	// whose writeback would otherwise slow the final dump down.
+	_ = os.RemoveAll(pre)
 	done()
 
 	// 4. Freeze and final dump: from here the app is down.
