@@ -186,7 +186,11 @@ func (e *Engine) Resume(ctx context.Context, name string) error {
 // until dropImages: a lazy restore reads pages from them after it returns.
 func (e *Engine) restore(a *app) (int, *exec.Cmd, error) {
 	spec := a.rec.Spec
+	t0 := time.Now()
 	if err := mountOverlay(a.dirs, e.cfg.Base); err != nil {
+		return 0, nil, err
+	}
+	if err := createNetns(a.dirs.netns()); err != nil {
 		return 0, nil, err
 	}
 	cfg := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec)
@@ -207,10 +211,13 @@ func (e *Engine) restore(a *app) (int, *exec.Cmd, error) {
 		FileLocks:       true,
 		TcpEstablished:  true, // harmless when the image has no such connection
 	}
+	t1 := time.Now()
 	lazy := e.startLazyPages(a)
 	opts.LazyPages = lazy != nil
+	t2 := time.Now()
 	proc := &libcontainer.Process{Init: true, Args: []string{"/bin/sh", initPath}, Env: containerEnv(spec)}
 	err = ctr.Restore(proc, opts)
+	e.log.Debug("restore timings", "app", spec.Name, "create", t1.Sub(t0), "lazy-pages", t2.Sub(t1), "criu", time.Since(t2))
 	if err != nil {
 		if lazy != nil {
 			_ = lazy.Process.Kill()

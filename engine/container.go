@@ -64,11 +64,12 @@ func (d appDirs) rootfs() string     { return filepath.Join(d.root, "rootfs") }
 func (d appDirs) checkpoint() string { return filepath.Join(d.root, "checkpoint") }
 func (d appDirs) criuWork() string   { return filepath.Join(d.root, "criu") }
 func (d appDirs) criuConf() string   { return filepath.Join(d.root, "criu.conf") }
+func (d appDirs) netns() string      { return filepath.Join(d.root, "netns") }
 
 // criuConfig holds CRIU options libcontainer has no field for; it reaches
 // CRIU through the container's org.criu.config label. Files deleted while
 // open travel in the image as "ghosts", limited to 1 MiB each by default.
-const criuConfig = "ghost-limit 256M\n"
+const criuConfig = "ghost-limit 256M\nnetwork-lock skip\n"
 
 // prepareRootfs writes the init script into the upper dir and mounts the
 // overlay (read-only base + upper) at the rootfs mountpoint.
@@ -147,9 +148,8 @@ func containerConfig(id string, d appDirs, cgroupPath string, spec Spec) *config
 		Hostname:        id,
 		Namespaces: configs.Namespaces([]configs.Namespace{
 			{Type: configs.NEWNS}, {Type: configs.NEWUTS}, {Type: configs.NEWIPC},
-			{Type: configs.NEWPID}, {Type: configs.NEWNET},
+			{Type: configs.NEWPID}, {Type: configs.NEWNET, Path: d.netns()},
 		}),
-		Networks: []*configs.Network{{Type: "loopback", Address: "127.0.0.1/0", Gateway: "localhost"}},
 		Cgroups: &configs.Cgroup{
 			Path: cgroupPath,
 			Resources: &configs.Resources{

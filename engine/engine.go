@@ -395,6 +395,9 @@ func (e *Engine) start(ctx context.Context, a *app) error {
 	if err := prepareRootfs(a.dirs, e.cfg.Base); err != nil {
 		return err
 	}
+	if err := createNetns(a.dirs.netns()); err != nil {
+		return err
+	}
 	cfg := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec)
 	ctr, err := libcontainer.Create(e.runcRoot, spec.Name, cfg)
 	if err != nil {
@@ -579,6 +582,9 @@ func (e *Engine) destroyContainer(a *app) {
 	}
 	if err := unmountRootfs(a.dirs); err != nil {
 		e.log.Warn("unmount root", "app", a.rec.Spec.Name, "err", err)
+	}
+	if err := removeNetns(a.dirs.netns()); err != nil {
+		e.log.Warn("remove network namespace", "app", a.rec.Spec.Name, "err", err)
 	}
 }
 

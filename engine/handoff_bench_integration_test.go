@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -58,6 +59,9 @@ while True:
 // ≤ 0.25× the baseline's at 800 MB and ≤ 0.35× at 200 MB; the destination's
 // restore → first frame < 100 ms; total ≤ 1.3× bytes ÷ link rate.
 func BenchmarkHandoff(b *testing.B) {
+	if os.Getenv("HANDOFF_BENCH_DEBUG") != "" {
+		defer slog.SetLogLoggerLevel(slog.SetLogLoggerLevel(slog.LevelDebug))
+	}
 	for _, app := range []struct {
 		name string
 		args []string

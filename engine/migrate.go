@@ -163,6 +163,7 @@ func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, im
 		e.forget(a)
 		return Info{}, fmt.Errorf("receive %q: %w", spec.Name, err)
 	}
+	t0 := time.Now()
 	if err := os.MkdirAll(a.dirs.root, 0o700); err != nil {
 		return fail(err)
 	}
@@ -176,11 +177,13 @@ func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, im
 		return fail(fmt.Errorf("take the image: %w", err))
 	}
 	e.update(a, func(*record) {})
+	t1 := time.Now()
 	pid, lazy, err := e.restore(a)
 	if err != nil {
 		return fail(err)
 	}
 	e.dropImages(a, lazy)
+	e.log.Debug("instantiate timings", "app", spec.Name, "prepare", t1.Sub(t0), "restore", time.Since(t1))
 	e.update(a, func(r *record) { r.State, r.InitPID, r.Started = StateRunning, pid, time.Now().UTC() })
 	e.log.Info("app received and running", "app", spec.Name, "pid", pid)
 	return a.info(), nil

@@ -491,8 +491,9 @@ func TestRoundTrips(t *testing.T) {
 	}
 	stateA := filepath.Join(filepath.Dir(a.work), "state")
 	stateB := filepath.Join(filepath.Dir(b.work), "state")
-	if m := mountsUnder(stateA); m != 1 {
-		t.Errorf("ws-a has %d mounts for its one app", m)
+	// The app's overlay root and its network namespace.
+	if m := mountsUnder(stateA); m != 2 {
+		t.Errorf("ws-a has %d mounts for its one app, want 2", m)
 	}
 	if m := mountsUnder(stateB); m != 0 {
 		t.Errorf("ws-b keeps %d mounts", m)

@@ -1,0 +1,74 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// An app's network namespace is made by the engine, not by libcontainer,
+// and handed to the container by path. CRIU then treats it as external:
+// it neither dumps nor restores addresses, routes and firewall tables of a
+// namespace that only has loopback, which took ~60 ms of every restore and
+// part of every frozen dump. The namespace lives as long as the container.
+
+// createNetns makes a network namespace with loopback up and pins it at
+// path with a bind mount.
+func createNetns(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("network namespace: %w", err)
+	}
+	f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread that entered the new namespace ends
+		// with this goroutine instead of going back to serve others.
+		runtime.LockOSThread()
+		errc <- enterNewNetns(path)
+	}()
+	if err := <-errc; err != nil {
+		_ = removeNetns(path)
+		return fmt.Errorf("network namespace: %w", err)
+	}
+	return nil
+}
+
+func enterNewNetns(path string) error {
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("unshare: %w", err)
+	}
+	if err := unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("pin at %s: %w", path, err)
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
+	}
+	return nil
+}
+
+// removeNetns unpins a namespace made by createNetns; the kernel frees it
+// once no process is left in it. A missing one is not an error.
+func removeNetns(path string) error {
+	for {
+		err := unix.Unmount(path, unix.MNT_DETACH)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			break // not (or no longer) a mount point
+		}
+		if err != nil {
+			return fmt.Errorf("unpin network namespace %s: %w", path, err)
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
