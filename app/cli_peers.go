@@ -166,6 +166,9 @@ func showProgress(env *cliEnv, events <-chan Event, app string) {
 			continue
 		}
 		line := h.Phase
+		if h.Round > 1 {
+			line += fmt.Sprintf(" (round %d)", h.Round)
+		}
 		if h.Total > 0 {
 			line += fmt.Sprintf(" %s/%s at %s/s, %s left", humanSize(h.Bytes), humanSize(h.Total), humanSize(int64(h.Rate)), h.ETA.Round(100*time.Millisecond))
 		}

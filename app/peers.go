@@ -84,6 +84,7 @@ type HandoffEvent struct {
 	PeerID    string        `json:"peer_id,omitempty"`
 	Direction string        `json:"direction"` // "out" or "in"
 	Phase     string        `json:"phase"`
+	Round     int           `json:"round,omitempty"` // pre-copy round, from 1
 	Bytes     int64         `json:"bytes,omitempty"`
 	Total     int64         `json:"total,omitempty"`
 	Rate      float64       `json:"rate,omitempty"`
@@ -271,7 +272,7 @@ func (p *peers) send(ctx context.Context, name, to string) (migration.Result, er
 	res, err := p.sender.Send(ctx, name, migration.Peer{
 		HTTP: p.id.Client(v.ID), Base: "https://" + v.Endpoint() + peerHandoffPrefix, Name: v.Name,
 	}, func(pr migration.Progress) {
-		ev.Phase, ev.Bytes, ev.Total, ev.Rate, ev.ETA = pr.Phase, pr.Bytes, pr.Total, pr.Rate, pr.ETA
+		ev.Phase, ev.Round, ev.Bytes, ev.Total, ev.Rate, ev.ETA = pr.Phase, pr.Round, pr.Bytes, pr.Total, pr.Rate, pr.ETA
 		if pr.Phase == migration.PhaseDone {
 			return // announced once the app is on record as remote
 		}

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ type Handoff struct {
 	Phase     string
 	Bytes     int64
 	Total     int64
+	Round     int // pre-copy round, from 1
 }
 
 // Fraction is how far the handoff got, 0 to 1, counting phases and the
@@ -61,9 +63,22 @@ func (h Handoff) Fraction() float64 {
 	f := float64(i) / float64(len(steps)-1)
 	if h.Total > 0 && i < len(steps)-1 {
 		part := float64(min(h.Bytes, h.Total)) / float64(h.Total)
+		if h.Phase == migration.PhasePreCopy {
+			part = preCopyPart(h.Round, part)
+		}
 		f += part / float64(len(steps)-1)
 	}
 	return min(f, 1)
+}
+
+// preCopyPart is how much of the pre-copy phase is done when round has sent
+// part of its bytes. The number of rounds is not known ahead, and each is
+// smaller than the one before: the first fills 80% of the phase, each next
+// one 80% of what is left, so the bar never moves back.
+func preCopyPart(round int, part float64) float64 {
+	const rest = 0.2 // share of the phase a round leaves to later ones
+	left := math.Pow(rest, float64(max(round, 1)-1))
+	return 1 - left*(1-(1-rest)*part)
 }
 
 // App returns the named app.
@@ -473,7 +488,7 @@ func applyHandoff(s *State, h app.HandoffEvent) []Notice {
 		}
 		return []Notice{{Kind: NoticeHandoffFailed, App: h.App, Peer: h.Peer, Direction: h.Direction, Reason: h.Error}}
 	default:
-		s.Handoffs[h.App] = Handoff{App: h.App, Peer: h.Peer, Direction: h.Direction, Phase: h.Phase, Bytes: h.Bytes, Total: h.Total}
+		s.Handoffs[h.App] = Handoff{App: h.App, Peer: h.Peer, Direction: h.Direction, Phase: h.Phase, Bytes: h.Bytes, Total: h.Total, Round: h.Round}
 	}
 	return nil
 }

@@ -307,8 +307,11 @@ func TestHandoffFraction(t *testing.T) {
 	}{
 		{Handoff{Phase: "request"}, 0},
 		{Handoff{Phase: "pre-copy"}, 2.0 / 6},
-		{Handoff{Phase: "pre-copy", Bytes: 50, Total: 100}, 2.5 / 6},
-		{Handoff{Phase: "pre-copy", Bytes: 500, Total: 100}, 3.0 / 6},
+		{Handoff{Phase: "pre-copy", Bytes: 50, Total: 100, Round: 1}, 2.4 / 6},
+		{Handoff{Phase: "pre-copy", Bytes: 100, Total: 100, Round: 1}, 2.8 / 6},
+		{Handoff{Phase: "pre-copy", Bytes: 0, Total: 100, Round: 2}, 2.8 / 6},    // a second round goes on from there
+		{Handoff{Phase: "pre-copy", Bytes: 500, Total: 100, Round: 2}, 2.96 / 6}, // and leaves room for a third
+		{Handoff{Phase: "final", Bytes: 50, Total: 100}, 4.5 / 6},
 		{Handoff{Phase: "restore"}, 5.0 / 6},
 		{Handoff{Phase: "done"}, 1},
 		{Handoff{Phase: "rollback"}, 0},

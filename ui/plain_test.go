@@ -415,6 +415,7 @@ func TestPhaseText(t *testing.T) {
 	}{
 		{Handoff{Peer: "ws-b", Phase: "request"}, "Asking ws-b…"},
 		{Handoff{Peer: "ws-b", Phase: "pre-copy", Bytes: 1 << 20, Total: 16 << 20}, "Copying memory (1.0 MiB of 16.0 MiB)…"},
+		{Handoff{Peer: "ws-b", Phase: "pre-copy", Round: 2, Bytes: 1 << 20, Total: 4 << 20}, "Copying what changed meanwhile (1.0 MiB of 4.0 MiB)…"},
 		{Handoff{Peer: "ws-b", Phase: "restore"}, "Starting on ws-b…"},
 		{Handoff{Phase: "restore"}, "Starting on the other device…"},
 	}

@@ -294,8 +294,8 @@ func TestDevicesDragAndDrop(t *testing.T) {
 
 	// Progress from the daemon's events shows on the tile.
 	m.Apply(app.Event{Type: app.EventHandoff, Handoff: &app.HandoffEvent{App: "notes", Peer: "ws-b", Direction: "out",
-		Phase: "pre-copy", Bytes: 4 << 20, Total: 8 << 20}})
-	if !notes.moving.Visible() || notes.status.Visible() || notes.progress.TextFormatter() != "Copying 41%" {
+		Phase: "pre-copy", Round: 1, Bytes: 4 << 20, Total: 8 << 20}})
+	if !notes.moving.Visible() || notes.status.Visible() || notes.progress.TextFormatter() != "Copying 40%" {
 		t.Errorf("tile during handoff: moving %v, progress %q", notes.moving.Visible(), notes.progress.TextFormatter())
 	}
 	m.Apply(app.Event{Type: app.EventAppRemoved, App: &engine.Info{Name: "notes"}})

@@ -24,6 +24,9 @@ func phaseText(h Handoff) string {
 	case migration.PhaseHandles:
 		return "Checking files…"
 	case migration.PhasePreCopy:
+		if h.Round > 1 {
+			return "Copying what changed meanwhile" + bytesSuffix(h) + "…"
+		}
 		return "Copying memory" + bytesSuffix(h) + "…"
 	case migration.PhaseFreeze:
 		return "Pausing the app…"

@@ -8,6 +8,7 @@
 //	                                          incompatible) or accept
 //	POST /{id}/manifest   handles manifest →  ← files it lacks
 //	snapshot while running; POST /{id}/pre/index, PUT /{id}/pre/pieces
+//	again while it shrinks:  …/pre2/…, …/pre3/… (up to pre5)
 //	freeze; final dump;   POST /{id}/final/index, PUT /{id}/final/pieces
 //	PUT /{id}/upper       upper dir + the files it lacked
 //	POST /{id}/commit                     →  assemble, restore, first frame
@@ -16,9 +17,11 @@
 // Until the destination answers the commit with "running", the source keeps
 // the frozen app and thaws it on any error, timeout or cancel; the
 // destination removes everything it received for a handoff that did not
-// commit. Pages travel once: the final round sends only pages the pre-copy
-// did not already deliver (engine/delta), which is what makes the freeze
-// short on kernels without dirty-page tracking.
+// commit. Pages travel once: each round sends only pages the rounds before
+// did not already deliver (engine/delta), and rounds go on while each sends
+// clearly less than the one before, so the final round, with the app frozen,
+// sends only what changed during the last one. That keeps the freeze short
+// on kernels without dirty-page tracking.
 //
 // It knows nothing of TLS, mDNS or the UI.
 package migration

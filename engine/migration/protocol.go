@@ -9,7 +9,8 @@ import (
 )
 
 // Version of the handoff protocol; both sides must speak the same.
-const Version = 2
+// 3: pre-copy in several rounds; the network namespace is not in the image.
+const Version = 3
 
 // Offer opens a handoff: what the source wants to hand over and what the
 // destination needs to know to refuse early.
@@ -81,9 +82,10 @@ const (
 // Progress reports a handoff as it goes.
 type Progress struct {
 	Phase string        `json:"phase"`
-	Bytes int64         `json:"bytes"` // sent so far in this phase
-	Total int64         `json:"total"` // to send in this phase
-	Rate  float64       `json:"rate"`  // bytes per second
+	Round int           `json:"round,omitempty"` // pre-copy round, from 1
+	Bytes int64         `json:"bytes"`           // sent so far in this phase
+	Total int64         `json:"total"`           // to send in this phase
+	Rate  float64       `json:"rate"`            // bytes per second
 	ETA   time.Duration `json:"eta"`
 }
 

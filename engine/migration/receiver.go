@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +67,10 @@ type incoming struct {
 	missing map[string][]delta.Hash
 	upper   string
 	last    time.Time
+	// The latest pre-copy image put together, which the next round (and
+	// at last the final one) is written over.
+	assembled   string
+	assembledIx *delta.Index
 }
 
 // RefuseError makes Accept refuse an offer with a code and a message.
@@ -216,7 +221,13 @@ func (rv *Receiver) serveManifest(w http.ResponseWriter, r *http.Request, in *in
 	writeJSON(w, MissingFiles{Files: m.Missing(handles.LocalChecker(rv.Base, rv.Hashes))})
 }
 
-func validRound(round string) bool { return round == "pre" || round == "final" }
+// validRound accepts "pre", "pre2" … "pre9" and "final".
+func validRound(round string) bool {
+	if round == "pre" || round == "final" {
+		return true
+	}
+	return len(round) == 4 && strings.HasPrefix(round, "pre") && round[3] >= '2' && round[3] <= '9'
+}
 
 func (rv *Receiver) serveIndex(w http.ResponseWriter, r *http.Request, in *incoming) {
 	round := r.PathValue("round")
@@ -257,15 +268,21 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 		refuse(w, http.StatusBadRequest, "corrupt", fmt.Sprintf("receive %s round: %v", round, err))
 		return
 	}
-	if round == "pre" {
-		// Put the pre-copy image together now, while the app still runs:
-		// the final image is written over it at commit, only where pages
-		// changed. The pool keeps reading pieces from the spool files.
-		if err := in.pool.Assemble(filepath.Join(in.dir, "pre"), ix); err != nil {
+	if round != "final" {
+		// Put the pre-copy image together now, while the app still runs,
+		// over the previous round's: the final image is written over it at
+		// commit, only where pages changed. The pool keeps reading pieces
+		// from the spool files.
+		dir := filepath.Join(in.dir, round)
+		if err := in.pool.AssembleOver(dir, ix, in.assembled, in.assembledIx); err != nil {
 			rv.drop(in.id, fmt.Errorf("assemble the pre-copy image: %w", err))
 			refuse(w, http.StatusInternalServerError, "internal", "assemble the pre-copy image: "+err.Error())
 			return
 		}
+		if in.assembled != "" {
+			_ = os.RemoveAll(in.assembled) // what is left of it: files the new image lacks
+		}
+		in.assembled, in.assembledIx = dir, ix
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -302,7 +319,7 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 	start := time.Now()
 	rv.progress(in.offer, PhaseRestore, nil)
 	image := filepath.Join(in.dir, "image")
-	if err := in.pool.AssembleOver(image, ix, filepath.Join(in.dir, "pre"), in.index["pre"]); err != nil {
+	if err := in.pool.AssembleOver(image, ix, in.assembled, in.assembledIx); err != nil {
 		rv.drop(in.id, fmt.Errorf("assemble the image: %w", err))
 		refuse(w, http.StatusBadRequest, "corrupt", "assemble the image: "+err.Error())
 		return

@@ -52,10 +52,7 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	if progress == nil {
 		progress = func(Progress) {}
 	}
-	log := s.Log
-	if log == nil {
-		log = slog.Default()
-	}
+	log := s.log()
 	res.Phases = map[string]time.Duration{}
 	phase := func(p string) func() {
 		start := time.Now()
@@ -132,20 +129,15 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	}
 	defer os.RemoveAll(work)
 
-	// 3. Pre-copy while the app runs.
+	// 3. Pre-copy while the app runs, in rounds: each sends only what the
+	// destination does not hold yet, so a round is shorter than the one
+	// before, and so is what the app dirties during it.
 	done = phase(PhasePreCopy)
-	pre := filepath.Join(work, "pre")
-	if err := s.Engine.Snapshot(ctx, name, pre); err != nil {
-		return res, err
-	}
-	n, err := s.sendRound(ctx, peer, id, "pre", pre, progress, PhasePreCopy)
+	n, err := s.preCopy(ctx, name, peer, id, work, progress)
 	res.Bytes += n
 	if err != nil {
 		return res, err
 	}
-	// Its pages are sent: deleted now, most of them never reach the disk,
-	// whose writeback would otherwise slow the final dump down.
-	_ = os.RemoveAll(pre)
 	done()
 
 	// 4. Freeze and final dump: from here the app is down.
@@ -161,7 +153,10 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	}
 	done()
 	done = phase(PhaseFinal)
-	n, err = s.sendRound(ctx, peer, id, "final", final, progress, PhaseFinal)
+	n, err = s.sendRound(ctx, peer, id, "final", final, func(p Progress) {
+		p.Phase = PhaseFinal
+		progress(p)
+	})
 	res.Bytes += n
 	if err != nil {
 		return res, err
@@ -203,8 +198,80 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	return res, nil
 }
 
+// Pre-copy rounds. Without the kernel's dirty-page tracking every round is
+// a full dump, hashed; only pieces the destination lacks are sent. Another
+// round is worth it while the last one sent enough to matter and clearly
+// less than the one before (the app dirties memory more slowly than rounds
+// shrink); the final round, with the app frozen, then sends the rest.
+const (
+	maxPreRounds = 5
+	// preRoundEnough: a round that sent less leaves too little for another
+	// round to save (8 MiB is 70 ms at 1 Gbit/s; a round costs a dump).
+	preRoundEnough = 8 << 20
+	// preRoundShrink: another round only if the last one sent at most this
+	// share of the one before; otherwise the app dirties memory about as
+	// fast as rounds can send it.
+	preRoundShrink = 0.7
+	// preRoundBusy: a first round shorter than this gives the app no time
+	// to dirty much, so a second one would only cost a dump.
+	preRoundBusy = time.Second
+)
+
+// preCopy runs pre-copy rounds while the app runs and returns the bytes sent.
+func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work string, progress func(Progress)) (int64, error) {
+	var total, last int64
+	for round := 1; round <= maxPreRounds; round++ {
+		start := time.Now()
+		label := roundName(round)
+		dir := filepath.Join(work, label)
+		if err := s.Engine.Snapshot(ctx, name, dir); err != nil {
+			return total, err
+		}
+		n, err := s.sendRound(ctx, peer, id, label, dir, func(p Progress) {
+			p.Phase, p.Round = PhasePreCopy, round
+			progress(p)
+		})
+		total += n
+		// Its pages are sent: deleted now, most of them never reach the
+		// disk, whose writeback would otherwise slow the next dump down.
+		_ = os.RemoveAll(dir)
+		if err != nil {
+			return total, err
+		}
+		took := time.Since(start)
+		more := anotherRound(round, n, last, took)
+		s.log().Debug("pre-copy round", "app", name, "round", round, "sent", n, "took", took, "another", more)
+		if !more {
+			break
+		}
+		last = n
+	}
+	return total, nil
+}
+
+// anotherRound decides whether pre-copy round round, which sent sent bytes
+// in took after a round that sent last, should be followed by another one.
+func anotherRound(round int, sent, last int64, took time.Duration) bool {
+	switch {
+	case round >= maxPreRounds || sent < preRoundEnough:
+		return false
+	case round == 1:
+		return took >= preRoundBusy
+	default:
+		return float64(sent) <= preRoundShrink*float64(last)
+	}
+}
+
+// roundName names pre-copy round n (from 1) in the protocol.
+func roundName(n int) string {
+	if n == 1 {
+		return "pre"
+	}
+	return fmt.Sprintf("pre%d", n)
+}
+
 // sendRound sends an image dir: its index, then the pieces the destination lacks.
-func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string, progress func(Progress), phase string) (int64, error) {
+func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string, progress func(Progress)) (int64, error) {
 	ix, err := delta.IndexDir(dir)
 	if err != nil {
 		return 0, err
@@ -225,11 +292,18 @@ func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string
 		if rate > 0 {
 			eta = time.Duration(float64(miss.Bytes-n) / rate * float64(time.Second))
 		}
-		progress(Progress{Phase: phase, Bytes: n, Total: miss.Bytes, Rate: rate, ETA: eta})
+		progress(Progress{Bytes: n, Total: miss.Bytes, Rate: rate, ETA: eta})
 	}}
 	err = peer.stream(ctx, http.MethodPut, "/"+id+"/"+round+"/pieces", counted)
 	pr.Close()
 	return counted.n, err
+}
+
+func (s *Sender) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
 }
 
 // call sends a JSON request and decodes a JSON answer, within CallTimeout
