@@ -235,8 +235,14 @@ func (rv *Receiver) serveIndex(w http.ResponseWriter, r *http.Request, in *incom
 		refuse(w, http.StatusNotFound, "not_found", "no such round")
 		return
 	}
+	t0 := time.Now()
+	defer func() { rv.Log.Debug("serve index", "round", round, "took", time.Since(t0)) }()
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody))
 	var ix delta.Index
-	if err := json.NewDecoder(io.LimitReader(r.Body, maxJSONBody)).Decode(&ix); err != nil {
+	if err == nil {
+		err = ix.UnmarshalBinary(data)
+	}
+	if err != nil {
 		refuse(w, http.StatusBadRequest, "bad_request", "cannot read the index: "+err.Error())
 		return
 	}

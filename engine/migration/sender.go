@@ -227,6 +227,7 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 		if err := s.Engine.Snapshot(ctx, name, dir); err != nil {
 			return total, err
 		}
+		dumped := time.Since(start)
 		n, err := s.sendRound(ctx, peer, id, label, dir, func(p Progress) {
 			p.Phase, p.Round = PhasePreCopy, round
 			progress(p)
@@ -240,7 +241,7 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 		}
 		took := time.Since(start)
 		more := anotherRound(round, n, last, took)
-		s.log().Debug("pre-copy round", "app", name, "round", round, "sent", n, "took", took, "another", more)
+		s.log().Debug("pre-copy round", "app", name, "round", round, "sent", n, "dump", dumped, "took", took, "another", more)
 		if !more {
 			break
 		}
@@ -272,14 +273,23 @@ func roundName(n int) string {
 
 // sendRound sends an image dir: its index, then the pieces the destination lacks.
 func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string, progress func(Progress)) (int64, error) {
+	t0 := time.Now()
 	ix, err := delta.IndexDir(dir)
 	if err != nil {
 		return 0, err
 	}
-	var miss MissingPieces
-	if err := peer.call(ctx, http.MethodPost, "/"+id+"/"+round+"/index", ix, &miss); err != nil {
+	hashed := time.Now()
+	body, err := ix.MarshalBinary()
+	if err != nil {
 		return 0, err
 	}
+	var miss MissingPieces
+	if err := peer.exchange(ctx, http.MethodPost, "/"+id+"/"+round+"/index", body, &miss); err != nil {
+		return 0, err
+	}
+	defer func(asked time.Time) {
+		s.log().Debug("round timings", "round", round, "hash", hashed.Sub(t0), "index", asked.Sub(hashed), "pieces", time.Since(asked))
+	}(time.Now())
 	pr, pw := io.Pipe()
 	go func() {
 		_, err := delta.WritePieces(pw, dir, ix, miss.Pieces)
@@ -309,21 +319,29 @@ func (s *Sender) log() *slog.Logger {
 // call sends a JSON request and decodes a JSON answer, within CallTimeout
 // (OfferTimeout for the offer).
 func (p Peer) call(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	return p.exchange(ctx, method, path, body, out)
+}
+
+// exchange sends body as it is and decodes a JSON answer into out.
+func (p Peer) exchange(ctx context.Context, method, path string, body []byte, out any) error {
 	limit := CallTimeout
 	if path == "/offer" {
 		limit = OfferTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	var body io.Reader
-	if in != nil {
-		data, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(data)
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
 	}
-	resp, err := p.do(ctx, method, path, body)
+	resp, err := p.do(ctx, method, path, r)
 	if err != nil {
 		return err
 	}
