@@ -19,8 +19,8 @@ fi
 
 # Packages, grouped by what needs them.
 packages=(
-	# build: cgo, Fyne (GL + X headers), VP8
-	gcc pkg-config libgl1-mesa-dev xorg-dev libvpx-dev
+	# build: cgo, Fyne (GL + X headers), VP8, colour conversion (libyuv)
+	gcc pkg-config libgl1-mesa-dev xorg-dev libvpx-dev libyuv-dev
 	# containers and CRIU's runtime needs (iptables locks a container's netns during dump)
 	iptables runc iproute2 criu
 	# displays, test apps, input, screenshots
