@@ -20,6 +20,7 @@ type capturer struct {
 	frame   []byte // BGRX, src.Stride bytes per row
 	primed  bool
 	damaged []image.Rectangle
+	look    []bool // tiles GrabIn compares
 }
 
 func newCapturer(path string) (*capturer, error) {
@@ -40,7 +41,11 @@ func (c *capturer) Stride() int       { return c.src.Stride }
 // Grab copies what changed since the last grab and returns the changed
 // areas, runs of damaged tiles; none means the screen is still and there is
 // nothing to send.
-func (c *capturer) Grab() []image.Rectangle {
+func (c *capturer) Grab() []image.Rectangle { return c.GrabIn(nil) }
+
+// GrabIn is Grab looking only at the tiles that meet the areas the display
+// said it drew in; nil areas mean the whole screen.
+func (c *capturer) GrabIn(areas []image.Rectangle) []image.Rectangle {
 	live := c.src.Pixels()
 	if !c.primed {
 		copy(c.frame, live)
@@ -48,24 +53,54 @@ func (c *capturer) Grab() []image.Rectangle {
 		return []image.Rectangle{image.Rect(0, 0, c.src.Width, c.src.Height)}
 	}
 	c.damaged = c.damaged[:0]
-	damage(c.frame, live, c.src.Width, c.src.Height, c.src.Stride, func(r image.Rectangle) {
+	add := func(r image.Rectangle) {
 		// Tiles of one row that touch make one rectangle.
 		if n := len(c.damaged); n > 0 && c.damaged[n-1].Max.X == r.Min.X && c.damaged[n-1].Min.Y == r.Min.Y {
 			c.damaged[n-1].Max.X = r.Max.X
 			return
 		}
 		c.damaged = append(c.damaged, r)
-	})
+	}
+	if areas == nil {
+		damage(c.frame, live, c.src.Width, c.src.Height, c.src.Stride, nil, add)
+		return c.damaged
+	}
+	if len(areas) == 0 {
+		return nil
+	}
+	cols, rows := (c.src.Width+tileSize-1)/tileSize, (c.src.Height+tileSize-1)/tileSize
+	if len(c.look) != cols*rows {
+		c.look = make([]bool, cols*rows)
+	}
+	clear(c.look)
+	screen := image.Rect(0, 0, c.src.Width, c.src.Height)
+	for _, a := range areas {
+		a = a.Intersect(screen)
+		if a.Empty() {
+			continue
+		}
+		for ty := a.Min.Y / tileSize; ty <= (a.Max.Y-1)/tileSize; ty++ {
+			for tx := a.Min.X / tileSize; tx <= (a.Max.X-1)/tileSize; tx++ {
+				c.look[ty*cols+tx] = true
+			}
+		}
+	}
+	damage(c.frame, live, c.src.Width, c.src.Height, c.src.Stride, c.look, add)
 	return c.damaged
 }
 
 // damage brings dst up to date with src tile by tile, reports each tile that
-// differed and returns how many did.
-func damage(dst, src []byte, width, height, stride int, changed func(image.Rectangle)) int {
+// differed and returns how many did. look, when not nil, has one entry per
+// tile in rows of tiles: only tiles marked true are compared.
+func damage(dst, src []byte, width, height, stride int, look []bool, changed func(image.Rectangle)) int {
 	n := 0
+	cols := (width + tileSize - 1) / tileSize
 	for ty := 0; ty < height; ty += tileSize {
 		rows := min(tileSize, height-ty)
 		for tx := 0; tx < width; tx += tileSize {
+			if look != nil && !look[ty/tileSize*cols+tx/tileSize] {
+				continue
+			}
 			lo, hi := tx*4, min(tx+tileSize, width)*4
 			for y := ty; y < ty+rows; y++ {
 				off := y * stride

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -75,7 +76,8 @@ type session struct {
 	done   chan struct{}
 
 	keyframe atomic.Bool
-	bitrate  atomic.Int64 // bits per second, from the congestion controller
+	wake     chan struct{} // a key frame was asked for
+	bitrate  atomic.Int64  // bits per second, from the congestion controller
 	dc       atomic.Pointer[webrtc.DataChannel]
 }
 
@@ -111,7 +113,7 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 		enc.Close()
 		return "", err
 	}
-	s := &session{h: h, pc: pc, cap: c, enc: enc, done: make(chan struct{})}
+	s := &session{h: h, pc: pc, cap: c, enc: enc, done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	s.bitrate.Store(initialBitrate)
 	s.keyframe.Store(true)
 	fail := func(err error) (string, error) {
@@ -134,7 +136,7 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 		// frame sent before that may be lost, so start over with a key frame.
 		dc.OnOpen(func() {
 			s.dc.Store(dc)
-			s.keyframe.Store(true)
+			s.requestKeyframe()
 		})
 		dc.OnMessage(func(msg webrtc.DataChannelMessage) {
 			ev, err := ParseInput(msg.Data)
@@ -242,7 +244,7 @@ func (s *session) readRTCP(sender *webrtc.RTPSender) {
 		for _, p := range pkts {
 			switch p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				s.keyframe.Store(true)
+				s.requestKeyframe()
 			}
 		}
 	}
@@ -267,8 +269,26 @@ func (s *session) followBitrate(ctx context.Context, estimates <-chan cc.Bandwid
 	}
 }
 
+// refineAfter is how long the screen stays still before the encoder
+// re-codes its last changes sharper: never while it is busy, so that
+// refining costs nothing when frames are needed for motion.
+const refineAfter = 100 * time.Millisecond
+
+// requestKeyframe has the next frame be a key frame, and sent even if the
+// screen is still: a viewer that lost frames gets a whole picture.
+func (s *session) requestKeyframe() {
+	s.keyframe.Store(true)
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
 // run sends a frame whenever the screen changed, at most MaxFPS a second,
-// and nothing at all while it is still.
+// then a couple of refining frames once it is still, and nothing at all
+// after that. The X server's damage reports wake it the moment the app
+// draws and say which tiles to compare; without the DAMAGE extension it
+// polls the whole framebuffer every frame interval.
 func (s *session) run(ctx context.Context) {
 	defer close(s.done)
 	defer s.release()
@@ -285,6 +305,13 @@ func (s *session) run(ctx context.Context) {
 	if s.pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
 		once.Do(func() { close(connected) })
 	}
+	// Watch before the first grab, so that nothing drawn after it is missed.
+	watch, err := watchDamage(ctx, s.h.cfg.Display)
+	if err != nil {
+		s.h.log.Info("polling the app's display for changes", "err", err)
+	} else {
+		defer watch.Close()
+	}
 	select {
 	case <-connected:
 	case <-ctx.Done():
@@ -294,21 +321,89 @@ func (s *session) run(ctx context.Context) {
 		return
 	}
 	interval := time.Second / time.Duration(s.h.cfg.MaxFPS)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
+	var poll <-chan time.Time
+	var pollStop func()
+	startPolling := func() {
+		t := time.NewTicker(interval)
+		poll, pollStop = t.C, t.Stop
+	}
+	if watch == nil {
+		startPolling()
+	}
+	defer func() {
+		if pollStop != nil {
+			pollStop()
+		}
+	}()
 	start := time.Now()
 	last := start
+	var sent time.Time // when the last frame was taken
 	kbps := s.enc.Config().BitrateKbps
+	pending := true         // the first frame: the whole screen
+	var changedAt time.Time // when the last frame with changes was taken
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+		if !pending && !s.keyframe.Load() {
+			var drawn, ended <-chan struct{}
+			if watch != nil {
+				drawn, ended = watch.Drawn(), watch.Done()
+			}
+			var refine <-chan time.Time
+			stop := func() bool { return false }
+			if s.enc.Refining() {
+				t := time.NewTimer(time.Until(changedAt.Add(refineAfter)))
+				refine, stop = t.C, t.Stop
+			}
+			select {
+			case <-refine:
+			case <-ctx.Done():
+				return
+			case <-drawn:
+			case <-ended:
+				s.h.log.Info("the app's display stopped reporting damage; polling it")
+				watch.Close()
+				watch = nil
+				startPolling()
+			case <-poll:
+			case <-s.wake:
+			}
+			stop()
 		}
+		pending = false
+		// At most MaxFPS: a change right after a frame waits for the
+		// frame interval, and is taken whole at its end.
+		if wait := interval - time.Since(sent); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		sent = time.Now()
 		key := s.keyframe.Swap(false)
-		changed := s.cap.Grab()
+		var changed []image.Rectangle
+		if watch != nil {
+			areas, err := watch.Take()
+			if err != nil {
+				s.h.log.Info("polling the app's display for changes", "err", err)
+				watch.Close()
+				watch = nil
+				startPolling()
+				areas = nil // look at everything
+			}
+			changed = s.cap.GrabIn(areas)
+		} else {
+			changed = s.cap.Grab()
+		}
+		refining := false
 		if len(changed) == 0 && !key {
-			continue
+			// Nothing new: a still screen, unless a recent change is due
+			// for its refining frames.
+			if !s.enc.Refining() || time.Since(changedAt) < refineAfter {
+				continue
+			}
+			refining = true
+		} else {
+			changedAt = sent
 		}
 		if want := int(s.bitrate.Load() / 1000); want != kbps {
 			if err := s.enc.SetBitrate(want); err == nil {
@@ -322,7 +417,12 @@ func (s *session) run(ctx context.Context) {
 				return
 			}
 		}
-		frame, _, err := s.enc.EncodePicture(now.Sub(start), now.Sub(last), key)
+		var frame []byte
+		if refining {
+			frame, err = s.enc.Refine(now.Sub(start), now.Sub(last))
+		} else {
+			frame, _, err = s.enc.EncodePicture(now.Sub(start), now.Sub(last), key)
+		}
 		if err != nil {
 			s.h.log.Error("encode the app's display", "err", err)
 			return
@@ -391,7 +491,7 @@ func (h *Host) Viewers() int {
 }
 
 // Close ends every viewer's stream and drops the connections to the display
-// (input and clipboard). It must happen before the app is checkpointed: the
+// (each stream's damage watch, input and clipboard). It must happen before the app is checkpointed: the
 // display's end of those connections would have its peer outside the
 // container. Viewers reconnect to wherever the app runs next; text a viewer
 // put on the app's clipboard goes with the clipboard connection.
