@@ -161,6 +161,15 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	if err != nil {
 		return res, err
 	}
+	// The final dump is sent too: it goes while the destination works (its
+	// dirty pages would otherwise be written back, and unmounting the
+	// app's overlay at release waits for the disk).
+	removed := make(chan struct{})
+	go func() {
+		defer close(removed)
+		_ = os.RemoveAll(final)
+	}()
+	defer func() { <-removed }()
 	extra := make([]string, 0, len(lacks.Files))
 	for _, f := range lacks.Files {
 		extra = append(extra, f.Path)
@@ -191,6 +200,7 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	// 6. The app runs there: the frozen copy here goes. A failure now does
 	// not hurt the app; it only leaves a frozen copy to clean up.
 	frozen = false
+	<-removed
 	if err := s.Engine.Release(context.WithoutCancel(ctx), name); err != nil {
 		log.Warn("release after handoff", "app", name, "err", err)
 	}
