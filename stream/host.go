@@ -179,6 +179,7 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 		h.log.Warn("no clipboard sharing with the app", "err", err)
 	}
 	go s.readRTCP(sender)
+	go s.repaintAfterGap(runCtx, pc.SCTP().Transport().ICETransport())
 	go s.followBitrate(runCtx, estimates)
 	go s.run(runCtx)
 	return pc.LocalDescription().SDP, nil
@@ -246,6 +247,50 @@ func (s *session) readRTCP(sender *webrtc.RTPSender) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				s.requestKeyframe()
 			}
+		}
+	}
+}
+
+// Link liveness as the host sees it: ICE checks the pair every
+// iceKeepalive (500 ms), so no answer for linkGap means the link was down,
+// even if not long enough for ICE to call it lost (iceDisconnected).
+const (
+	linkCheck = 100 * time.Millisecond
+	linkGap   = 800 * time.Millisecond
+)
+
+// repaintAfterGap sends a key frame when the viewer answers again after a
+// gap in the link. Frames sent during the gap are lost, and a still screen
+// sends nothing more that would make the viewer notice and ask: without it
+// a short blip left a stale picture until the screen changed again. After a
+// longer one the viewer asks too (a PLI when ICE reconnects), but a browser
+// may not.
+func (s *session) repaintAfterGap(ctx context.Context, ice *webrtc.ICETransport) {
+	t := time.NewTicker(linkCheck)
+	defer t.Stop()
+	var answers uint64
+	heard, gap := time.Now(), false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, ok := ice.GetSelectedCandidatePairStats()
+		if !ok {
+			continue
+		}
+		if st.ResponsesReceived != answers {
+			answers, heard = st.ResponsesReceived, time.Now()
+			if gap {
+				gap = false
+				s.h.log.Debug("viewer's link back after a gap; sending a key frame")
+				s.requestKeyframe()
+			}
+			continue
+		}
+		if time.Since(heard) > linkGap {
+			gap = true
 		}
 	}
 }
