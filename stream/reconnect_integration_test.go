@@ -38,7 +38,7 @@ func near(img *image.RGBA, pt image.Point, rgb uint32) bool {
 
 // udpMuxIn opens the socket a peer's ICE uses inside a workstation's
 // network namespace.
-func udpMuxIn(t *testing.T, h *testnet.Host) ice.UDPMux {
+func udpMuxIn(t testing.TB, h *testnet.Host) ice.UDPMux {
 	t.Helper()
 	var conn *net.UDPConn
 	if err := h.Do(func() error {
