@@ -67,10 +67,20 @@ type incoming struct {
 	missing map[string][]delta.Hash
 	upper   string
 	last    time.Time
-	// The latest pre-copy image put together, which the next round (and
-	// at last the final one) is written over.
+	// The latest pre-copy image, which the next round (and at last the
+	// final one) is written over. It is put together in the background
+	// while the source dumps its next round; wait for assembling before
+	// using it or adding to the pool.
 	assembled   string
 	assembledIx *delta.Index
+	assembling  sync.WaitGroup
+	assemblyErr error // set before assembling is done
+}
+
+// assembledImage waits for the latest pre-copy image and returns it.
+func (in *incoming) assembledImage() (string, *delta.Index, error) {
+	in.assembling.Wait()
+	return in.assembled, in.assembledIx, in.assemblyErr
 }
 
 // RefuseError makes Accept refuse an offer with a code and a message.
@@ -268,6 +278,12 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 		phase = PhaseFinal
 	}
 	rv.progress(in.offer, phase, nil)
+	base, baseIx, err := in.assembledImage() // the pool must hold still while it is read
+	if err != nil {
+		rv.drop(in.id, fmt.Errorf("assemble the pre-copy image: %w", err))
+		refuse(w, http.StatusInternalServerError, "internal", "assemble the pre-copy image: "+err.Error())
+		return
+	}
 	if err := in.pool.ReadPieces(r.Body, in.dir, in.missing[round]); err != nil {
 		// A broken transfer ends the handoff: the source rolls back.
 		rv.drop(in.id, fmt.Errorf("receive %s round: %w", round, err))
@@ -275,20 +291,21 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 		return
 	}
 	if round != "final" {
-		// Put the pre-copy image together now, while the app still runs,
-		// over the previous round's: the final image is written over it at
-		// commit, only where pages changed. The pool keeps reading pieces
-		// from the spool files.
+		// Put the pre-copy image together over the previous round's while
+		// the app still runs and the source dumps its next round: the
+		// final image is written over it at commit, only where pages
+		// changed. The pool keeps reading pieces from the spool files.
 		dir := filepath.Join(in.dir, round)
-		if err := in.pool.AssembleOver(dir, ix, in.assembled, in.assembledIx); err != nil {
-			rv.drop(in.id, fmt.Errorf("assemble the pre-copy image: %w", err))
-			refuse(w, http.StatusInternalServerError, "internal", "assemble the pre-copy image: "+err.Error())
-			return
-		}
-		if in.assembled != "" {
-			_ = os.RemoveAll(in.assembled) // what is left of it: files the new image lacks
-		}
 		in.assembled, in.assembledIx = dir, ix
+		in.assembling.Add(1)
+		go func() {
+			defer in.assembling.Done()
+			err := in.pool.AssembleOver(dir, ix, base, baseIx)
+			if err == nil && base != "" {
+				err = os.RemoveAll(base) // what is left of it: files the new image lacks
+			}
+			in.assemblyErr = err
+		}()
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -325,7 +342,11 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 	start := time.Now()
 	rv.progress(in.offer, PhaseRestore, nil)
 	image := filepath.Join(in.dir, "image")
-	if err := in.pool.AssembleOver(image, ix, in.assembled, in.assembledIx); err != nil {
+	base, baseIx, err := in.assembledImage()
+	if err == nil {
+		err = in.pool.AssembleOver(image, ix, base, baseIx)
+	}
+	if err != nil {
 		rv.drop(in.id, fmt.Errorf("assemble the image: %w", err))
 		refuse(w, http.StatusBadRequest, "corrupt", "assemble the image: "+err.Error())
 		return
@@ -400,6 +421,7 @@ func (rv *Receiver) drop(id string, failure error) {
 		rv.progress(in.offer, PhaseRollback, failure)
 	}
 	if in != nil {
+		in.assembling.Wait() // its files would be left behind
 		if err := os.RemoveAll(in.dir); err != nil {
 			rv.Log.Warn("remove incoming handoff", "id", id, "err", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -200,10 +201,13 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	// 6. The app runs there: the frozen copy here goes. A failure now does
 	// not hurt the app; it only leaves a frozen copy to clean up.
 	frozen = false
+	cleanup := time.Now()
 	<-removed
+	removedAt := time.Now()
 	if err := s.Engine.Release(context.WithoutCancel(ctx), name); err != nil {
 		log.Warn("release after handoff", "app", name, "err", err)
 	}
+	log.Debug("cleaned up after the handoff", "app", name, "final dump", removedAt.Sub(cleanup), "release", time.Since(removedAt))
 	progress(Progress{Phase: PhaseDone})
 	return res, nil
 }
@@ -228,36 +232,84 @@ const (
 )
 
 // preCopy runs pre-copy rounds while the app runs and returns the bytes sent.
+// The next round's dump starts while this round's pieces are still on the
+// wire, timed to end about when they do: a round then lasts about as long
+// as the longer of its dump and its transfer, not both, and the app
+// dirties less during it.
 func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work string, progress func(Progress)) (int64, error) {
 	var total, last int64
-	for round := 1; round <= maxPreRounds; round++ {
-		start := time.Now()
-		label := roundName(round)
-		dir := filepath.Join(work, label)
-		if err := s.Engine.Snapshot(ctx, name, dir); err != nil {
+	cur := s.startSnapshot(ctx, name, filepath.Join(work, roundName(1)))
+	var next *snapshot
+	var mu sync.Mutex // next is set from the transfer's progress reports
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if next != nil { // a failed round leaves the next dump to finish
+			_ = next.wait()
+			_ = os.RemoveAll(next.dir)
+		}
+	}()
+	for round := 1; ; round++ {
+		if err := cur.wait(); err != nil {
 			return total, err
 		}
-		dumped := time.Since(start)
-		n, err := s.sendRound(ctx, peer, id, label, dir, func(p Progress) {
+		this, before := cur, last
+		n, err := s.sendRound(ctx, peer, id, roundName(round), cur.dir, func(p Progress) {
 			p.Phase, p.Round = PhasePreCopy, round
 			progress(p)
+			mu.Lock()
+			defer mu.Unlock()
+			if next == nil && p.ETA <= this.took && anotherRound(round, p.Total, before, time.Since(this.start)+p.ETA) {
+				next = s.startSnapshot(ctx, name, filepath.Join(work, roundName(round+1)))
+			}
 		})
 		total += n
 		// Its pages are sent: deleted now, most of them never reach the
 		// disk, whose writeback would otherwise slow the next dump down.
-		_ = os.RemoveAll(dir)
+		_ = os.RemoveAll(cur.dir)
 		if err != nil {
 			return total, err
 		}
-		took := time.Since(start)
-		more := anotherRound(round, n, last, took)
-		s.log().Debug("pre-copy round", "app", name, "round", round, "sent", n, "dump", dumped, "took", took, "another", more)
+		took := time.Since(cur.start)
+		mu.Lock()
+		upcoming := next
+		next = nil
+		mu.Unlock()
+		more := upcoming != nil || anotherRound(round, n, last, took)
+		s.log().Debug("pre-copy round", "app", name, "round", round, "sent", n, "dump", cur.took, "took", took,
+			"another", more, "overlapped", upcoming != nil)
 		if !more {
-			break
+			return total, nil
 		}
-		last = n
+		if upcoming == nil {
+			upcoming = s.startSnapshot(ctx, name, filepath.Join(work, roundName(round+1)))
+		}
+		cur, last = upcoming, n
 	}
-	return total, nil
+}
+
+// snapshot is a pre-copy dump under way.
+type snapshot struct {
+	dir   string
+	start time.Time
+	took  time.Duration // once done
+	err   error
+	done  chan struct{}
+}
+
+func (s *Sender) startSnapshot(ctx context.Context, name, dir string) *snapshot {
+	sn := &snapshot{dir: dir, start: time.Now(), done: make(chan struct{})}
+	go func() {
+		defer close(sn.done)
+		sn.err = s.Engine.Snapshot(ctx, name, dir)
+		sn.took = time.Since(sn.start)
+	}()
+	return sn
+}
+
+func (sn *snapshot) wait() error {
+	<-sn.done
+	return sn.err
 }
 
 // anotherRound decides whether pre-copy round round, which sent sent bytes
