@@ -112,28 +112,38 @@ func (w *damageWatch) Done() <-chan struct{} { return w.done }
 var errWatchEnded = errors.New("the app's display stopped reporting damage")
 
 // Take returns where the display drew since the last Take, and starts
-// over: drawing from now on wakes Drawn again. Everything drawn before the
-// call is already in the framebuffer when it returns, since the X server
-// answers requests in order and draws each one whole.
+// over: drawing from now on wakes Drawn again. It also holds the display
+// still (a server grab: other clients' requests wait) until Release, so
+// that the framebuffer does not change while the caller copies it and a
+// frame never shows half of a drawing. Everything drawn before the call is
+// in the framebuffer when it returns, since the X server answers requests
+// in order and draws each one whole. Call Release after a nil error.
 func (w *damageWatch) Take() ([]image.Rectangle, error) {
 	select {
 	case <-w.done:
 		return nil, errWatchEnded
 	default:
 	}
+	xproto.GrabServer(w.conn)
 	xdamage.Subtract(w.conn, w.damage, xfixes.Region(0), w.region)
 	reply, err := xfixes.FetchRegion(w.conn, w.region).Reply()
-	if err != nil {
+	if err != nil || reply == nil {
+		w.Release()
+		if err == nil {
+			err = errWatchEnded
+		}
 		return nil, fmt.Errorf("damage of the app's display: %w", err)
-	}
-	if reply == nil {
-		return nil, errWatchEnded
 	}
 	rects := make([]image.Rectangle, 0, len(reply.Rectangles))
 	for _, r := range reply.Rectangles {
 		rects = append(rects, image.Rect(int(r.X), int(r.Y), int(r.X)+int(r.Width), int(r.Y)+int(r.Height)))
 	}
 	return rects, nil
+}
+
+// Release lets the display draw again after Take.
+func (w *damageWatch) Release() {
+	xproto.UngrabServer(w.conn)
 }
 
 // Close drops the connection to the display.

@@ -436,6 +436,9 @@ func (s *session) run(ctx context.Context) {
 				areas = nil // look at everything
 			}
 			changed = s.cap.GrabIn(areas)
+			if watch != nil {
+				watch.Release()
+			}
 		} else {
 			changed = s.cap.Grab()
 		}
