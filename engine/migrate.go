@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
 )
 
 // The source side of a handoff: pre-copy snapshots while the app runs, then
@@ -118,7 +119,19 @@ func (e *Engine) Release(ctx context.Context, name string) error {
 	}
 	defer end()
 	e.update(a, func(r *record) { r.State = StateStopping })
+	// Unmounting the overlay makes the kernel sync the disk under it,
+	// which took seconds after a large handoff while the disk was busy.
+	// A reference held across the unmount moves that wait to the
+	// background: the mount is gone at once, its last reference later.
+	hold, herr := os.OpenFile(a.dirs.rootfs(), unix.O_PATH|unix.O_DIRECTORY, 0)
 	e.removeAll(a)
+	if herr == nil {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			hold.Close()
+		}()
+	}
 	e.forget(a)
 	e.log.Info("app released to its new machine", "app", name)
 	return nil

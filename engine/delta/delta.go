@@ -339,47 +339,74 @@ var ErrCorrupt = errors.New("received data does not match its checksum")
 // adds them to the pool. Each piece is checked against its hash on arrival;
 // only pieces listed in want are accepted.
 func (p *Pool) ReadPieces(r io.Reader, spoolDir string, want []Hash) error {
+	b, err := ReceivePieces(r, spoolDir, want)
+	if err != nil {
+		return err
+	}
+	p.AddBatch(b)
+	return nil
+}
+
+// Batch is pieces received into a spool file, not yet in a pool: a
+// receiver can take them in while the pool is still being read.
+type Batch struct {
+	dir, file string
+	where     map[Hash]location // dir unset
+}
+
+// ReceivePieces is ReadPieces without touching a pool; add the batch with
+// AddBatch once no one reads the pool.
+func ReceivePieces(r io.Reader, spoolDir string, want []Hash) (*Batch, error) {
 	wanted := make(map[Hash]bool, len(want))
 	for _, h := range want {
 		wanted[h] = true
 	}
 	spool, err := os.CreateTemp(spoolDir, "pieces-*.spool")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer spool.Close()
-	p.dirs = append(p.dirs, spoolDir)
-	d := len(p.dirs) - 1
-	name := filepath.Base(spool.Name())
+	b := &Batch{dir: spoolDir, file: filepath.Base(spool.Name()), where: make(map[Hash]location, len(want))}
 	br := bufio.NewReaderSize(r, 1<<20)
 	buf := make([]byte, MaxChunkSize)
 	var off int64
 	for len(wanted) > 0 {
 		var hdr [hashSize + 4]byte
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return fmt.Errorf("read piece header (%d pieces still expected): %w", len(wanted), err)
+			return nil, fmt.Errorf("read piece header (%d pieces still expected): %w", len(wanted), err)
 		}
 		var h Hash
 		copy(h[:], hdr[:hashSize])
 		size := int64(binary.BigEndian.Uint32(hdr[hashSize:]))
 		if !wanted[h] || size > MaxChunkSize {
-			return fmt.Errorf("%w: unexpected piece %s of %d bytes", ErrCorrupt, h, size)
+			return nil, fmt.Errorf("%w: unexpected piece %s of %d bytes", ErrCorrupt, h, size)
 		}
 		if _, err := io.ReadFull(br, buf[:size]); err != nil {
-			return fmt.Errorf("read piece %s: %w", h, err)
+			return nil, fmt.Errorf("read piece %s: %w", h, err)
 		}
 		if sum(buf[:size]) != h {
-			return fmt.Errorf("%w: piece %s", ErrCorrupt, h)
+			return nil, fmt.Errorf("%w: piece %s", ErrCorrupt, h)
 		}
 		if _, err := spool.Write(buf[:size]); err != nil {
-			return fmt.Errorf("spool piece: %w", err)
+			return nil, fmt.Errorf("spool piece: %w", err)
 		}
-		p.where[h] = location{dir: d, file: name, off: off, size: size}
+		b.where[h] = location{file: b.file, off: off, size: size}
 		off += size
 		delete(wanted, h)
 	}
 	// No fsync: a handoff interrupted by a crash is started again anyway.
-	return nil
+	return b, nil
+}
+
+// AddBatch makes received pieces available. It must not run while the
+// pool is read (Missing, Assemble).
+func (p *Pool) AddBatch(b *Batch) {
+	p.dirs = append(p.dirs, b.dir)
+	d := len(p.dirs) - 1
+	for h, loc := range b.where {
+		loc.dir = d
+		p.where[h] = loc
+	}
 }
 
 // Assemble writes every file of ix into dst from pieces in the pool. It fails

@@ -278,18 +278,22 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 		phase = PhaseFinal
 	}
 	rv.progress(in.offer, phase, nil)
-	base, baseIx, err := in.assembledImage() // the pool must hold still while it is read
+	batch, err := delta.ReceivePieces(r.Body, in.dir, in.missing[round])
 	if err != nil {
-		rv.drop(in.id, fmt.Errorf("assemble the pre-copy image: %w", err))
-		refuse(w, http.StatusInternalServerError, "internal", "assemble the pre-copy image: "+err.Error())
-		return
-	}
-	if err := in.pool.ReadPieces(r.Body, in.dir, in.missing[round]); err != nil {
 		// A broken transfer ends the handoff: the source rolls back.
 		rv.drop(in.id, fmt.Errorf("receive %s round: %w", round, err))
 		refuse(w, http.StatusBadRequest, "corrupt", fmt.Sprintf("receive %s round: %v", round, err))
 		return
 	}
+	// The previous image may still be being put together from the pool,
+	// which must hold still until then.
+	base, baseIx, err := in.assembledImage()
+	if err != nil {
+		rv.drop(in.id, fmt.Errorf("assemble the pre-copy image: %w", err))
+		refuse(w, http.StatusInternalServerError, "internal", "assemble the pre-copy image: "+err.Error())
+		return
+	}
+	in.pool.AddBatch(batch)
 	if round != "final" {
 		// Put the pre-copy image together over the previous round's while
 		// the app still runs and the source dumps its next round: the
