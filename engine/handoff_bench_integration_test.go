@@ -87,6 +87,8 @@ func BenchmarkHandoff(b *testing.B) {
 			for _, p := range []string{migration.PhaseFreeze, migration.PhaseFinal, migration.PhaseRestore} {
 				b.ReportMetric(ours.Phases[p].Seconds()/down, "share-"+p)
 			}
+			b.ReportMetric(float64(ours.Rounds), "pre-rounds")
+			b.ReportMetric(ms(ours.LongestPause), "ms/longest-pre-pause")
 			b.ReportMetric(ms(ours.Assemble), "ms/B-assemble")
 			b.ReportMetric(ms(ours.Restore), "ms/B-restore")
 			b.ReportMetric(ms(base.downtime), "naive-ms/downtime")
@@ -171,6 +173,8 @@ func benchOurs(b *testing.B, hosts []*testnet.Host, args []string) oursResult {
 		sum.Bytes += res.Bytes
 		sum.Assemble += res.Assemble
 		sum.Restore += res.Restore
+		sum.Rounds += res.Rounds
+		sum.LongestPause = max(sum.LongestPause, res.LongestPause)
 		for p, d := range res.Phases {
 			sum.Phases[p] += d
 		}
@@ -182,6 +186,7 @@ func benchOurs(b *testing.B, hosts []*testnet.Host, args []string) oursResult {
 	sum.Bytes /= int64(b.N)
 	sum.Assemble /= div
 	sum.Restore /= div
+	sum.Rounds /= b.N
 	for p := range sum.Phases {
 		sum.Phases[p] /= div
 	}

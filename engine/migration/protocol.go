@@ -100,4 +100,8 @@ type Result struct {
 	// then restore start → first frame.
 	Assemble time.Duration `json:"assemble"`
 	Restore  time.Duration `json:"restore"`
+	// Pre-copy rounds, and the longest of their dumps: CRIU holds the app
+	// still while it dumps, so the app stutters this long once per round.
+	Rounds       int           `json:"rounds"`
+	LongestPause time.Duration `json:"longest_pause"`
 }

@@ -111,6 +111,7 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	// 2. Handles: blockers stop us before the freeze; files the destination
 	// lacks go along with the upper dir.
 	done = phase(PhaseHandles)
+	handlesStart := time.Now()
 	m, err := s.Engine.SettledHandles(ctx, name)
 	if err != nil {
 		return res, err
@@ -118,10 +119,12 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	if err := engine.BlockingError(m); err != nil {
 		return res, fmt.Errorf("send %q: %w; the app keeps running here", name, err)
 	}
+	scanned := time.Now()
 	var lacks MissingFiles
 	if err := peer.call(ctx, http.MethodPost, "/"+id+"/manifest", m, &lacks); err != nil {
 		return res, err
 	}
+	log.Debug("handles", "app", name, "entries", len(m.Handles), "scan", scanned.Sub(handlesStart), "check", time.Since(scanned))
 	done()
 
 	work, err := os.MkdirTemp(s.WorkDir, "send-"+name+"-")
@@ -134,7 +137,7 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	// destination does not hold yet, so a round is shorter than the one
 	// before, and so is what the app dirties during it.
 	done = phase(PhasePreCopy)
-	n, err := s.preCopy(ctx, name, peer, id, work, progress)
+	n, err := s.preCopy(ctx, name, peer, id, work, progress, &res)
 	res.Bytes += n
 	if err != nil {
 		return res, err
@@ -236,7 +239,7 @@ const (
 // wire, timed to end about when they do: a round then lasts about as long
 // as the longer of its dump and its transfer, not both, and the app
 // dirties less during it.
-func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work string, progress func(Progress)) (int64, error) {
+func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work string, progress func(Progress), res *Result) (int64, error) {
 	var total, last int64
 	cur := s.startSnapshot(ctx, name, filepath.Join(work, roundName(1)))
 	var next *snapshot
@@ -253,6 +256,7 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 		if err := cur.wait(); err != nil {
 			return total, err
 		}
+		res.Rounds, res.LongestPause = round, max(res.LongestPause, cur.took)
 		this, before := cur, last
 		n, err := s.sendRound(ctx, peer, id, roundName(round), cur.dir, func(p Progress) {
 			p.Phase, p.Round = PhasePreCopy, round
