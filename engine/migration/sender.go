@@ -120,24 +120,28 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 		return res, fmt.Errorf("send %q: %w; the app keeps running here", name, err)
 	}
 	scanned := time.Now()
-	var lacks MissingFiles
-	if err := peer.call(ctx, http.MethodPost, "/"+id+"/manifest", m, &lacks); err != nil {
-		return res, err
-	}
-	log.Debug("handles", "app", name, "entries", len(m.Handles), "scan", scanned.Sub(handlesStart), "check", time.Since(scanned))
-	done()
-
 	work, err := os.MkdirTemp(s.WorkDir, "send-"+name+"-")
 	if err != nil {
 		return res, err
 	}
 	defer os.RemoveAll(work)
+	// The first pre-copy dump starts while the destination checks the
+	// manifest (it hashes the files it has, which takes a while the first
+	// time); its pieces go only once that answer is in.
+	first := s.startSnapshot(ctx, name, filepath.Join(work, roundName(1)))
+	var lacks MissingFiles
+	if err := peer.call(ctx, http.MethodPost, "/"+id+"/manifest", m, &lacks); err != nil {
+		_ = first.wait()
+		return res, err
+	}
+	log.Debug("handles", "app", name, "entries", len(m.Handles), "scan", scanned.Sub(handlesStart), "check", time.Since(scanned))
+	done()
 
 	// 3. Pre-copy while the app runs, in rounds: each sends only what the
 	// destination does not hold yet, so a round is shorter than the one
 	// before, and so is what the app dirties during it.
 	done = phase(PhasePreCopy)
-	n, err := s.preCopy(ctx, name, peer, id, work, progress, &res)
+	n, err := s.preCopy(ctx, name, peer, id, work, first, progress, &res)
 	res.Bytes += n
 	if err != nil {
 		return res, err
@@ -234,14 +238,14 @@ const (
 	preRoundBusy = time.Second
 )
 
-// preCopy runs pre-copy rounds while the app runs and returns the bytes sent.
-// The next round's dump starts while this round's pieces are still on the
-// wire, timed to end about when they do: a round then lasts about as long
-// as the longer of its dump and its transfer, not both, and the app
-// dirties less during it.
-func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work string, progress func(Progress), res *Result) (int64, error) {
+// preCopy runs pre-copy rounds while the app runs, starting with first, a
+// dump already under way, and returns the bytes sent. The next round's dump
+// starts while this round's pieces are still on the wire, timed to end about
+// when they do: a round then lasts about as long as the longer of its dump
+// and its transfer, not both, and the app dirties less during it.
+func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work string, first *snapshot, progress func(Progress), res *Result) (int64, error) {
 	var total, last int64
-	cur := s.startSnapshot(ctx, name, filepath.Join(work, roundName(1)))
+	cur := first
 	var next *snapshot
 	var mu sync.Mutex // next is set from the transfer's progress reports
 	defer func() {
