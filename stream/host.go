@@ -380,10 +380,25 @@ func (s *session) run(ctx context.Context) {
 			pollStop()
 		}
 	}()
-	start := time.Now()
-	last := start
-	var sent time.Time // when the last frame was taken
-	kbps := s.enc.Config().BitrateKbps
+	// The encoder has a goroutine of its own, so that taking the next frame
+	// overlaps encoding this one. It says when it has converted a frame's
+	// pixels (the capturer's copy may change again), and it stops before
+	// release frees the encoder.
+	jobs := make(chan encodeJob)
+	converted := make(chan struct{})
+	var refineLeft atomic.Bool          // recent changes wait for refining frames
+	refinable := make(chan struct{}, 1) // the encoder coded a change: time refining from now
+	encCtx, stopEncoder := context.WithCancel(ctx)
+	encoderDone := make(chan struct{})
+	go func() {
+		defer close(encoderDone)
+		s.encode(encCtx, jobs, converted, &refineLeft, refinable)
+	}()
+	defer func() {
+		stopEncoder()
+		<-encoderDone
+	}()
+	var sent time.Time      // when the last frame was taken
 	pending := true         // the first frame: the whole screen
 	var changedAt time.Time // when the last frame with changes was taken
 	for {
@@ -394,13 +409,15 @@ func (s *session) run(ctx context.Context) {
 			}
 			var refine <-chan time.Time
 			stop := func() bool { return false }
-			if s.enc.Refining() {
+			if refineLeft.Load() {
 				t := time.NewTimer(time.Until(changedAt.Add(refineAfter)))
 				refine, stop = t.C, t.Stop
 			}
 			select {
 			case <-refine:
 			case <-ctx.Done():
+				return
+			case <-encoderDone:
 				return
 			case <-drawn:
 			case <-ended:
@@ -410,6 +427,10 @@ func (s *session) run(ctx context.Context) {
 				startPolling()
 			case <-poll:
 			case <-s.wake:
+			case <-refinable:
+				// Only to wait again, now for the refining time.
+				stop()
+				continue
 			}
 			stop()
 		}
@@ -446,12 +467,47 @@ func (s *session) run(ctx context.Context) {
 		if len(changed) == 0 && !key {
 			// Nothing new: a still screen, unless a recent change is due
 			// for its refining frames.
-			if !s.enc.Refining() || time.Since(changedAt) < refineAfter {
+			if !refineLeft.Load() || time.Since(changedAt) < refineAfter {
 				continue
 			}
 			refining = true
 		} else {
 			changedAt = sent
+			refineLeft.Store(true) // coding a change leaves it to refine
+		}
+		select {
+		case jobs <- encodeJob{changed: changed, key: key, refining: refining}:
+		case <-encoderDone:
+			return
+		}
+		select {
+		case <-converted:
+		case <-encoderDone:
+			return
+		}
+	}
+}
+
+// encodeJob is one frame for the encoder: the areas of the capturer's copy
+// to convert, and whether to make a key frame or a refining one.
+type encodeJob struct {
+	changed  []image.Rectangle
+	key      bool
+	refining bool
+}
+
+// encode converts, encodes and sends the frames run takes, until ctx ends
+// or encoding fails, which ends the session.
+func (s *session) encode(ctx context.Context, jobs <-chan encodeJob, converted chan<- struct{}, refineLeft *atomic.Bool, refinable chan<- struct{}) {
+	start := time.Now()
+	last := start
+	kbps := s.enc.Config().BitrateKbps
+	for {
+		var j encodeJob
+		select {
+		case <-ctx.Done():
+			return
+		case j = <-jobs:
 		}
 		if want := int(s.bitrate.Load() / 1000); want != kbps {
 			if err := s.enc.SetBitrate(want); err == nil {
@@ -459,24 +515,45 @@ func (s *session) run(ctx context.Context) {
 			}
 		}
 		now := time.Now()
-		for _, r := range changed {
+		for _, r := range j.changed {
 			if err := s.enc.Update(s.cap.frame, s.cap.Stride(), r); err != nil {
 				s.h.log.Error("convert the app's display", "err", err)
+				s.cancel()
 				return
 			}
 		}
+		select {
+		case converted <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		if j.refining && !s.enc.Refining() {
+			refineLeft.Store(false)
+			continue
+		}
 		var frame []byte
-		if refining {
+		var err error
+		if j.refining {
 			frame, err = s.enc.Refine(now.Sub(start), now.Sub(last))
 		} else {
-			frame, _, err = s.enc.EncodePicture(now.Sub(start), now.Sub(last), key)
+			frame, _, err = s.enc.EncodePicture(now.Sub(start), now.Sub(last), j.key)
+		}
+		refineLeft.Store(s.enc.Refining())
+		if !j.refining && refineLeft.Load() {
+			select {
+			case refinable <- struct{}{}:
+			default:
+			}
 		}
 		if err != nil {
 			s.h.log.Error("encode the app's display", "err", err)
+			s.cancel()
 			return
 		}
 		if frame == nil {
-			s.keyframe.CompareAndSwap(false, key)
+			if j.key {
+				s.requestKeyframe() // dropped: the next one is a key frame
+			}
 			continue
 		}
 		s.h.Frames.Add(1)
