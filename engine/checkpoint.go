@@ -193,6 +193,9 @@ func (e *Engine) restore(a *app) (int, *exec.Cmd, error) {
 	if err := createNetns(a.dirs.netns()); err != nil {
 		return 0, nil, err
 	}
+	if err := placeFramebuffer(a.dirs, a.dirs.checkpoint()); err != nil {
+		return 0, nil, err
+	}
 	cfg := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec)
 	ctr, err := libcontainer.Create(e.runcRoot, spec.Name, cfg)
 	if err != nil {

@@ -17,10 +17,11 @@ import (
 // Paths inside every app container.
 const (
 	containerDisplay = ":1"
-	handoffDir       = "/tmp/.handoff"         // on the container's tmpfs: dumped with the image
-	fbDir            = handoffDir + "/fb"      // Xvfb -fbdir
-	fbFile           = fbDir + "/Xvfb_screen0" // XWD image Xvfb keeps up to date
-	initPath         = "/.handoff/init"        // in the upper dir: travels with it
+	handoffDir       = "/tmp/.handoff"    // on the container's tmpfs: dumped with the image
+	fbDir            = handoffDir + "/fb" // Xvfb -fbdir, bind-mounted from appDirs.fb
+	fbName           = "Xvfb_screen0"     // XWD image Xvfb keeps up to date
+	fbFile           = fbDir + "/" + fbName
+	initPath         = "/.handoff/init" // in the upper dir: travels with it
 	appLogPath       = handoffDir + "/app.log"
 )
 
@@ -66,6 +67,18 @@ func (d appDirs) criuWork() string   { return filepath.Join(d.root, "criu") }
 func (d appDirs) criuConf() string   { return filepath.Join(d.root, "criu.conf") }
 func (d appDirs) netns() string      { return filepath.Join(d.root, "netns") }
 
+// fb holds the display's framebuffer, bind-mounted at fbDir. On the
+// container's tmpfs CRIU would gzip it into every dump and unpack it on every
+// restore (at 1024×768, 40 ms of the frozen dump and 27 ms of the restore,
+// more at larger sizes); outside, it travels in the image dir as
+// fbImage, page by page like memory, so only what changed is sent.
+func (d appDirs) fb() string { return filepath.Join(d.root, "fb") }
+
+// fbImage is the framebuffer's name in an image dir. Named like CRIU's page
+// images so that engine/delta cuts it into pages; CRIU only opens the
+// pages-<id>.img its pagemaps name, so it ignores it.
+const fbImage = "pages-handoff-framebuffer.img"
+
 // criuConfig holds CRIU options libcontainer has no field for; it reaches
 // CRIU through the container's org.criu.config label. Files deleted while
 // open travel in the image as "ghosts", limited to 1 MiB each by default.
@@ -74,7 +87,7 @@ const criuConfig = "ghost-limit 256M\nnetwork-lock skip\n"
 // prepareRootfs writes the init script into the upper dir and mounts the
 // overlay (read-only base + upper) at the rootfs mountpoint.
 func prepareRootfs(d appDirs, base string) error {
-	for _, dir := range []string{d.upper(), d.work(), d.rootfs(), filepath.Join(d.upper(), filepath.Dir(initPath))} {
+	for _, dir := range []string{d.upper(), d.work(), d.rootfs(), d.fb(), filepath.Join(d.upper(), filepath.Dir(initPath))} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
@@ -168,6 +181,7 @@ func containerConfig(id string, d appDirs, cgroupPath string, spec Spec) *config
 			{Source: "mqueue", Destination: "/dev/mqueue", Device: "mqueue", Flags: defaultMountFlags},
 			{Source: "sysfs", Destination: "/sys", Device: "sysfs", Flags: defaultMountFlags | unix.MS_RDONLY},
 			{Source: "tmpfs", Destination: "/tmp", Device: "tmpfs", Flags: unix.MS_NOSUID | unix.MS_NODEV, Data: "mode=1777"},
+			{Source: d.fb(), Destination: fbDir, Device: "bind", Flags: unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
 		},
 		Rlimits: []configs.Rlimit{{Type: unix.RLIMIT_NOFILE, Hard: 1024, Soft: 1024}},
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -100,7 +101,7 @@ func (e *Engine) checkpointTo(a *app, dir string, leaveRunning bool) error {
 			FileLocks: true, TcpEstablished: true,
 		})
 		if err == nil {
-			return nil
+			return copyFramebuffer(a.dirs, dir)
 		}
 		cause := criuLogErrors(filepath.Join(work, "dump.log"))
 		if !isTransientDumpError(cause) || attempt == 3 {
@@ -211,4 +212,48 @@ func (e *Engine) Spec(name string) (Spec, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.rec.Spec, nil
+}
+
+// copyFramebuffer puts a copy of the app's framebuffer into an image dir:
+// the display's memory travels with the process memory (see appDirs.fb).
+// A copy, not a link: the display keeps drawing into its file while a
+// pre-copy image is hashed and sent.
+func copyFramebuffer(d appDirs, imageDir string) error {
+	src, err := os.Open(filepath.Join(d.fb(), fbName))
+	if err != nil {
+		return fmt.Errorf("copy the display's framebuffer: %w", err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(filepath.Join(imageDir, fbImage), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("copy the display's framebuffer: %w", err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return fmt.Errorf("copy the display's framebuffer: %w", err)
+	}
+	return dst.Close()
+}
+
+// placeFramebuffer moves a framebuffer that came in an image dir to where
+// the display expects it. An image without one (a local suspend, where the
+// file never left) is fine.
+func placeFramebuffer(d appDirs, imageDir string) error {
+	if err := os.MkdirAll(d.fb(), 0o755); err != nil {
+		return err
+	}
+	dst := filepath.Join(d.fb(), fbName)
+	err := os.Rename(filepath.Join(imageDir, fbImage), dst)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err == nil {
+		// The mode Xvfb gave it (umask 022), which CRIU checks on restore;
+		// received image files are made owner-only.
+		err = os.Chmod(dst, 0o644)
+	}
+	if err != nil {
+		return fmt.Errorf("put the display's framebuffer in place: %w", err)
+	}
+	return nil
 }

@@ -24,6 +24,7 @@ type facts struct {
 	FSType     string // type of the container mount holding the file
 	Mountpoint string
 	InUpper    bool // the path exists in the overlay upper dir
+	Travels    bool // on a mount the engine sends with the image
 
 	NSInside bool // nsfs: one of the container's own namespaces
 
@@ -236,6 +237,8 @@ func peerOf(p *Peer) string {
 
 func classifyFile(f facts) verdict {
 	switch {
+	case f.Travels:
+		return moves(fmt.Sprintf("on %s, which is sent with the image", f.Mountpoint))
 	case volatileFS[f.FSType]:
 		return moves(fmt.Sprintf("on the container's %s %s: saved in the image", f.FSType, f.Mountpoint))
 	case kernelFS[f.FSType]:

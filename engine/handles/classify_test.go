@@ -22,7 +22,8 @@ func TestClassify(t *testing.T) {
 		// moves
 		{"file in upper dir", facts{Kind: KindRegular, Path: "/etc/x", FSType: "overlay", Mountpoint: "/", InUpper: true}, Moves, "upper dir", ""},
 		{"mapped file in upper dir", facts{Kind: KindMapped, Path: "/opt/lib.so", FSType: "overlay", Mountpoint: "/", InUpper: true}, Moves, "upper dir", ""},
-		{"file on tmpfs", facts{Kind: KindRegular, Path: "/tmp/.handoff/fb/Xvfb_screen0", FSType: "tmpfs", Mountpoint: "/tmp"}, Moves, "tmpfs /tmp", ""},
+		{"file on tmpfs", facts{Kind: KindRegular, Path: "/tmp/x", FSType: "tmpfs", Mountpoint: "/tmp"}, Moves, "tmpfs /tmp", ""},
+		{"framebuffer sent with the image", facts{Kind: KindRegular, Path: "/tmp/.handoff/fb/Xvfb_screen0", FSType: "ext4", Mountpoint: "/tmp/.handoff/fb", Travels: true}, Moves, "sent with the image", ""},
 		{"dir on tmpfs", facts{Kind: KindDir, Path: "/tmp", FSType: "tmpfs", Mountpoint: "/tmp"}, Moves, "tmpfs", ""},
 		{"proc file", facts{Kind: KindRegular, Path: "/proc/1/stat", FSType: "proc", Mountpoint: "/proc"}, Moves, "kernel-provided", ""},
 		{"deleted file", facts{Kind: KindDeleted, Path: "/var/tmp/x", Size: 4096}, Moves, "ghost file", ""},

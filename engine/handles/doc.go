@@ -18,7 +18,7 @@
 //	m, err := handles.Build(ctx, handles.Scope{
 //		PIDs: pids, InitPID: initPID,          // host PIDs, from the cgroup
 //		UpperDir: upper, Rootfs: rootfs,
-//		Mounts:  []handles.MountSpec{{"/", "overlay"}, {"/tmp", "tmpfs"}},
+//		Mounts:  []handles.MountSpec{{Destination: "/", Type: "overlay"}, {Destination: "/tmp", Type: "tmpfs"}},
 //		Display: handles.Display{Width: 1280, Height: 800, Depth: 24},
 //	}, cache)
 //	if b := m.Blocking(); len(b) > 0 { … name b[i].Path, b[i].Reason, b[i].Remedy … }

@@ -437,7 +437,8 @@ func startContainer(t *testing.T) *container {
 		PIDs: nsPIDs(t, init), InitPID: init,
 		UpperDir: filepath.Join(dir, "upper"), Rootfs: filepath.Join(dir, "rootfs"),
 		Mounts: []MountSpec{
-			{"/", "overlay"}, {"/tmp", "tmpfs"}, {"/proc", "proc"}, {"/dev", "tmpfs"}, {"/dev/pts", "devpts"},
+			{Destination: "/", Type: "overlay"}, {Destination: "/tmp", Type: "tmpfs"}, {Destination: "/proc", Type: "proc"},
+			{Destination: "/dev", Type: "tmpfs"}, {Destination: "/dev/pts", Type: "devpts"},
 		},
 		Display: Display{Width: 1024, Height: 768, Depth: 24},
 	}

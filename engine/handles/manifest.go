@@ -88,6 +88,9 @@ type Scope struct {
 type MountSpec struct {
 	Destination string `json:"destination"`
 	Type        string `json:"type"`
+	// Travels: the engine sends this mount's files with the image itself
+	// (a bind mount of a directory the engine owns).
+	Travels bool `json:"travels,omitempty"`
 }
 
 // Display is the geometry of the container's X display.
@@ -126,6 +129,7 @@ type Mount struct {
 	// Configured is the type of the Scope mount with this destination, or
 	// empty when the mount was made by the runtime (masks, read-only binds, …).
 	Configured string `json:"configured,omitempty"`
+	Travels    bool   `json:"travels,omitempty"` // see MountSpec
 }
 
 // Process is one process of the container.
