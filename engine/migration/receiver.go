@@ -73,13 +73,24 @@ type incoming struct {
 	// using it or adding to the pool.
 	assembled   string
 	assembledIx *delta.Index
-	assembling  sync.WaitGroup
-	assemblyErr error // set before assembling is done
+	amu         sync.Mutex    // guards assembling: drop waits without holding mu
+	assembling  chan struct{} // closed once the latest assembly ended
+	assemblyErr error         // set before assembling is closed
+}
+
+// waitAssembly waits for the image being put together, if any.
+func (in *incoming) waitAssembly() {
+	in.amu.Lock()
+	done := in.assembling
+	in.amu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
 
 // assembledImage waits for the latest pre-copy image and returns it.
 func (in *incoming) assembledImage() (string, *delta.Index, error) {
-	in.assembling.Wait()
+	in.waitAssembly()
 	return in.assembled, in.assembledIx, in.assemblyErr
 }
 
@@ -301,9 +312,12 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 		// changed. The pool keeps reading pieces from the spool files.
 		dir := filepath.Join(in.dir, round)
 		in.assembled, in.assembledIx = dir, ix
-		in.assembling.Add(1)
+		done := make(chan struct{})
+		in.amu.Lock()
+		in.assembling = done
+		in.amu.Unlock()
 		go func() {
-			defer in.assembling.Done()
+			defer close(done)
 			err := in.pool.AssembleOver(dir, ix, base, baseIx)
 			if err == nil && base != "" {
 				err = os.RemoveAll(base) // what is left of it: files the new image lacks
@@ -425,7 +439,7 @@ func (rv *Receiver) drop(id string, failure error) {
 		rv.progress(in.offer, PhaseRollback, failure)
 	}
 	if in != nil {
-		in.assembling.Wait() // its files would be left behind
+		in.waitAssembly() // its files would be left behind
 		if err := os.RemoveAll(in.dir); err != nil {
 			rv.Log.Warn("remove incoming handoff", "id", id, "err", err)
 		}

@@ -262,15 +262,24 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 		}
 		res.Rounds, res.LongestPause = round, max(res.LongestPause, cur.took)
 		this, before := cur, last
+		// A report can come late, once the round is over (the transport
+		// reads the body to its end after the answer): it is dropped.
+		over := false
 		n, err := s.sendRound(ctx, peer, id, roundName(round), cur.dir, func(p Progress) {
-			p.Phase, p.Round = PhasePreCopy, round
-			progress(p)
 			mu.Lock()
 			defer mu.Unlock()
+			if over {
+				return
+			}
+			p.Phase, p.Round = PhasePreCopy, round
+			progress(p)
 			if next == nil && p.ETA <= this.took && anotherRound(round, p.Total, before, time.Since(this.start)+p.ETA) {
 				next = s.startSnapshot(ctx, name, filepath.Join(work, roundName(round+1)))
 			}
 		})
+		mu.Lock()
+		over = true
+		mu.Unlock()
 		total += n
 		// Its pages are sent: deleted now, most of them never reach the
 		// disk, whose writeback would otherwise slow the next dump down.
