@@ -34,20 +34,7 @@ func clipboardMessage(text string) ([]byte, error) {
 	if len(text) > maxClipboard {
 		return nil, fmt.Errorf("clipboard: %d bytes, more than %d", len(text), maxClipboard)
 	}
-	return json.Marshal(Input{Kind: InputClipboard, Text: text})
-}
-
-// parseHostMessage decodes a message from the host to a viewer and returns
-// the app's clipboard text. Clipboard text is the only thing a host sends.
-func parseHostMessage(b []byte) (string, error) {
-	in, err := ParseInput(b)
-	if err != nil {
-		return "", fmt.Errorf("message from the app's machine: %w", err)
-	}
-	if in.Kind != InputClipboard {
-		return "", fmt.Errorf("message from the app's machine: unexpected kind %q", in.Kind)
-	}
-	return in.Text, nil
+	return json.Marshal(hostMessage{Kind: InputClipboard, Text: text})
 }
 
 // clipboard bridges an app display's X selections and the viewers'

@@ -12,8 +12,8 @@ func TestClipboardMessage(t *testing.T) {
 			t.Fatalf("clipboardMessage(%.20q): %v", text, err)
 		}
 		got, err := parseHostMessage(b)
-		if err != nil || got != text {
-			t.Errorf("parseHostMessage(clipboardMessage(%.20q)) = %.20q, %v", text, got, err)
+		if err != nil || got.Kind != InputClipboard || got.Text != text {
+			t.Errorf("parseHostMessage(clipboardMessage(%.20q)) = %q %.20q, %v", text, got.Kind, got.Text, err)
 		}
 	}
 	if _, err := clipboardMessage(strings.Repeat("a", maxClipboard+1)); err == nil {
@@ -31,7 +31,7 @@ func TestParseHostMessage(t *testing.T) {
 		{`{"kind":"clipboard","text":"a\u00e9\n"}`, "aé\n", ""},
 		{`{"kind":"clipboard"}`, "", ""},
 		{`{"kind":"key","keysym":65}`, "", "unexpected kind"},
-		{`{"kind":"teleport"}`, "", "unknown kind"},
+		{`{"kind":"teleport"}`, "", "unexpected kind"},
 		{`{"kind":"clipboard","text":"` + strings.Repeat("a", maxClipboard+1) + `"}`, "", "more than"},
 		{`{"kind":`, "", "message from the app's machine"},
 	}
@@ -43,8 +43,8 @@ func TestParseHostMessage(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got != tt.want {
-			t.Errorf("parseHostMessage(%.40s) = %q, %v; want %q", tt.in, got, err, tt.want)
+		if err != nil || got.Text != tt.want {
+			t.Errorf("parseHostMessage(%.40s) = %q, %v; want %q", tt.in, got.Text, err, tt.want)
 		}
 	}
 }

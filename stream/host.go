@@ -43,6 +43,9 @@ type Host struct {
 	clipMu sync.Mutex // guards clip
 	clip   *clipboard
 
+	cursorMu sync.Mutex // guards cursor
+	cursor   *cursorWatch
+
 	// udpMux, when set, carries every session's ICE traffic on one socket.
 	// Tests set it to put the host in another network namespace: pion
 	// opens its sockets on goroutines of its own, outside any namespace
@@ -137,6 +140,14 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 		dc.OnOpen(func() {
 			s.dc.Store(dc)
 			s.requestKeyframe()
+			// The viewer draws the app's pointer: tell it the shape now.
+			if c, err := h.cursorWatch(); err == nil {
+				c.sendCurrent(func(msg []byte) {
+					if err := dc.SendText(string(msg)); err != nil {
+						h.log.Debug("send the app's cursor to a viewer", "err", err)
+					}
+				})
+			}
 		})
 		dc.OnMessage(func(msg webrtc.DataChannelMessage) {
 			ev, err := ParseInput(msg.Data)
@@ -178,6 +189,10 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 	if _, err := h.clipboard(); err != nil {
 		h.log.Warn("no clipboard sharing with the app", "err", err)
 	}
+	// So does the cursor watch; without it viewers show their own pointer.
+	if _, err := h.cursorWatch(); err != nil {
+		h.log.Warn("the app's cursor is not shown to viewers", "err", err)
+	}
 	go s.readRTCP(sender)
 	go s.repaintAfterGap(runCtx, pc.SCTP().Transport().ICETransport())
 	go s.followBitrate(runCtx, estimates)
@@ -212,6 +227,33 @@ func (h *Host) clipboard() (*clipboard, error) {
 	return c, nil
 }
 
+// cursorWatch returns the watch on the display's cursor, connecting on
+// first use and again after its connection broke.
+func (h *Host) cursorWatch() (*cursorWatch, error) {
+	h.cursorMu.Lock()
+	defer h.cursorMu.Unlock()
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if h.cursor != nil {
+		select {
+		case <-h.cursor.done:
+			h.cursor = nil // the display closed it
+		default:
+			return h.cursor, nil
+		}
+	}
+	c, err := dialCursor(context.Background(), h.cfg.Display, h.log, h.broadcast)
+	if err != nil {
+		return nil, err
+	}
+	h.cursor = c
+	return c, nil
+}
+
 // appCopied sends what the app copied to every viewer.
 func (h *Host) appCopied(text string) {
 	msg, err := clipboardMessage(text)
@@ -219,6 +261,11 @@ func (h *Host) appCopied(text string) {
 		h.log.Info("the app's copy is not sent to viewers", "err", err)
 		return
 	}
+	h.broadcast(msg)
+}
+
+// broadcast sends a message to every viewer whose channel is open.
+func (h *Host) broadcast(msg []byte) {
 	h.mu.Lock()
 	var dcs []*webrtc.DataChannel
 	for s := range h.sessions {
@@ -230,7 +277,7 @@ func (h *Host) appCopied(text string) {
 	for _, dc := range dcs {
 		// As text: a browser's data channel then hands it over as a string.
 		if err := dc.SendText(string(msg)); err != nil {
-			h.log.Debug("send the app's copy to a viewer", "err", err)
+			h.log.Debug("send a message to a viewer", "err", err)
 		}
 	}
 }
@@ -616,7 +663,7 @@ func (h *Host) Viewers() int {
 }
 
 // Close ends every viewer's stream and drops the connections to the display
-// (each stream's damage watch, input and clipboard). It must happen before the app is checkpointed: the
+// (each stream's damage watch, input, clipboard and cursor watch). It must happen before the app is checkpointed: the
 // display's end of those connections would have its peer outside the
 // container. Viewers reconnect to wherever the app runs next; text a viewer
 // put on the app's clipboard goes with the clipboard connection.
@@ -644,5 +691,11 @@ func (h *Host) Close() error {
 		h.clip = nil
 	}
 	h.clipMu.Unlock()
+	h.cursorMu.Lock()
+	if h.cursor != nil {
+		h.cursor.Close()
+		h.cursor = nil
+	}
+	h.cursorMu.Unlock()
 	return nil
 }

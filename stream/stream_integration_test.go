@@ -26,16 +26,16 @@ type display struct {
 	socket      string
 }
 
-// startDisplay starts Xvfb on a free display number and stops it, by PID,
-// when the test ends.
-func startDisplay(t testing.TB, size string) display {
+// startDisplay starts Xvfb on a free display number, with any extra
+// arguments, and stops it, by PID, when the test ends.
+func startDisplay(t testing.TB, size string, extra ...string) display {
 	t.Helper()
 	dir := t.TempDir()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("Xvfb", "-displayfd", "3", "-screen", "0", size, "-fbdir", dir, "-nolisten", "tcp", "-noreset")
+	cmd := exec.Command("Xvfb", append([]string{"-displayfd", "3", "-screen", "0", size, "-fbdir", dir, "-nolisten", "tcp", "-noreset"}, extra...)...)
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

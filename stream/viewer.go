@@ -42,6 +42,7 @@ type Viewer struct {
 	onFrame     func(*image.RGBA)
 	onState     func(ViewerState)
 	onClipboard func(string)
+	onCursor    func(image.Image, int, int)
 	dc          *webrtc.DataChannel
 	cancel      context.CancelFunc
 	closed      bool
@@ -79,6 +80,17 @@ func (v *Viewer) OnState(f func(ViewerState)) {
 func (v *Viewer) OnClipboard(f func(string)) {
 	v.mu.Lock()
 	v.onClipboard = f
+	v.mu.Unlock()
+}
+
+// OnCursor sets the function told the app's cursor shape, when the
+// connection starts and whenever the app changes it: an image of at most
+// 128x128 pixels and its hot spot, the pixel that points. The framebuffer
+// holds no pointer, so a viewer draws this one at its own mouse position.
+// The image is the caller's to keep.
+func (v *Viewer) OnCursor(f func(img image.Image, hotX, hotY int)) {
+	v.mu.Lock()
+	v.onCursor = f
 	v.mu.Unlock()
 }
 
@@ -221,16 +233,19 @@ func (v *Viewer) session(ctx context.Context) error {
 	})
 	dc.OnClose(func() { end(errors.New("the app's machine closed the stream")) })
 	dc.OnMessage(func(msg webrtc.DataChannelMessage) {
-		text, err := parseHostMessage(msg.Data)
+		m, err := parseHostMessage(msg.Data)
 		if err != nil {
 			v.log.Warn("message from the app's machine ignored", "err", err)
 			return
 		}
 		v.mu.Lock()
-		f := v.onClipboard
+		onClipboard, onCursor := v.onClipboard, v.onCursor
 		v.mu.Unlock()
-		if f != nil {
-			f(text)
+		switch {
+		case m.Kind == InputClipboard && onClipboard != nil:
+			onClipboard(m.Text)
+		case m.Kind == kindCursor && onCursor != nil:
+			onCursor(m.cursor, m.HotX, m.HotY)
 		}
 	})
 	offer, err := pc.CreateOffer(nil)
