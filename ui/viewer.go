@@ -4,6 +4,7 @@ import (
 	"context"
 	"image"
 	"image/color"
+	"math"
 	"sync"
 
 	"fyne.io/fyne/v2"
@@ -28,6 +29,10 @@ type Display interface {
 	// OnClipboard sets the function told the text the app copied; it is
 	// called on the display's goroutine.
 	OnClipboard(func(string))
+	// OnCursor sets the function told the app's pointer shape and its hot
+	// spot, which the window draws at the mouse's position; it is called on
+	// the display's goroutine.
+	OnCursor(func(img image.Image, hotX, hotY int))
 	Send(stream.Input) error
 	Close() error
 }
@@ -114,6 +119,14 @@ type screen struct {
 	frame     image.Point // size of the frame shown
 	latest    *image.RGBA // the newest frame, not yet shown
 	scheduled bool
+
+	// The app's pointer, as the app draws it (nil until the display says),
+	// and the same scaled like the picture, which Cursor returns. Only the
+	// UI goroutine touches them.
+	appCursor *remoteCursor
+	shown     *remoteCursor
+	shownFor  *remoteCursor
+	shownK    float32
 }
 
 func newScreen() *screen {
@@ -239,6 +252,65 @@ func isPaste(name fyne.KeyName, mods fyne.KeyModifier) bool {
 }
 
 // Mouse.
+
+var _ desktop.Cursorable = (*screen)(nil)
+
+// remoteCursor is an app's pointer shape. The framebuffer holds no
+// pointer: this machine draws this one at its own mouse position, so it
+// moves without a round trip to the app.
+type remoteCursor struct {
+	img        image.Image
+	hotX, hotY int
+}
+
+func (c *remoteCursor) Image() (image.Image, int, int) { return c.img, c.hotX, c.hotY }
+
+// setCursor makes img, with its hot spot, the pointer over the picture.
+// Fyne applies it when the mouse next moves.
+func (s *screen) setCursor(img image.Image, hotX, hotY int) {
+	s.appCursor = &remoteCursor{img: img, hotX: hotX, hotY: hotY}
+}
+
+// Cursor is the app's pointer, scaled as the picture is; the system's
+// until the app's is known.
+func (s *screen) Cursor() desktop.Cursor {
+	if s.appCursor == nil {
+		return desktop.DefaultCursor
+	}
+	k := float32(1)
+	if frame := s.frameSize(); frame != (image.Point{}) {
+		k = fitFrame(s.Size(), frame).scale
+		if c := fyne.CurrentApp().Driver().CanvasForObject(s); c != nil && c.Scale() > 0 {
+			k *= c.Scale()
+		}
+	}
+	k = float32(math.Round(float64(k)*20) / 20) // no new cursor for every pixel of a resize
+	if s.shown == nil || s.shownFor != s.appCursor || s.shownK != k {
+		s.shown, s.shownFor, s.shownK = scaleCursor(s.appCursor, k), s.appCursor, k
+	}
+	return s.shown
+}
+
+// scaleCursor resizes a cursor by k, nearest pixel, at most to
+// maxCursorSide either way; k 1 (the picture at its size) keeps it.
+func scaleCursor(c *remoteCursor, k float32) *remoteCursor {
+	b := c.img.Bounds()
+	if k <= 0 || k == 1 || b.Empty() {
+		return c
+	}
+	k = min(k, float32(maxCursorSide)/float32(max(b.Dx(), b.Dy())))
+	w, h := max(1, int(float32(b.Dx())*k+0.5)), max(1, int(float32(b.Dy())*k+0.5))
+	out := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			out.Set(x, y, c.img.At(b.Min.X+x*b.Dx()/w, b.Min.Y+y*b.Dy()/h))
+		}
+	}
+	return &remoteCursor{img: out, hotX: min(c.hotX*w/b.Dx(), w-1), hotY: min(c.hotY*h/b.Dy(), h-1)}
+}
+
+// maxCursorSide bounds a scaled cursor, in screen pixels.
+const maxCursorSide = 256
 
 var _ desktop.Mouseable = (*screen)(nil)
 var _ desktop.Hoverable = (*screen)(nil)

@@ -12,17 +12,23 @@ import (
 )
 
 // fakeDisplay records what a viewer window sends and lets a test play the
-// app copying text.
+// app copying text or changing its cursor.
 type fakeDisplay struct {
 	mu     sync.Mutex
 	sent   []stream.Input
 	copied func(string)
+	cursor func(image.Image, int, int)
 }
 
 func (f *fakeDisplay) OnFrame(func(*image.RGBA)) {}
 func (f *fakeDisplay) OnClipboard(fn func(string)) {
 	f.mu.Lock()
 	f.copied = fn
+	f.mu.Unlock()
+}
+func (f *fakeDisplay) OnCursor(fn func(image.Image, int, int)) {
+	f.mu.Lock()
+	f.cursor = fn
 	f.mu.Unlock()
 }
 func (f *fakeDisplay) Send(in stream.Input) error {

@@ -115,8 +115,8 @@ func (v *viewerWindow) connect() {
 	}()
 }
 
-// attach makes d the window's display: input goes to it and the app's
-// copies come from it.
+// attach makes d the window's display: input goes to it, and the app's
+// copies and pointer shape come from it.
 func (v *viewerWindow) attach(d Display) {
 	v.display = d
 	v.screen.send = d.Send
@@ -127,6 +127,14 @@ func (v *viewerWindow) attach(d Display) {
 			}
 			v.clip = text
 			v.t.fa.Clipboard().SetContent(text)
+		})
+	})
+	d.OnCursor(func(img image.Image, hotX, hotY int) {
+		fyne.Do(func() {
+			if v.display != d {
+				return
+			}
+			v.screen.setCursor(img, hotX, hotY)
 		})
 	})
 }
