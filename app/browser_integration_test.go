@@ -142,7 +142,11 @@ func TestBrowserViewer(t *testing.T) {
 		t.Fatal("the viewer page did not open")
 	}
 	// The test process is outside the namespace: relay the DevTools socket.
-	frame := evalInNamespace(t, a, pageWS, 30*time.Second)
+	frame, cursor := evalInNamespace(t, a, pageWS, 30*time.Second)
+	// The video holds no pointer: the page draws the app's, sent as a PNG.
+	if !strings.HasPrefix(cursor, `url("data:image/png;base64,`) {
+		t.Errorf("the video's cursor is %.80q, want the app's as a data: PNG", cursor)
+	}
 	shot := decodePNG(t, settledShot(t, a, "notes"))
 	got := decodePNG(t, frame)
 	if got.Rect != shot.Rect {
@@ -156,10 +160,10 @@ func TestBrowserViewer(t *testing.T) {
 }
 
 // evalInNamespace polls window.handoffFrame() in the page through DevTools,
-// reached from inside the workstation's namespace, until a frame comes.
-func evalInNamespace(t *testing.T, w *workstation, pageWS string, within time.Duration) []byte {
+// reached from inside the workstation's namespace, until a frame comes; it
+// returns that and the video's CSS cursor then.
+func evalInNamespace(t *testing.T, w *workstation, pageWS string, within time.Duration) (frame []byte, cursor string) {
 	t.Helper()
-	var frame []byte
 	err := w.host.Do(func() error {
 		ws, err := websocket.Dial(pageWS, "", "http://127.0.0.1/")
 		if err != nil {
@@ -182,6 +186,10 @@ func evalInNamespace(t *testing.T, w *workstation, pageWS string, within time.Du
 				}
 				data, _ = strings.CutPrefix(url, "data:image/png;base64,")
 				frame, err = base64.StdEncoding.DecodeString(data)
+				if err != nil {
+					return err
+				}
+				cursor, err = c.eval("document.getElementById('screen').style.cursor")
 				return err
 			}
 			time.Sleep(300 * time.Millisecond)
@@ -192,5 +200,5 @@ func evalInNamespace(t *testing.T, w *workstation, pageWS string, within time.Du
 	if err != nil {
 		t.Fatal(err)
 	}
-	return frame
+	return frame, cursor
 }
