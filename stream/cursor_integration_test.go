@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jezek/xgb"
+	"github.com/jezek/xgb/res"
 	"github.com/jezek/xgb/xfixes"
 	"github.com/jezek/xgb/xproto"
 )
@@ -136,7 +137,9 @@ func TestCursorShape(t *testing.T) {
 	d := startDisplay(t, "640x480x24")
 	xc := xfixesConn(t, d)
 	setRootCursor(t, xc, 150) // a watch over the desktop
-	startApp(t, d, t.TempDir(), "xterm", "-geometry", "40x10+300+200")
+	// Away from the middle of the screen, where the pointer starts: the
+	// desktop's cursor stays until the test moves it.
+	startApp(t, d, t.TempDir(), "xterm", "-geometry", "40x10+380+10")
 
 	host := NewHost(HostConfig{Framebuffer: d.framebuffer, Display: d.socket})
 	t.Cleanup(func() { host.Close() })
@@ -164,7 +167,7 @@ func TestCursorShape(t *testing.T) {
 	// may still be mapping its window, so keep moving until it shows.
 	var second shownCursor
 	waitFor(t, "a second, different cursor", 15*time.Second, func() bool {
-		v.Send(Input{Kind: InputPointer, X: 350 + time.Now().Nanosecond()%20, Y: 230})
+		v.Send(Input{Kind: InputPointer, X: 440 + time.Now().Nanosecond()%20, Y: 60})
 		c, n := got.last()
 		if n < 2 || !differentCursors(c, first) {
 			return false
@@ -194,6 +197,36 @@ func TestCursorShape(t *testing.T) {
 		t.Errorf("second viewer got %v hot %d,%d, want xterm's %v hot %d,%d",
 			c.img.Bounds().Size(), c.hotX, c.hotY, second.img.Bounds().Size(), second.hotX, second.hotY)
 	}
+
+	// Host.Close, which runs before a checkpoint, leaves no connection of
+	// the cursor watch on the display.
+	host.cursorMu.Lock()
+	base := xproto.Setup(host.cursor.conn).ResourceIdBase
+	host.cursorMu.Unlock()
+	if !hasClient(t, xc, base) {
+		t.Fatalf("the display lists no client with the cursor watch's resource base %#x", base)
+	}
+	host.Close()
+	waitFor(t, "the cursor watch's connection to close", 5*time.Second, func() bool { return !hasClient(t, xc, base) })
+}
+
+// hasClient says whether the display has a client with this resource base
+// (X-Resource).
+func hasClient(t *testing.T, conn *xgb.Conn, base uint32) bool {
+	t.Helper()
+	if err := res.Init(conn); err != nil {
+		t.Fatal(err)
+	}
+	r, err := res.QueryClients(conn).Reply()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Clients {
+		if c.ResourceBase == base {
+			return true
+		}
+	}
+	return false
 }
 
 // TestCursorWithoutXFixes: a display without XFIXES streams as before,
