@@ -93,6 +93,7 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
 		BeforeCheckpoint: func(name string) {
 			d.streams.drop(name) // a viewer's X connection would block the dump
 		},
+		WarmHandles: true,
 	})
 	if err != nil {
 		return nil, err

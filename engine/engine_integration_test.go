@@ -336,3 +336,36 @@ func TestErrorsNameTheProblem(t *testing.T) {
 		t.Fatalf("after a failed resume: %+v", got)
 	}
 }
+
+// TestWarmHandlesCachesHashes: with WarmHandles, the engine hashes a new
+// app's files by itself soon after it starts, so the first send reads none.
+func TestWarmHandlesCachesHashes(t *testing.T) {
+	ctx := context.Background()
+	for _, warm := range []bool{false, true} {
+		e, err := New(Config{StateDir: t.TempDir(), WarmHandles: warm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			for _, a := range e.List() {
+				e.Stop(ctx, a.Name)
+			}
+			e.Close()
+		})
+		if _, err := e.Run(ctx, Spec{Name: "warm", Args: []string{"xterm"}, Width: 400, Height: 300}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(warmDelay + 2*time.Second)
+		_, missesBefore, _ := e.hashes.Stats()
+		if _, err := e.Handles(ctx, "warm"); err != nil {
+			t.Fatal(err)
+		}
+		_, misses, hashed := e.hashes.Stats()
+		switch {
+		case warm && misses != missesBefore:
+			t.Errorf("warm: the first manifest after start still hashed %d files", misses-missesBefore)
+		case !warm && (missesBefore != 0 || misses == 0 || hashed == 0):
+			t.Errorf("not warm: %d files hashed before any manifest, %d after (%d bytes)", missesBefore, misses, hashed)
+		}
+	}
+}

@@ -200,6 +200,7 @@ func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, im
 	e.log.Debug("instantiate timings", "app", spec.Name, "prepare", t1.Sub(t0), "restore", time.Since(t1))
 	e.update(a, func(r *record) { r.State, r.InitPID, r.Started = StateRunning, pid, time.Now().UTC() })
 	e.log.Info("app received and running", "app", spec.Name, "pid", pid)
+	e.warmHandles(spec.Name)
 	return a.info(), nil
 }
 
