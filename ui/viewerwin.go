@@ -8,6 +8,7 @@ import (
 	fyneapp "fyne.io/fyne/v2/app"
 	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/driver"
+	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/handoff/handoff/app"
@@ -77,8 +78,15 @@ func (v *viewerWindow) fitToFrame(frame image.Point) {
 	if scale <= 0 {
 		scale = 1
 	}
-	bar := v.win.Content().MinSize().Height - v.screen.MinSize().Height
-	v.win.Resize(fyne.NewSize(float32(frame.X)/scale, float32(frame.Y)/scale+bar))
+	// Everything around the picture (tool bar, separator, the window's
+	// padding) as laid out now, or, before the first layout, as the layout
+	// will make it.
+	around := v.win.Canvas().Size().Subtract(v.screen.Size())
+	if v.screen.Size().IsZero() {
+		pad := 2 * theme.Padding()
+		around = v.win.Content().MinSize().Subtract(v.screen.MinSize()).Add(fyne.NewSize(pad, pad))
+	}
+	v.win.Resize(fyne.NewSize(float32(frame.X)/scale, float32(frame.Y)/scale).Add(around))
 }
 
 // connect opens the app's display in the background; until it is there,

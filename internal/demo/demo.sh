@@ -19,7 +19,7 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 WORK=$(mktemp -d /var/tmp/handoff-demo.XXXXXX)
 P=hodemo$$ # prefix of every namespace and link this demo creates
 H=$PWD/bin/handoff
-APP_W=640 APP_H=420 # the app's display; xterm 100x30 fills it
+APP_W=640 APP_H=420 # the app's display; xterm 100x30 covers most of it
 declare -A PID SOCK
 XVFB_PID= WM_PID= TRAY_PID= SEND_PID=
 # What runs in the background gets a session of its own (setsid): Ctrl-C
@@ -131,7 +131,9 @@ viewer_psnr() {
 	local h
 	x import -window "$VIEWER" "$WORK/viewer-client.png"
 	h=$(identify -format '%h' "$WORK/viewer-client.png")
-	convert "$WORK/viewer-client.png" -crop "+0+$((h - APP_H))" +repage "$WORK/viewer-screen.png"
+	# The picture and a margin above it (the window's padding), without
+	# the toolbar; bright_crop then finds the xterm in it.
+	convert "$WORK/viewer-client.png" -crop "+0+$((h - APP_H - 12))" +repage "$WORK/viewer-screen.png"
 	bright_crop "$WORK/viewer-screen.png" "$WORK/viewer-xterm.png"
 	bright_crop "$1" "$WORK/ref-xterm.png"
 	convert "$WORK/ref-xterm.png" -resize "$(identify -format '%wx%h' "$WORK/viewer-xterm.png")!" "$WORK/ref-xterm.png"
