@@ -240,6 +240,7 @@ func New(cfg Config) (*Engine, error) {
 		cancel()
 		return nil, err
 	}
+	e.prepareCriu()
 	return e, nil
 }
 
