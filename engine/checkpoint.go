@@ -187,45 +187,40 @@ func (e *Engine) Resume(ctx context.Context, name string) error {
 func (e *Engine) restore(a *app) (int, *exec.Cmd, error) {
 	spec := a.rec.Spec
 	t0 := time.Now()
-	if err := mountOverlay(a.dirs, e.cfg.Base); err != nil {
-		return 0, nil, err
-	}
-	if err := createNetns(a.dirs.netns()); err != nil {
-		return 0, nil, err
-	}
-	if err := placeFramebuffer(a.dirs, a.dirs.checkpoint()); err != nil {
-		return 0, nil, err
-	}
-	cfg := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec)
-	ctr, err := libcontainer.Create(e.runcRoot, spec.Name, cfg)
-	if err != nil {
-		return 0, nil, fmt.Errorf("create container: %w", err)
-	}
-	a.mu.Lock()
-	a.ctr = ctr
-	a.mu.Unlock()
 	_ = os.RemoveAll(a.dirs.criuWork())
 	if err := os.MkdirAll(a.dirs.criuWork(), 0o700); err != nil {
 		return 0, nil, err
+	}
+	// The lazy-pages daemon reads the images while the container is made.
+	lazy := e.startLazyPages(a)
+	stopLazy := func() {
+		if lazy != nil {
+			_ = lazy.Process.Kill()
+			_ = lazy.Wait()
+		}
+	}
+	ctr, err := e.createForRestore(a)
+	if err != nil {
+		stopLazy()
+		return 0, nil, err
+	}
+	t1 := time.Now()
+	if lazy != nil && !e.lazyPagesReady(a, lazy) {
+		lazy = nil
 	}
 	opts := &libcontainer.CriuOpts{
 		ImagesDirectory: a.dirs.checkpoint(),
 		WorkDirectory:   a.dirs.criuWork(),
 		FileLocks:       true,
 		TcpEstablished:  true, // harmless when the image has no such connection
+		LazyPages:       lazy != nil,
 	}
-	t1 := time.Now()
-	lazy := e.startLazyPages(a)
-	opts.LazyPages = lazy != nil
 	t2 := time.Now()
 	proc := &libcontainer.Process{Init: true, Args: []string{"/bin/sh", initPath}, Env: containerEnv(spec)}
 	err = ctr.Restore(proc, opts)
-	e.log.Debug("restore timings", "app", spec.Name, "create", t1.Sub(t0), "lazy-pages", t2.Sub(t1), "criu", time.Since(t2))
+	e.log.Debug("restore timings", "app", spec.Name, "create", t1.Sub(t0), "lazy-pages-wait", t2.Sub(t1), "criu", time.Since(t2))
 	if err != nil {
-		if lazy != nil {
-			_ = lazy.Process.Kill()
-			_ = lazy.Wait()
-		}
+		stopLazy()
 		cause := criuLogErrors(filepath.Join(a.dirs.criuWork(), "restore.log"))
 		return 0, nil, fmt.Errorf("restore failed: %v%s", err, withCause(cause))
 	}
@@ -256,6 +251,31 @@ func (e *Engine) dropImages(a *app, lazy *exec.Cmd) {
 	})
 }
 
+// createForRestore puts in place what a restore needs besides the images:
+// the root filesystem, the network namespace, the framebuffer and the
+// container.
+func (e *Engine) createForRestore(a *app) (*libcontainer.Container, error) {
+	spec := a.rec.Spec
+	if err := mountOverlay(a.dirs, e.cfg.Base); err != nil {
+		return nil, err
+	}
+	if err := createNetns(a.dirs.netns()); err != nil {
+		return nil, err
+	}
+	if err := placeFramebuffer(a.dirs, a.dirs.checkpoint()); err != nil {
+		return nil, err
+	}
+	cfg := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec)
+	ctr, err := libcontainer.Create(e.runcRoot, spec.Name, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	a.mu.Lock()
+	a.ctr = ctr
+	a.mu.Unlock()
+	return ctr, nil
+}
+
 // startLazyPages starts CRIU's lazy-pages daemon on the local images, so
 // that the restore returns once the process tree is back and memory pages
 // stream in from the images while the app already runs (userfaultfd).
@@ -271,17 +291,23 @@ func (e *Engine) startLazyPages(a *app) *exec.Cmd {
 		e.log.Warn("lazy restore unavailable", "err", err)
 		return nil
 	}
+	return cmd
+}
+
+// lazyPagesReady waits for the lazy-pages daemon's socket. When it does not
+// come up, it stops the daemon and the restore is eager.
+func (e *Engine) lazyPagesReady(a *app, lazy *exec.Cmd) bool {
 	sock := filepath.Join(a.dirs.criuWork(), "lazy-pages.socket")
-	for i := 0; i < 200; i++ {
+	for i := 0; i < 1000; i++ {
 		if _, err := os.Stat(sock); err == nil {
-			return cmd
+			return true
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
+	_ = lazy.Process.Kill()
+	_ = lazy.Wait()
 	e.log.Warn("lazy-pages daemon did not come up; restoring eagerly")
-	return nil
+	return false
 }
 
 // isTransientDumpError recognises a dump that failed only because of the
