@@ -89,6 +89,35 @@ func TestSuspendResumeKeepsTheScreen(t *testing.T) {
 	}
 }
 
+// TestContainerMountsAcrossResume: /dev/shm (a directory of /dev's tmpfs,
+// not a tmpfs of its own) takes files and keeps them across a checkpoint, and
+// the host's firmware tables stay hidden before and after.
+func TestContainerMountsAcrossResume(t *testing.T) {
+	ctx := context.Background()
+	e := newTestEngine(t)
+	if _, err := e.Run(ctx, Spec{Name: "mounts", Args: []string{"xterm"}, Width: 300, Height: 200}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		out, err := e.Exec(ctx, "mounts", "sh", "-c", `stat -c %a /dev/shm; cat /dev/shm/kept; ls -A /sys/firmware | wc -l`)
+		if got, want := strings.Fields(string(out)), []string{"1777", "kept", "0"}; err != nil || strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("%s: /dev/shm mode, its file and the count of firmware entries: %q (err %v), want %q", when, out, err, want)
+		}
+	}
+	if out, err := e.Exec(ctx, "mounts", "sh", "-c", "echo kept > /dev/shm/kept"); err != nil {
+		t.Fatalf("write to /dev/shm: %v %s", err, out)
+	}
+	check("before the suspend")
+	if err := e.Suspend(ctx, "mounts"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Resume(ctx, "mounts"); err != nil {
+		t.Fatal(err)
+	}
+	check("after the resume")
+}
+
 // TestClockTicksAfterResume: a resumed app keeps running, not just showing.
 func TestClockTicksAfterResume(t *testing.T) {
 	ctx := context.Background()
