@@ -111,11 +111,10 @@ func TestTrayWithDaemon(t *testing.T) {
 	eventually(t, 60*time.Second, "notes to run", func() bool { return appState(m, "notes") == engine.StateRunning })
 	eventually(t, 10*time.Second, "the Devices window's tile", func() bool { return tr.devices.tiles["notes"] != nil })
 
-	// Its viewer opened and streams.
+	// Its viewer opens once Run's answer is in (the daemon's event about the
+	// running app may come first) and streams.
+	eventually(t, 10*time.Second, "the viewer after Run", func() bool { return tr.viewers["notes"] != nil })
 	v := tr.viewers["notes"]
-	if v == nil {
-		t.Fatal("no viewer after Run")
-	}
 	eventually(t, 60*time.Second, "a frame in the viewer", func() bool { return v.screen.frameSize() != image0 })
 	if got := v.screen.frameSize(); got.X != 1280 || got.Y != 800 {
 		t.Errorf("frame %v, want the display's 1280x800", got)
