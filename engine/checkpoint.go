@@ -101,11 +101,13 @@ func (e *Engine) dump(a *app, tcpEstablished bool) (int64, error) {
 	var err error
 	var cause string
 	for attempt := 1; ; attempt++ {
-		err = ctr.Checkpoint(&libcontainer.CriuOpts{
-			ImagesDirectory: partial,
-			WorkDirectory:   a.dirs.criuWork(),
-			FileLocks:       true,
-			TcpEstablished:  tcpEstablished,
+		err = withFrozen(ctr, func() error {
+			return ctr.Checkpoint(&libcontainer.CriuOpts{
+				ImagesDirectory: partial,
+				WorkDirectory:   a.dirs.criuWork(),
+				FileLocks:       true,
+				TcpEstablished:  tcpEstablished,
+			})
 		})
 		if err == nil {
 			break

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/runc/libcontainer"
+
 	"github.com/handoff/handoff/stream/fb"
 )
 
@@ -396,5 +398,49 @@ func TestWarmHandlesCachesHashes(t *testing.T) {
 		case !warm && (missesBefore != 0 || misses == 0 || hashed == 0):
 			t.Errorf("not warm: %d files hashed before any manifest, %d after (%d bytes)", missesBefore, misses, hashed)
 		}
+	}
+}
+
+// TestDumpRunsFrozen: a dump of a running app runs with the app's cgroup
+// frozen by the engine (CRIU would wait 100 ms for its own freeze), and the
+// app runs again afterwards whether the dump worked or failed; an app that
+// was frozen before stays frozen.
+func TestDumpRunsFrozen(t *testing.T) {
+	ctx := context.Background()
+	e := newTestEngine(t)
+	if _, err := e.Run(ctx, Spec{Name: "frozen", Args: []string{"xclock"}, Width: 200, Height: 200}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := e.lookup("frozen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr := a.ctr
+	status := func() libcontainer.Status {
+		st, err := ctr.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	failed := errors.New("the dump failed")
+	for _, dumpErr := range []error{nil, failed} {
+		var during libcontainer.Status
+		err := withFrozen(ctr, func() error { during = status(); return dumpErr })
+		if !errors.Is(err, dumpErr) || (dumpErr == nil && err != nil) {
+			t.Fatalf("withFrozen returned %v, want %v", err, dumpErr)
+		}
+		if during != libcontainer.Paused || status() != libcontainer.Running {
+			t.Fatalf("dump error %v: the app was %s during the dump and %s after; want paused, then running", dumpErr, during, status())
+		}
+	}
+	if err := e.Freeze(ctx, "frozen"); err != nil {
+		t.Fatal(err)
+	}
+	if err := withFrozen(ctr, func() error { return failed }); !errors.Is(err, failed) || status() != libcontainer.Paused {
+		t.Fatalf("a frozen app after a failed dump: %v, %s; want it still frozen", err, status())
+	}
+	if err := e.Thaw(ctx, "frozen"); err != nil {
+		t.Fatal(err)
 	}
 }

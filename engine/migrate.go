@@ -96,9 +96,11 @@ func (e *Engine) checkpointTo(a *app, dir string, leaveRunning bool) error {
 	}
 	defer os.RemoveAll(work)
 	for attempt := 1; ; attempt++ {
-		err = ctr.Checkpoint(&libcontainer.CriuOpts{
-			ImagesDirectory: dir, WorkDirectory: work, LeaveRunning: leaveRunning,
-			FileLocks: true, TcpEstablished: true,
+		err = withFrozen(ctr, func() error {
+			return ctr.Checkpoint(&libcontainer.CriuOpts{
+				ImagesDirectory: dir, WorkDirectory: work, LeaveRunning: leaveRunning,
+				FileLocks: true, TcpEstablished: true,
+			})
 		})
 		if err == nil {
 			return copyFramebuffer(a.dirs, dir)
@@ -257,4 +259,29 @@ func placeFramebuffer(d appDirs, imageDir string) error {
 		return fmt.Errorf("put the display's framebuffer in place: %w", err)
 	}
 	return nil
+}
+
+// withFrozen runs dump with the app's cgroup frozen, and thaws it after
+// unless it was frozen before. CRIU freezes a running app itself, but it
+// checks whether the freeze is done only every 100 ms, and the kernel needs
+// microseconds: each dump of a running app (a pre-copy round, a suspend) was
+// 100 ms longer, all of it with the app stopped. libcontainer's Pause checks
+// at once. CRIU leaves a cgroup it found frozen frozen.
+func withFrozen(ctr *libcontainer.Container, dump func() error) error {
+	if st, err := ctr.Status(); err != nil || st != libcontainer.Running {
+		return dump()
+	}
+	if err := ctr.Pause(); err != nil {
+		_ = ctr.Resume()
+		return dump() // CRIU freezes it then
+	}
+	err := dump()
+	// After a dump that ends the app (a suspend), the container is not
+	// paused any more and there is nothing to thaw.
+	if st, serr := ctr.Status(); serr == nil && st == libcontainer.Paused {
+		if rerr := ctr.Resume(); rerr != nil && err == nil {
+			err = fmt.Errorf("thaw after the dump: %w", rerr)
+		}
+	}
+	return err
 }
