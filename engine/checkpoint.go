@@ -102,11 +102,13 @@ func (e *Engine) dump(a *app, tcpEstablished bool) (int64, error) {
 	var cause string
 	for attempt := 1; ; attempt++ {
 		err = withFrozen(ctr, func() error {
-			return ctr.Checkpoint(&libcontainer.CriuOpts{
-				ImagesDirectory: partial,
-				WorkDirectory:   a.dirs.criuWork(),
-				FileLocks:       true,
-				TcpEstablished:  tcpEstablished,
+			return inNetns(a.dirs.netns(), func() error {
+				return ctr.Checkpoint(&libcontainer.CriuOpts{
+					ImagesDirectory: partial,
+					WorkDirectory:   a.dirs.criuWork(),
+					FileLocks:       true,
+					TcpEstablished:  tcpEstablished,
+				})
 			})
 		})
 		if err == nil {
@@ -219,7 +221,7 @@ func (e *Engine) restore(a *app) (int, *exec.Cmd, error) {
 	}
 	t2 := time.Now()
 	proc := &libcontainer.Process{Init: true, Args: []string{"/bin/sh", initPath}, Env: containerEnv(spec)}
-	err = ctr.Restore(proc, opts)
+	err = inNetns(a.dirs.netns(), func() error { return ctr.Restore(proc, opts) })
 	e.log.Debug("restore timings", "app", spec.Name, "create", t1.Sub(t0), "lazy-pages-wait", t2.Sub(t1), "criu", time.Since(t2))
 	if err != nil {
 		stopLazy()

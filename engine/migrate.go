@@ -97,9 +97,11 @@ func (e *Engine) checkpointTo(a *app, dir string, leaveRunning bool) error {
 	defer os.RemoveAll(work)
 	for attempt := 1; ; attempt++ {
 		err = withFrozen(ctr, func() error {
-			return ctr.Checkpoint(&libcontainer.CriuOpts{
-				ImagesDirectory: dir, WorkDirectory: work, LeaveRunning: leaveRunning,
-				FileLocks: true, TcpEstablished: true,
+			return inNetns(a.dirs.netns(), func() error {
+				return ctr.Checkpoint(&libcontainer.CriuOpts{
+					ImagesDirectory: dir, WorkDirectory: work, LeaveRunning: leaveRunning,
+					FileLocks: true, TcpEstablished: true,
+				})
 			})
 		})
 		if err == nil {
