@@ -80,6 +80,9 @@ func removeNetns(path string) error {
 // tracking tables on every dump, which walks all of the host's conntrack
 // buckets: 29 ms of each dump here, frozen time in the final one.
 func inNetns(path string, criu func() error) error {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return criu() // an app from before the engine made namespaces
+	}
 	errc := make(chan error, 1)
 	go func() {
 		// Never unlocked: the thread ends with this goroutine instead of
