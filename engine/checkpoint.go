@@ -171,7 +171,7 @@ func (e *Engine) Resume(ctx context.Context, name string) error {
 	}
 	t1 := time.Now()
 	e.update(a, func(r *record) { r.State = through })
-	pid, lazy, err := e.restore(a)
+	pid, lazy, err := e.restore(a, e.startLazyPages(a))
 	if err != nil {
 		e.destroyContainer(a)
 		e.update(a, func(r *record) { r.State, r.Error = StateSuspended, err.Error() })
@@ -186,26 +186,15 @@ func (e *Engine) Resume(ctx context.Context, name string) error {
 	return nil
 }
 
-// restore brings the app back from its checkpoint. The images must stay
+// restore brings the app back from its checkpoint, with the lazy-pages
+// daemon from startLazyPages (nil: an eager restore). The images must stay
 // until dropImages: a lazy restore reads pages from them after it returns.
-func (e *Engine) restore(a *app) (int, *exec.Cmd, error) {
+func (e *Engine) restore(a *app, lazy *exec.Cmd) (int, *exec.Cmd, error) {
 	spec := a.rec.Spec
 	t0 := time.Now()
-	_ = os.RemoveAll(a.dirs.criuWork())
-	if err := os.MkdirAll(a.dirs.criuWork(), 0o700); err != nil {
-		return 0, nil, err
-	}
-	// The lazy-pages daemon reads the images while the container is made.
-	lazy := e.startLazyPages(a)
-	stopLazy := func() {
-		if lazy != nil {
-			_ = lazy.Process.Kill()
-			_ = lazy.Wait()
-		}
-	}
 	ctr, err := e.createForRestore(a)
 	if err != nil {
-		stopLazy()
+		stopLazyPages(lazy)
 		return 0, nil, err
 	}
 	t1 := time.Now()
@@ -224,7 +213,7 @@ func (e *Engine) restore(a *app) (int, *exec.Cmd, error) {
 	err = inNetns(a.dirs.netns(), func() error { return ctr.Restore(proc, opts) })
 	e.log.Debug("restore timings", "app", spec.Name, "create", t1.Sub(t0), "lazy-pages-wait", t2.Sub(t1), "criu", time.Since(t2))
 	if err != nil {
-		stopLazy()
+		stopLazyPages(lazy)
 		cause := criuLogErrors(filepath.Join(a.dirs.criuWork(), "restore.log"))
 		return 0, nil, fmt.Errorf("restore failed: %v%s", err, withCause(cause))
 	}
@@ -280,11 +269,19 @@ func (e *Engine) createForRestore(a *app) (*libcontainer.Container, error) {
 	return ctr, nil
 }
 
-// startLazyPages starts CRIU's lazy-pages daemon on the local images, so
-// that the restore returns once the process tree is back and memory pages
-// stream in from the images while the app already runs (userfaultfd).
-// It returns nil where the kernel or CRIU cannot, and the restore is eager.
+// startLazyPages makes a fresh CRIU work dir and starts CRIU's lazy-pages
+// daemon there on the app's images, so that the restore returns once the
+// process tree is back and memory pages stream in from the images while the
+// app already runs (userfaultfd). The daemon needs ~15 ms to come up: it is
+// started as soon as the images are in place, and reads them while the rest
+// of the restore is prepared. It returns nil where the kernel or CRIU
+// cannot, and the restore is eager.
 func (e *Engine) startLazyPages(a *app) *exec.Cmd {
+	_ = os.RemoveAll(a.dirs.criuWork())
+	if err := os.MkdirAll(a.dirs.criuWork(), 0o700); err != nil {
+		e.log.Warn("lazy restore unavailable", "err", err)
+		return nil
+	}
 	info, err := e.Criu(context.Background())
 	if err != nil || !info.LazyPages || e.cfg.EagerRestore {
 		return nil
@@ -308,10 +305,17 @@ func (e *Engine) lazyPagesReady(a *app, lazy *exec.Cmd) bool {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	_ = lazy.Process.Kill()
-	_ = lazy.Wait()
+	stopLazyPages(lazy)
 	e.log.Warn("lazy-pages daemon did not come up; restoring eagerly")
 	return false
+}
+
+// stopLazyPages ends a lazy-pages daemon a restore will not use.
+func stopLazyPages(lazy *exec.Cmd) {
+	if lazy != nil {
+		_ = lazy.Process.Kill()
+		_ = lazy.Wait()
+	}
 }
 
 // isTransientDumpError recognises a dump that failed only because of the

@@ -185,18 +185,21 @@ func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, im
 	if err := os.MkdirAll(a.dirs.root, 0o700); err != nil {
 		return fail(err)
 	}
-	if err := extractUpperTar(upper, a.dirs.upper()); err != nil {
-		return fail(err)
-	}
-	if err := prepareRootfs(a.dirs, e.cfg.Base); err != nil {
-		return fail(err)
-	}
 	if err := os.Rename(imageDir, a.dirs.checkpoint()); err != nil {
 		return fail(fmt.Errorf("take the image: %w", err))
 	}
+	lazy := e.startLazyPages(a)
+	if err := extractUpperTar(upper, a.dirs.upper()); err != nil {
+		stopLazyPages(lazy)
+		return fail(err)
+	}
+	if err := prepareRootfs(a.dirs, e.cfg.Base); err != nil {
+		stopLazyPages(lazy)
+		return fail(err)
+	}
 	e.update(a, func(*record) {})
 	t1 := time.Now()
-	pid, lazy, err := e.restore(a)
+	pid, lazy, err := e.restore(a, lazy)
 	if err != nil {
 		return fail(err)
 	}
