@@ -59,6 +59,10 @@ func TestKdatCache(t *testing.T) {
 		t.Errorf("CRIU probed the kernel instead of loading the cache; its log:\n%s", firstLines(string(data), 15))
 	}
 
+	// CRIU deletes a cache it fails to save over; one it loaded must stay.
+	if _, err := os.Stat(filepath.Join(kdatRunDir, kdatFile)); err != nil {
+		t.Errorf("the cache is gone after a CRIU run: %v", err)
+	}
 	if made, err := prepareKdatCache(ctx, criuPath); err != nil || made {
 		t.Errorf("second prepare: made %v, err %v; want the cache kept", made, err)
 	}
