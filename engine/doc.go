@@ -6,7 +6,9 @@
 // connection. The network namespace (loopback only) and the framebuffer's
 // directory (a bind mount) are made by the engine on the host, so that CRIU
 // neither saves nor restores them: the framebuffer travels in the image dir
-// as a page image instead. The engine suspends an app to a CRIU image on
+// as a page image instead. CRIU runs inside the app's network namespace, on
+// an app the engine has frozen, with a kernel-probe cache the engine makes
+// where CRIU cannot keep one: each saves frozen time. The engine suspends an app to a CRIU image on
 // disk and resumes it, dumps it for a handoff and instantiates it from a
 // received image, builds the app's handles manifest (see engine/handles),
 // and persists every app's state so a restarted daemon re-adopts what still
