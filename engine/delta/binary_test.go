@@ -48,3 +48,73 @@ func TestIndexBinaryRefusesDamage(t *testing.T) {
 		}
 	}
 }
+
+func TestIndexDiffRoundTrip(t *testing.T) {
+	h := func(s string) Hash { return sum([]byte(s)) }
+	base := &Index{Files: []File{
+		{Name: "pages-1.img", Size: 4 * PageSize, Mode: 0o600, Pieces: Hashes{h("a"), h("b"), h("c"), h("d")}},
+		{Name: "core-1.img", Size: 10, Mode: 0o644, Pieces: Hashes{h("core")}},
+		{Name: "gone.img", Size: PageSize, Mode: 0o600, Pieces: Hashes{h("gone")}},
+	}}
+	for _, tt := range []struct {
+		name        string
+		files       []File
+		wantChanged Hashes
+	}{
+		{"unchanged", base.Files, nil},
+		{"one page changed", []File{
+			{Name: "pages-1.img", Size: 4 * PageSize, Mode: 0o600, Pieces: Hashes{h("a"), h("B"), h("c"), h("d")}},
+		}, Hashes{h("B")}},
+		{"grown, shrunk, new, mode changed", []File{
+			{Name: "pages-1.img", Size: 6 * PageSize, Mode: 0o600, Pieces: Hashes{h("a"), h("b"), h("c"), h("d"), h("e"), h("f")}},
+			{Name: "core-1.img", Size: 0, Mode: 0o600, Pieces: Hashes{}},
+			{Name: "new.img", Size: 2 * PageSize, Mode: 0o600, Pieces: Hashes{h("n1"), h("a")}},
+		}, Hashes{h("e"), h("f"), h("n1"), h("a")}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ix := &Index{Files: tt.files}
+			data := ix.MarshalBinaryDiff(base)
+			var back Index
+			changed, err := back.UnmarshalBinaryDiff(data, base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(ix.Files, back.Files) {
+				t.Fatalf("rebuilt index differs:\n%+v\n%+v", ix.Files, back.Files)
+			}
+			if !reflect.DeepEqual(changed, tt.wantChanged) {
+				t.Errorf("changed pieces %v, want %v", changed, tt.wantChanged)
+			}
+			if full, _ := ix.MarshalBinary(); tt.name == "one page changed" && len(data) >= len(full) {
+				t.Errorf("the difference (%d bytes) is no smaller than the index (%d)", len(data), len(full))
+			}
+		})
+	}
+}
+
+func TestIndexDiffRefusesDamage(t *testing.T) {
+	base := &Index{Files: []File{{Name: "pages-1.img", Size: PageSize, Pieces: Hashes{sum([]byte("a"))}}}}
+	grown := &Index{Files: []File{{Name: "pages-1.img", Size: 3 * PageSize, Pieces: Hashes{sum([]byte("a")), sum([]byte("b")), sum([]byte("c"))}}}}
+	good := grown.MarshalBinaryDiff(base)
+	// The same file grown by two pieces with only one of them listed.
+	oneListed := append([]byte("HIXD"), 1, byte(len("pages-1.img")))
+	oneListed = append(oneListed, "pages-1.img"...)
+	oneListed = append(oneListed, 0x80, 0x60, 0, 3, 1, 2) // size 3 pages, mode 0, 3 pieces, 1 changed at +2
+	oneListed = append(oneListed, make([]byte, hashSize)...)
+	for name, data := range map[string][]byte{
+		"empty":          nil,
+		"full index":     append([]byte("HIX1"), good[4:]...),
+		"truncated":      good[:len(good)-5],
+		"trailing":       append(append([]byte{}, good...), 0),
+		"gap of zero":    append(append([]byte{}, good[:len(good)-2*hashSize-2]...), append([]byte{0}, good[len(good)-2*hashSize-1:]...)...),
+		"growth missing": oneListed,
+	} {
+		var back Index
+		_, err := back.UnmarshalBinaryDiff(data, base)
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if !strings.HasPrefix(err.Error(), "index: ") {
+			t.Errorf("%s: error %q does not say it is about the index", name, err)
+		}
+	}
+}

@@ -237,21 +237,41 @@ func (p *Pool) Has(h Hash) bool { _, ok := p.where[h]; return ok }
 // Missing lists, in index order and without repeats, the pieces of ix the
 // pool lacks: what the sender must send.
 func (p *Pool) Missing(ix *Index) []Hash {
-	var out []Hash
-	var seen map[Hash]bool // only missing pieces can repeat in out
+	var m missing
 	for _, f := range ix.Files {
 		for _, h := range f.Pieces {
-			if p.Has(h) || seen[h] {
-				continue
-			}
-			if seen == nil {
-				seen = map[Hash]bool{}
-			}
-			seen[h] = true
-			out = append(out, h)
+			m.add(p, h)
 		}
 	}
-	return out
+	return m.out
+}
+
+// MissingAmong is Missing for a later round's index, given the pieces that
+// changed since the round before (from UnmarshalBinaryDiff): when the pool
+// holds every piece of that round, only changed pieces can be missing.
+func (p *Pool) MissingAmong(changed Hashes) []Hash {
+	var m missing
+	for _, h := range changed {
+		m.add(p, h)
+	}
+	return m.out
+}
+
+// missing collects the pieces a pool lacks, in order and without repeats.
+type missing struct {
+	out  []Hash
+	seen map[Hash]bool // only missing pieces can repeat in out
+}
+
+func (m *missing) add(p *Pool, h Hash) {
+	if p.Has(h) || m.seen[h] {
+		return
+	}
+	if m.seen == nil {
+		m.seen = map[Hash]bool{}
+	}
+	m.seen[h] = true
+	m.out = append(m.out, h)
 }
 
 // Validate refuses an index a receiver must not act on: unsafe names,

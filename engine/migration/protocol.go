@@ -10,7 +10,8 @@ import (
 
 // Version of the handoff protocol; both sides must speak the same.
 // 3: pre-copy in several rounds; the network namespace is not in the image.
-const Version = 3
+// 4: a later round's index travels as its difference from the round before.
+const Version = 4
 
 // Offer opens a handoff: what the source wants to hand over and what the
 // destination needs to know to refuse early.

@@ -260,8 +260,17 @@ func (rv *Receiver) serveIndex(w http.ResponseWriter, r *http.Request, in *incom
 	defer func() { rv.Log.Debug("serve index", "round", round, "took", time.Since(t0)) }()
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody))
 	var ix delta.Index
-	if err == nil {
+	var changed delta.Hashes
+	base := r.URL.Query().Get("base")
+	switch {
+	case err != nil:
+	case base == "":
 		err = ix.UnmarshalBinary(data)
+	case !validRound(base) || in.index[base] == nil || base == round:
+		refuse(w, http.StatusConflict, "out_of_order", "the index is a difference from a round not received")
+		return
+	default:
+		changed, err = ix.UnmarshalBinaryDiff(data, in.index[base])
 	}
 	if err != nil {
 		refuse(w, http.StatusBadRequest, "bad_request", "cannot read the index: "+err.Error())
@@ -272,7 +281,14 @@ func (rv *Receiver) serveIndex(w http.ResponseWriter, r *http.Request, in *incom
 		return
 	}
 	in.index[round] = &ix
-	miss := in.pool.Missing(&ix)
+	// Every piece of the base round was received before this index was
+	// sent: only the changed ones can be missing.
+	var miss []delta.Hash
+	if base == "" {
+		miss = in.pool.Missing(&ix)
+	} else {
+		miss = in.pool.MissingAmong(changed)
+	}
 	in.missing[round] = miss
 	writeJSON(w, MissingPieces{Pieces: miss, Bytes: int64(len(miss)) * delta.PageSize})
 }

@@ -141,7 +141,8 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	// destination does not hold yet, so a round is shorter than the one
 	// before, and so is what the app dirties during it.
 	done = phase(PhasePreCopy)
-	n, err := s.preCopy(ctx, name, peer, id, work, first, progress, &res)
+	var sent sentIndex
+	n, err := s.preCopy(ctx, name, peer, id, work, first, &sent, progress, &res)
 	res.Bytes += n
 	if err != nil {
 		return res, err
@@ -161,7 +162,7 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	}
 	done()
 	done = phase(PhaseFinal)
-	n, err = s.sendRound(ctx, peer, id, "final", final, func(p Progress) {
+	n, err = s.sendRound(ctx, peer, id, "final", final, &sent, func(p Progress) {
 		p.Phase = PhaseFinal
 		progress(p)
 	})
@@ -243,7 +244,7 @@ const (
 // starts while this round's pieces are still on the wire, timed to end about
 // when they do: a round then lasts about as long as the longer of its dump
 // and its transfer, not both, and the app dirties less during it.
-func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work string, first *snapshot, progress func(Progress), res *Result) (int64, error) {
+func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work string, first *snapshot, sent *sentIndex, progress func(Progress), res *Result) (int64, error) {
 	var total, last int64
 	cur := first
 	var next *snapshot
@@ -265,7 +266,7 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 		// A report can come late, once the round is over (the transport
 		// reads the body to its end after the answer): it is dropped.
 		over := false
-		n, err := s.sendRound(ctx, peer, id, roundName(round), cur.dir, func(p Progress) {
+		n, err := s.sendRound(ctx, peer, id, roundName(round), cur.dir, sent, func(p Progress) {
 			mu.Lock()
 			defer mu.Unlock()
 			if over {
@@ -350,20 +351,32 @@ func roundName(n int) string {
 	return fmt.Sprintf("pre%d", n)
 }
 
-// sendRound sends an image dir: its index, then the pieces the destination lacks.
-func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string, progress func(Progress)) (int64, error) {
+// sentIndex is the index of the last round sent in full, which the
+// destination holds every piece of.
+type sentIndex struct {
+	round string
+	ix    *delta.Index
+}
+
+// sendRound sends an image dir: its index (after the first round, as its
+// difference from the last round's), then the pieces the destination lacks.
+func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string, last *sentIndex, progress func(Progress)) (int64, error) {
 	t0 := time.Now()
 	ix, err := delta.IndexDir(dir)
 	if err != nil {
 		return 0, err
 	}
 	hashed := time.Now()
-	body, err := ix.MarshalBinary()
-	if err != nil {
+	path := "/" + id + "/" + round + "/index"
+	var body []byte
+	if last.ix != nil {
+		body = ix.MarshalBinaryDiff(last.ix)
+		path += "?base=" + last.round
+	} else if body, err = ix.MarshalBinary(); err != nil {
 		return 0, err
 	}
 	var miss MissingPieces
-	if err := peer.exchange(ctx, http.MethodPost, "/"+id+"/"+round+"/index", body, &miss); err != nil {
+	if err := peer.exchange(ctx, http.MethodPost, path, body, &miss); err != nil {
 		return 0, err
 	}
 	defer func(asked time.Time) {
@@ -385,6 +398,9 @@ func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string
 	}}
 	err = peer.stream(ctx, http.MethodPut, "/"+id+"/"+round+"/pieces", counted)
 	pr.Close()
+	if err == nil {
+		*last = sentIndex{round: round, ix: ix}
+	}
 	return counted.n, err
 }
 
