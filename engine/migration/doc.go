@@ -8,8 +8,9 @@
 //	                                          incompatible) or accept
 //	POST /{id}/manifest   handles manifest →  ← files it lacks
 //	snapshot while running; POST /{id}/pre/index, PUT /{id}/pre/pieces
-//	again while it shrinks:  …/pre2/…, …/pre3/… (up to pre5)
-//	freeze; final dump;   POST /{id}/final/index, PUT /{id}/final/pieces
+//	again while it shrinks:  …/pre2/index?base=pre, …/pre3/… (up to pre5),
+//	                      each index as its difference from the round before
+//	freeze; final dump;   POST /{id}/final/index?base=preN, PUT /{id}/final/pieces
 //	PUT /{id}/upper       upper dir + the files it lacked
 //	POST /{id}/commit                     →  assemble, restore, first frame
 //	release the frozen copy                ← running
