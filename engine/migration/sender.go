@@ -351,8 +351,9 @@ func roundName(n int) string {
 	return fmt.Sprintf("pre%d", n)
 }
 
-// sentIndex is the index of the last round sent in full, which the
-// destination holds every piece of.
+// sentIndex is the index of the last round whose pieces the destination
+// took: it holds every piece of it, and the next index is sent as the
+// difference from it.
 type sentIndex struct {
 	round string
 	ix    *delta.Index
