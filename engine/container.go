@@ -91,10 +91,8 @@ const criuConfig = "ghost-limit 256M\nnetwork-lock skip\n"
 // prepareRootfs writes the init script into the upper dir and mounts the
 // overlay (read-only base + upper) at the rootfs mountpoint.
 func prepareRootfs(d appDirs, base string) error {
-	for _, dir := range []string{d.upper(), d.work(), d.rootfs(), d.fb(), d.empty(), filepath.Join(d.upper(), filepath.Dir(initPath))} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return err
-		}
+	if err := makeAppDirs(d); err != nil {
+		return err
 	}
 	// The overlay root takes the upper dir's mode, and CRIU checks the
 	// root's mode on restore: keep it the same (the base's 0755) on every
@@ -109,6 +107,16 @@ func prepareRootfs(d appDirs, base string) error {
 		return fmt.Errorf("write CRIU config: %w", err)
 	}
 	return mountOverlay(d, base)
+}
+
+// makeAppDirs makes the directories of an app's place in the state dir.
+func makeAppDirs(d appDirs) error {
+	for _, dir := range []string{d.upper(), d.work(), d.rootfs(), d.fb(), d.empty(), filepath.Join(d.upper(), filepath.Dir(initPath))} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func mountOverlay(d appDirs, base string) error {

@@ -192,6 +192,8 @@ type Engine struct {
 	criu     CriuInfo
 	criuErr  error
 
+	warmup kernelWarmup
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

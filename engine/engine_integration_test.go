@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"io"
 	"net"
@@ -118,6 +119,108 @@ func TestContainerMountsAcrossResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after the resume")
+}
+
+// TestCgroupsAcrossResume: CRIU leaves cgroups to libcontainer, so every
+// restored process must be back in the cgroups it had, which are the app's,
+// under the app's memory limit.
+func TestCgroupsAcrossResume(t *testing.T) {
+	ctx := context.Background()
+	e := newTestEngine(t)
+	const limit = 300 << 20
+	if _, err := e.Run(ctx, Spec{Name: "cg", Args: []string{"xterm"}, Width: 300, Height: 200, MemoryLimit: limit}); err != nil {
+		t.Fatal(err)
+	}
+	waitForPrompt(t, e, "cg")
+	cgroupsOfApp := func(when string) map[string]bool {
+		t.Helper()
+		info, err := e.Get("cg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		members := pidNamespaceMembers(t, info.PID)
+		if len(members) < 3 { // sh, Xvfb, xterm
+			t.Fatalf("%s: %d processes in the app's PID namespace, want at least 3", when, len(members))
+		}
+		sets := map[string]bool{}
+		for _, pid := range members {
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The hierarchy that keeps the kernel ready for the restore
+			// (ExpectRestore) is gone a grace period after it.
+			var lines []string
+			for _, line := range strings.SplitAfter(string(data), "\n") {
+				if !strings.Contains(line, ":name="+warmupCgroupName+":") {
+					lines = append(lines, line)
+				}
+			}
+			sets[strings.Join(lines, "")] = true
+		}
+		if len(sets) != 1 {
+			t.Fatalf("%s: the app's processes are in different cgroups: %v", when, sets)
+		}
+		for set := range sets {
+			if !strings.Contains(set, e.cgroupPath("cg")+"\n") {
+				t.Fatalf("%s: the app's processes are not in its cgroup %s: %q", when, e.cgroupPath("cg"), set)
+			}
+		}
+		if got := memoryLimit(t, e.cgroupPath("cg")); got != limit {
+			t.Fatalf("%s: memory limit %d, want %d", when, got, limit)
+		}
+		return sets
+	}
+	before := cgroupsOfApp("before the suspend")
+	if err := e.Suspend(ctx, "cg"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Resume(ctx, "cg"); err != nil {
+		t.Fatal(err)
+	}
+	after := cgroupsOfApp("after the resume")
+	for set := range before {
+		if !after[set] {
+			t.Fatalf("cgroups changed across the resume:\nbefore %v\nafter  %v", before, after)
+		}
+	}
+}
+
+// pidNamespaceMembers lists the processes in the PID namespace of pid.
+func pidNamespaceMembers(t *testing.T, pid int) []int {
+	t.Helper()
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var members []int
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		var p int
+		if _, err := fmt.Sscan(filepath.Base(d), &p); err != nil {
+			continue
+		}
+		if other, err := os.Readlink(d + "/ns/pid"); err == nil && other == ns {
+			members = append(members, p)
+		}
+	}
+	return members
+}
+
+// memoryLimit reads a cgroup's memory limit, from cgroup v1 or v2.
+func memoryLimit(t *testing.T, cgroup string) int64 {
+	t.Helper()
+	for _, f := range []string{"/sys/fs/cgroup/memory" + cgroup + "/memory.limit_in_bytes", "/sys/fs/cgroup" + cgroup + "/memory.max"} {
+		if data, err := os.ReadFile(f); err == nil {
+			var n int64
+			if _, err := fmt.Sscan(string(data), &n); err != nil {
+				t.Fatalf("%s: %q", f, data)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no memory limit file for cgroup %s", cgroup)
+	return 0
 }
 
 // TestClockTicksAfterResume: a resumed app keeps running, not just showing.

@@ -98,10 +98,9 @@ func (e *Engine) checkpointTo(a *app, dir string, leaveRunning bool) error {
 	for attempt := 1; ; attempt++ {
 		err = withFrozen(ctr, func() error {
 			return inNetns(a.dirs.netns(), func() error {
-				return ctr.Checkpoint(&libcontainer.CriuOpts{
-					ImagesDirectory: dir, WorkDirectory: work, LeaveRunning: leaveRunning,
-					FileLocks: true, TcpEstablished: true,
-				})
+				opts := criuOpts(dir, work)
+				opts.LeaveRunning, opts.TcpEstablished = leaveRunning, true
+				return ctr.Checkpoint(opts)
 			})
 		})
 		if err == nil {
@@ -188,18 +187,21 @@ func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, im
 	if err := os.Rename(imageDir, a.dirs.checkpoint()); err != nil {
 		return fail(fmt.Errorf("take the image: %w", err))
 	}
-	lazy := e.startLazyPages(a)
+	target, err := e.createForRestore(a, e.startLazyPages(a))
+	if err != nil {
+		return fail(err)
+	}
 	if err := extractUpperTar(upper, a.dirs.upper()); err != nil {
-		stopLazyPages(lazy)
+		target.abandon()
 		return fail(err)
 	}
 	if err := prepareRootfs(a.dirs, e.cfg.Base); err != nil {
-		stopLazyPages(lazy)
+		target.abandon()
 		return fail(err)
 	}
 	e.update(a, func(*record) {})
 	t1 := time.Now()
-	pid, lazy, err := e.restore(a, lazy)
+	pid, lazy, err := e.restore(a, target)
 	if err != nil {
 		return fail(err)
 	}

@@ -76,6 +76,9 @@ type incoming struct {
 	amu         sync.Mutex    // guards assembling: drop waits without holding mu
 	assembling  chan struct{} // closed once the latest assembly ended
 	assemblyErr error         // set before assembling is closed
+
+	// restoreExpected ends the engine's ExpectRestore when the handoff ends.
+	restoreExpected func()
 }
 
 // waitAssembly waits for the image being put together, if any.
@@ -171,7 +174,8 @@ func (rv *Receiver) serveOffer(w http.ResponseWriter, r *http.Request) {
 	}
 	rv.mu.Lock()
 	rv.in[id] = &incoming{id: id, dir: dir, offer: o, pool: delta.NewPool(),
-		index: map[string]*delta.Index{}, missing: map[string][]delta.Hash{}, last: time.Now()}
+		index: map[string]*delta.Index{}, missing: map[string][]delta.Hash{}, last: time.Now(),
+		restoreExpected: rv.Engine.ExpectRestore()}
 	rv.mu.Unlock()
 	rv.Log.Info("handoff offered", "app", o.Spec.Name, "from", o.From, "id", id)
 	rv.progress(o, PhaseRequest, nil)
@@ -455,6 +459,7 @@ func (rv *Receiver) drop(id string, failure error) {
 		rv.progress(in.offer, PhaseRollback, failure)
 	}
 	if in != nil {
+		in.restoreExpected()
 		in.waitAssembly() // its files would be left behind
 		if err := os.RemoveAll(in.dir); err != nil {
 			rv.Log.Warn("remove incoming handoff", "id", id, "err", err)
