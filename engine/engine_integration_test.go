@@ -101,15 +101,23 @@ func TestContainerMountsAcrossResume(t *testing.T) {
 	if _, err := e.Run(ctx, Spec{Name: "mounts", Args: []string{"xterm"}, Width: 300, Height: 200}); err != nil {
 		t.Fatal(err)
 	}
+	// The host's /tmp must not show through the container's.
+	hostFile, err := os.CreateTemp("/tmp", "handoff-host-only-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostFile.Close()
+	defer os.Remove(hostFile.Name())
 	check := func(when string) {
 		t.Helper()
-		out, err := e.Exec(ctx, "mounts", "sh", "-c", `stat -c %a /dev/shm; cat /dev/shm/kept; ls -A /sys/firmware | wc -l`)
-		if got, want := strings.Fields(string(out)), []string{"1777", "kept", "0"}; err != nil || strings.Join(got, " ") != strings.Join(want, " ") {
-			t.Fatalf("%s: /dev/shm mode, its file and the count of firmware entries: %q (err %v), want %q", when, out, err, want)
+		out, err := e.Exec(ctx, "mounts", "sh", "-c", `stat -c %a /dev/shm; cat /dev/shm/kept; ls -A /sys/firmware | wc -l; `+
+			`stat -c %a /tmp; cat /tmp/kept; test -e `+hostFile.Name()+` && echo host-tmp-shows || echo host-tmp-hidden`)
+		if got, want := strings.Fields(string(out)), []string{"1777", "kept", "0", "1777", "kept", "host-tmp-hidden"}; err != nil || strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Fatalf("%s: /dev/shm mode, its file, the count of firmware entries, /tmp mode, its file, the host's /tmp: %q (err %v), want %q", when, out, err, want)
 		}
 	}
-	if out, err := e.Exec(ctx, "mounts", "sh", "-c", "echo kept > /dev/shm/kept"); err != nil {
-		t.Fatalf("write to /dev/shm: %v %s", err, out)
+	if out, err := e.Exec(ctx, "mounts", "sh", "-c", "echo kept > /dev/shm/kept; echo kept > /tmp/kept"); err != nil {
+		t.Fatalf("write to /dev/shm and /tmp: %v %s", err, out)
 	}
 	check("before the suspend")
 	if err := e.Suspend(ctx, "mounts"); err != nil {

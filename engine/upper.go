@@ -41,6 +41,9 @@ func writeUpperTar(root string, w io.Writer, base string, extra []string) error 
 		if err != nil {
 			return err
 		}
+		if info.Mode()&fs.ModeSocket != 0 {
+			return nil // a socket file cannot travel; CRIU binds the socket anew
+		}
 		link := ""
 		if info.Mode()&fs.ModeSymlink != 0 {
 			if link, err = os.Readlink(path); err != nil {

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -82,6 +83,13 @@ func TestUpperRoundTrip(t *testing.T) {
 	if err := unix.Lsetxattr(filepath.Join(src, "opaque"), opaqueXattr, []byte("y"), 0); err != nil {
 		t.Skipf("cannot set trusted xattrs here (need root): %v", err)
 	}
+	// The X server's socket lives in the upper dir's /tmp; CRIU binds it anew.
+	os.Mkdir(filepath.Join(src, "tmp"), 0o777)
+	l, err := net.Listen("unix", filepath.Join(src, "tmp/X1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
 	var b bytes.Buffer
 	if err := writeUpperTar(src, &b, "/", nil); err != nil {
 		t.Fatal(err)
@@ -102,5 +110,8 @@ func TestUpperRoundTrip(t *testing.T) {
 	}
 	if v, err := getxattr(filepath.Join(dst, "opaque"), opaqueXattr); err != nil || v != "y" {
 		t.Fatalf("opaque marker not kept: %q %v", v, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "tmp/X1")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a socket file travelled: %v", err)
 	}
 }
