@@ -90,8 +90,8 @@ func StartDaemon(ctx context.Context, cfg DaemonConfig) (*Daemon, error) {
 		StateDir: cfg.StateDir,
 		Logger:   cfg.Logger,
 		OnChange: d.appChanged,
-		BeforeCheckpoint: func(name string) {
-			d.streams.drop(name) // a viewer's X connection would block the dump
+		BeforeCheckpoint: func(name string) bool {
+			return d.streams.drop(name) // a viewer's X connection would block the dump
 		},
 		WarmHandles: true,
 	})

@@ -74,8 +74,9 @@ func (s *streams) answer(ctx context.Context, name, offer string) (string, error
 }
 
 // drop ends the viewers' streams of an app: before a checkpoint, or when it
-// stopped running here. Viewers reconnect to wherever it runs next.
-func (s *streams) drop(name string) {
+// stopped running here. Viewers reconnect to wherever it runs next. It
+// reports whether there was a stream (with X connections into the app).
+func (s *streams) drop(name string) bool {
 	s.mu.Lock()
 	h := s.hosts[name]
 	delete(s.hosts, name)
@@ -83,6 +84,7 @@ func (s *streams) drop(name string) {
 	if h != nil {
 		h.Close()
 	}
+	return h != nil
 }
 
 func (s *streams) closeAll() {

@@ -35,8 +35,9 @@ type Config struct {
 	EagerRestore bool
 	// BeforeCheckpoint, when set, is called before the engine looks at an
 	// app's handles to checkpoint it: the caller closes its own connections
-	// into the app (a viewer's X connection), which would block the dump.
-	BeforeCheckpoint func(name string)
+	// into the app (a viewer's X connection), which would block the dump,
+	// and reports whether it closed any.
+	BeforeCheckpoint func(name string) (closed bool)
 	// WarmHandles makes the engine build each new app's handles manifest in
 	// the background soon after it starts (or arrives), so that the content
 	// hashes of its files are cached by the time it is sent: the daemon's
@@ -45,8 +46,48 @@ type Config struct {
 }
 
 func (e *Engine) beforeCheckpoint(name string) {
-	if e.cfg.BeforeCheckpoint != nil {
-		e.cfg.BeforeCheckpoint(name)
+	if e.cfg.BeforeCheckpoint != nil && e.cfg.BeforeCheckpoint(name) {
+		e.awaitHangUps(name)
+	}
+}
+
+// hangUpWait bounds how long a checkpoint waits for the app to close its
+// ends of the host connections that were just closed.
+const hangUpWait = time.Second
+
+// awaitHangUps waits until the app's processes hold no socket of the
+// host's network namespace. A host client's connection into the app (a
+// viewer's X connection) is accepted into the client's namespace; after the
+// client closed it, the X server holds its end until it reads the hangup,
+// and CRIU, which runs in the app's namespace, cannot find that socket: the
+// dump fails. The X server needs a few milliseconds, unless it is frozen.
+func (e *Engine) awaitHangUps(name string) {
+	a, err := e.lookup(name)
+	if err != nil {
+		return
+	}
+	a.mu.Lock()
+	ctr := a.ctr
+	a.mu.Unlock()
+	if ctr == nil {
+		return
+	}
+	start := time.Now()
+	for {
+		pids, err := ctr.Processes()
+		if err != nil {
+			return
+		}
+		n, err := handles.HostUnixSockets(pids)
+		if err != nil || n == 0 {
+			e.log.Debug("host connections hung up", "app", name, "waited", time.Since(start), "err", err)
+			return
+		}
+		if time.Since(start) > hangUpWait {
+			e.log.Warn("the app still holds connections from this machine; its checkpoint may fail", "app", name, "sockets", n)
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

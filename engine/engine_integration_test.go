@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -261,6 +262,76 @@ func TestClockTicksAfterResume(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the clock does not tick after the resume")
 		}
+	}
+}
+
+// TestCheckpointRightAfterHostHangUp: the daemon closes a viewer's X
+// connection just before a checkpoint. The X server holds its end, a socket
+// of the host's network namespace that CRIU cannot find from the app's,
+// until it reads the hangup; the checkpoint waits for that instead of
+// failing ("Unix socket ... not found", 1 in ~5 demos).
+func TestCheckpointRightAfterHostHangUp(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var viewer net.Conn
+	e, err := New(Config{StateDir: t.TempDir(), BeforeCheckpoint: func(string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if viewer == nil {
+			return false
+		}
+		viewer.Close()
+		viewer = nil
+		return true
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, a := range e.List() {
+			e.Stop(context.Background(), a.Name)
+		}
+		e.Close()
+	})
+	if _, err := e.Run(ctx, Spec{Name: "viewed", Args: []string{"xclock"}, Width: 320, Height: 240}); err != nil {
+		t.Fatal(err)
+	}
+	sock, err := e.DisplaySocket("viewed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect := func() {
+		t.Helper()
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Complete the X11 connection setup: then the server has accepted us.
+		conn.Write([]byte{'l', 0, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+		reply := make([]byte, 8)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(conn, reply); err != nil || reply[0] != 1 {
+			t.Fatalf("X11 connection setup: %v %v", err, reply)
+		}
+		mu.Lock()
+		viewer = conn
+		mu.Unlock()
+	}
+	for i := 0; i < 5; i++ {
+		connect()
+		if err := e.Snapshot(ctx, "viewed", filepath.Join(t.TempDir(), "image")); err != nil {
+			t.Fatalf("snapshot %d right after the viewer hung up: %v", i+1, err)
+		}
+	}
+	connect()
+	if err := e.Freeze(ctx, "viewed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DumpFrozen(ctx, "viewed", filepath.Join(t.TempDir(), "image")); err != nil {
+		t.Fatalf("dump of the app frozen right after the viewer hung up: %v", err)
+	}
+	if err := e.Thaw(ctx, "viewed"); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -206,4 +208,36 @@ func unixName(v []byte) string {
 		return "@" + strings.ReplaceAll(string(v[1:]), "\x00", "@")
 	}
 	return strings.TrimRight(string(v), "\x00")
+}
+
+// HostUnixSockets counts the unix sockets the processes pids hold that
+// belong to the caller's network namespace. In an app with a network
+// namespace of its own, those are the app's ends of connections a host
+// client made: the kernel puts a connection's accepted socket in the
+// client's namespace. A process that ended is skipped.
+func HostUnixSockets(pids []int) (int, error) {
+	host, err := unixSockets("")
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, pid := range pids {
+		fds, err := os.ReadDir(procPath(pid, "fd"))
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			link, err := os.Readlink(procPath(pid, "fd", fd.Name()))
+			if err != nil || !strings.HasPrefix(link, "socket:[") {
+				continue
+			}
+			ino, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]"), 10, 64)
+			if err == nil {
+				if _, ok := host[ino]; ok {
+					n++
+				}
+			}
+		}
+	}
+	return n, nil
 }
