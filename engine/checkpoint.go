@@ -291,12 +291,6 @@ func (e *Engine) createForRestore(a *app, lazy *exec.Cmd) (*restoreTarget, error
 		if err := makeAppDirs(a.dirs); err != nil {
 			return nil, err
 		}
-		if err := createNetns(a.dirs.netns()); err != nil {
-			return nil, err
-		}
-		if err := placeFramebuffer(a.dirs, a.dirs.checkpoint()); err != nil {
-			return nil, err
-		}
 		cfg := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec)
 		ctr, err := libcontainer.Create(e.runcRoot, spec.Name, cfg)
 		if err != nil {
@@ -318,6 +312,15 @@ func (e *Engine) createForRestore(a *app, lazy *exec.Cmd) (*restoreTarget, error
 		// without images it then fails at once, having restored nothing.
 		_ = ctr.Restore(&libcontainer.Process{}, &libcontainer.CriuOpts{})
 	}()
+	// The network namespace is not needed before the restore itself.
+	err = createNetns(a.dirs.netns())
+	if err == nil {
+		err = placeFramebuffer(a.dirs, a.dirs.checkpoint())
+	}
+	if err != nil {
+		target.abandon()
+		return nil, err
+	}
 	return target, nil
 }
 
