@@ -5,7 +5,8 @@
 // Source                                   Destination
 //
 //	POST /offer           spec, CRIU, arch →  refuse now (declined, no space,
-//	                                          incompatible) or accept
+//	                                          incompatible) or accept, and get
+//	                                          the kernel ready for the restore
 //	POST /{id}/manifest   handles manifest →  ← files it lacks
 //	snapshot while running; POST /{id}/pre/index, PUT /{id}/pre/pieces
 //	again while it shrinks:  …/pre2/index?base=pre, …/pre3/… (up to pre5),
