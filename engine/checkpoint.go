@@ -313,7 +313,9 @@ func (e *Engine) createForRestore(a *app, lazy *exec.Cmd) (*restoreTarget, error
 		_ = ctr.Restore(&libcontainer.Process{}, &libcontainer.CriuOpts{})
 	}()
 	// The network namespace is not needed before the restore itself.
-	err = createNetns(a.dirs.netns())
+	if !e.warmup.takeSpareNetns(a.dirs.netns()) {
+		err = createNetns(a.dirs.netns())
+	}
 	if err == nil {
 		err = placeFramebuffer(a.dirs, a.dirs.checkpoint())
 	}

@@ -19,38 +19,60 @@ import (
 // createNetns makes a network namespace with loopback up and pins it at
 // path with a bind mount.
 func createNetns(path string) error {
+	ns, err := newNetns()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(ns)
+	return pinNetns(ns, path)
+}
+
+// newNetns makes a network namespace with loopback up and returns an fd
+// that keeps it (until it is closed, or the process ends).
+func newNetns() (int, error) {
+	type result struct {
+		fd  int
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread that entered the new namespace ends
+		// with this goroutine instead of going back to serve others.
+		runtime.LockOSThread()
+		fd, err := enterNewNetns()
+		ch <- result{fd, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		return -1, fmt.Errorf("network namespace: %w", r.err)
+	}
+	return r.fd, nil
+}
+
+func enterNewNetns() (int, error) {
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return -1, fmt.Errorf("unshare: %w", err)
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return -1, err
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return -1, fmt.Errorf("loopback up: %w", err)
+	}
+	return unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+}
+
+// pinNetns pins the network namespace of the fd ns at path.
+func pinNetns(ns int, path string) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("network namespace: %w", err)
 	}
 	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread that entered the new namespace ends
-		// with this goroutine instead of going back to serve others.
-		runtime.LockOSThread()
-		errc <- enterNewNetns(path)
-	}()
-	if err := <-errc; err != nil {
-		_ = removeNetns(path)
-		return fmt.Errorf("network namespace: %w", err)
-	}
-	return nil
-}
-
-func enterNewNetns(path string) error {
-	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("unshare: %w", err)
-	}
-	if err := unix.Mount("/proc/thread-self/ns/net", path, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("pin at %s: %w", path, err)
-	}
-	lo, err := netlink.LinkByName("lo")
-	if err != nil {
-		return err
-	}
-	if err := netlink.LinkSetUp(lo); err != nil {
-		return fmt.Errorf("loopback up: %w", err)
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", ns), path, "", unix.MS_BIND, ""); err != nil {
+		_ = os.Remove(path)
+		return fmt.Errorf("network namespace: pin at %s: %w", path, err)
 	}
 	return nil
 }

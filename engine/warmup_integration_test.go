@@ -4,6 +4,7 @@ package engine
 
 import (
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,8 +13,9 @@ import (
 )
 
 // TestExpectRestore checks that the kernel is kept ready (a favordynmods
-// cgroup hierarchy, which every process then lists, and a perf event) while
-// at least one restore is expected, and let go once none is. The hierarchy
+// cgroup hierarchy, which every process then lists, and a perf event) and a
+// spare network namespace is made while at least one restore is expected,
+// and that they go once none is. The hierarchy
 // is the kernel's: another process on the machine may hold one too, so what
 // this engine holds is told by its fds.
 func TestExpectRestore(t *testing.T) {
@@ -62,9 +64,36 @@ func TestExpectRestore(t *testing.T) {
 	if !listed() {
 		t.Fatalf("while a restore is expected, /proc/self/cgroup does not list %q", hierarchy)
 	}
+	isNetns := func(path string) bool {
+		var st unix.Statfs_t
+		return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
+	}
+	var st unix.Statfs_t
+	if spare := e.warmup.spare; spare < 0 || unix.Fstatfs(spare, &st) != nil || st.Type != unix.NSFS_MAGIC {
+		t.Fatalf("while a restore is expected, no spare network namespace (fd %d)", spare)
+	}
+	taken := filepath.Join(t.TempDir(), "netns")
+	if !e.warmup.takeSpareNetns(taken) || !isNetns(taken) {
+		t.Fatal("the spare network namespace could not be taken")
+	}
+	defer removeNetns(taken)
+	if e.warmup.takeSpareNetns(taken + "2") {
+		t.Fatal("the spare network namespace was taken twice")
+	}
 	first()
 	first() // a second call changes nothing
 	check("when one of two expected restores ended", 1)
 	second()
 	check("when no restore is expected", 0)
+	// A spare nobody took goes when no restore is expected.
+	done := e.ExpectRestore()
+	e.warmup.mu.Lock()
+	ready = e.warmup.ready
+	e.warmup.mu.Unlock()
+	<-ready
+	spare := e.warmup.spare
+	done()
+	if spare < 0 || unix.Fstatfs(spare, &st) == nil && st.Type == unix.NSFS_MAGIC {
+		t.Fatalf("the spare network namespace (fd %d) is kept after the expected restore", spare)
+	}
 }
