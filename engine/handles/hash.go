@@ -92,13 +92,20 @@ func (c *HashCache) hashFile(path string) (string, unix.Stat_t, error) {
 	if err := unix.Stat(path, &st); err != nil {
 		return "", st, fmt.Errorf("stat %s: %w", path, err)
 	}
+	// A magic link (/proc/PID/fd/N) names whatever the fd holds now: the
+	// app may have reused it for a pipe or a terminal since it was listed,
+	// and reading one of those waits forever. O_NONBLOCK keeps the open
+	// from waiting for a FIFO's writer; only a regular file is read.
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return "", st, fmt.Errorf("%s is not a regular file (any more)", path)
+	}
 	if h, ok := c.get(keyOf(&st)); ok {
 		return h, st, nil
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOATIME, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOATIME|unix.O_NONBLOCK, 0)
 	if err != nil {
 		// O_NOATIME is refused for files we do not own without CAP_FOWNER.
-		f, err = os.Open(path)
+		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	}
 	if err != nil {
 		return "", st, fmt.Errorf("open %s: %w", path, err)
@@ -106,6 +113,9 @@ func (c *HashCache) hashFile(path string) (string, unix.Stat_t, error) {
 	defer f.Close()
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return "", st, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return "", st, fmt.Errorf("%s is not a regular file (any more)", path)
 	}
 	sum := sha256.New()
 	n, err := io.Copy(sum, f)
