@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -262,5 +263,127 @@ func TestAssembleOverReusesTheEarlierImage(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(pre, "pages-1.img")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the earlier page image was copied, not reused (stat: %v)", err)
+	}
+}
+
+// receiverRounds runs rounds as the handoff receiver does: the first image
+// received in place and completed, each later one spooled, assembled over
+// the image before it and made the pool's only content; the last round is
+// assembled without a rebase, like the final image at commit. It returns
+// the last image's dir and the bytes each round sent.
+func receiverRounds(t *testing.T, rounds []map[string][]byte) (string, []int64) {
+	t.Helper()
+	pool := NewPool()
+	var image string
+	var imageIx *Index
+	var sent []int64
+	for n, files := range rounds {
+		src := writeDir(t, files)
+		ix, err := IndexDir(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := pool.Missing(ix)
+		var wire bytes.Buffer
+		k, err := WritePieces(&wire, src, ix, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, k)
+		dst := filepath.Join(t.TempDir(), fmt.Sprintf("round%d", n+1))
+		if n == 0 {
+			if err := pool.ReceiveImage(&wire, dst, ix, want); err != nil {
+				t.Fatal(err)
+			}
+			if err := pool.FillImage(dst, ix); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			if err := pool.ReadPieces(&wire, t.TempDir(), want); err != nil {
+				t.Fatal(err)
+			}
+			if err := pool.AssembleOver(dst, ix, image, imageIx); err != nil {
+				t.Fatalf("round %d: %v", n+1, err)
+			}
+			if err := os.RemoveAll(image); err != nil {
+				t.Fatal(err)
+			}
+			if n < len(rounds)-1 {
+				if err := pool.Rebase(dst, ix); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for name, want := range files {
+			if got, err := os.ReadFile(filepath.Join(dst, name)); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("round %d: %s differs from the source (err %v)", n+1, name, err)
+			}
+		}
+		ents, _ := os.ReadDir(dst)
+		if len(ents) != len(files) {
+			t.Fatalf("round %d: image dir has %d entries, want only the %d image files", n+1, len(ents), len(files))
+		}
+		image, imageIx = dst, ix
+	}
+	return image, sent
+}
+
+// TestImagesReceivedInPlace covers what the pool reads from an image that
+// is then overwritten: pages that move or shift between rounds, files that
+// shrink, vanish or trade pages, and pages an image repeats.
+func TestImagesReceivedInPlace(t *testing.T) {
+	v1 := randomPages(t, 120)
+	copy(v1[30*PageSize:31*PageSize], v1[3*PageSize:4*PageSize]) // a repeated page
+	shifted := append(append(append([]byte(nil), v1[:5*PageSize]...), randomPages(t, 2)...), v1[5*PageSize:]...)
+	swapped := append(append([]byte(nil), v1[60*PageSize:]...), v1[:60*PageSize]...)
+	other := randomPages(t, 10)
+	meta := []byte(strings.Repeat("core ", 500))
+	for _, tc := range []struct {
+		name  string
+		later []map[string][]byte
+		sent  []int64 // bytes each later round sends
+	}{
+		{"unchanged", []map[string][]byte{{"pages-1.img": v1, "core-1.img": meta}}, []int64{0}},
+		{"pages shift", []map[string][]byte{{"pages-1.img": shifted, "core-1.img": meta}}, []int64{2 * PageSize}},
+		{"halves swap", []map[string][]byte{{"pages-1.img": swapped, "core-1.img": meta}}, []int64{0}},
+		{"shrinks, then grows back", []map[string][]byte{
+			{"pages-1.img": v1[:40*PageSize], "core-1.img": meta},
+			{"pages-1.img": v1, "core-1.img": meta},
+		}, []int64{0, 80 * PageSize}},
+		{"pages move to another file", []map[string][]byte{
+			{"pages-1.img": other, "pages-2.img": v1[50*PageSize:], "core-1.img": meta},
+			{"pages-2.img": v1, "core-1.img": meta[:100]},
+		}, []int64{0, 49*PageSize + 100}}, // page 30 repeats page 3
+		{"a file goes", []map[string][]byte{{"pages-2.img": other}}, []int64{0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			first := map[string][]byte{"pages-1.img": v1, "pages-2.img": other, "core-1.img": meta}
+			_, sent := receiverRounds(t, append([]map[string][]byte{first}, tc.later...))
+			if want := int64(len(v1) - PageSize + len(other) + len(meta)); sent[0] != want {
+				t.Errorf("first round sent %d bytes, want %d (every piece once)", sent[0], want)
+			}
+			if !reflect.DeepEqual(sent[1:], tc.sent) {
+				t.Errorf("later rounds sent %v bytes, want %v", sent[1:], tc.sent)
+			}
+		})
+	}
+}
+
+func TestReceiveImageRejectsDamage(t *testing.T) {
+	src := writeDir(t, map[string][]byte{"pages-1.img": randomPages(t, 4)})
+	ix, _ := IndexDir(src)
+	pool := NewPool()
+	want := pool.Missing(ix)
+	var wire bytes.Buffer
+	if _, err := WritePieces(&wire, src, ix, want); err != nil {
+		t.Fatal(err)
+	}
+	b := wire.Bytes()
+	b[len(b)-100] ^= 0xff
+	if err := pool.ReceiveImage(bytes.NewReader(b), t.TempDir(), ix, want); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("corrupted piece: err %v, want ErrCorrupt", err)
+	}
+	if err := pool.ReceiveImage(bytes.NewReader(b[:len(b)/2]), t.TempDir(), ix, want); err == nil {
+		t.Fatal("a truncated stream was accepted")
 	}
 }

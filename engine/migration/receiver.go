@@ -91,6 +91,20 @@ func (in *incoming) waitAssembly() {
 	}
 }
 
+// assembleInBackground makes dir, described by ix, the latest pre-copy
+// image, put together by assemble while the handoff goes on.
+func (in *incoming) assembleInBackground(dir string, ix *delta.Index, assemble func() error) {
+	in.assembled, in.assembledIx = dir, ix
+	done := make(chan struct{})
+	in.amu.Lock()
+	in.assembling = done
+	in.amu.Unlock()
+	go func() {
+		defer close(done)
+		in.assemblyErr = assemble()
+	}()
+}
+
 // assembledImage waits for the latest pre-copy image and returns it.
 func (in *incoming) assembledImage() (string, *delta.Index, error) {
 	in.waitAssembly()
@@ -262,6 +276,12 @@ func (rv *Receiver) serveIndex(w http.ResponseWriter, r *http.Request, in *incom
 	}
 	t0 := time.Now()
 	defer func() { rv.Log.Debug("serve index", "round", round, "took", time.Since(t0)) }()
+	// The pool holds still only once the latest image is put together.
+	if _, _, err := in.assembledImage(); err != nil {
+		rv.drop(in.id, fmt.Errorf("assemble the pre-copy image: %w", err))
+		refuse(w, http.StatusInternalServerError, "internal", "assemble the pre-copy image: "+err.Error())
+		return
+	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody))
 	var ix delta.Index
 	var changed delta.Hashes
@@ -309,6 +329,19 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 		phase = PhaseFinal
 	}
 	rv.progress(in.offer, phase, nil)
+	dir := filepath.Join(in.dir, round)
+	if round != "final" && in.assembled == "" {
+		// The first image goes straight into place; repeated pages are
+		// copied to their other places while the source dumps again.
+		if err := in.pool.ReceiveImage(r.Body, dir, ix, in.missing[round]); err != nil {
+			rv.drop(in.id, fmt.Errorf("receive %s round: %w", round, err))
+			refuse(w, http.StatusBadRequest, "corrupt", fmt.Sprintf("receive %s round: %v", round, err))
+			return
+		}
+		in.assembleInBackground(dir, ix, func() error { return in.pool.FillImage(dir, ix) })
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	batch, err := delta.ReceivePieces(r.Body, in.dir, in.missing[round])
 	if err != nil {
 		// A broken transfer ends the handoff: the source rolls back.
@@ -329,21 +362,16 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 		// Put the pre-copy image together over the previous round's while
 		// the app still runs and the source dumps its next round: the
 		// final image is written over it at commit, only where pages
-		// changed. The pool keeps reading pieces from the spool files.
-		dir := filepath.Join(in.dir, round)
-		in.assembled, in.assembledIx = dir, ix
-		done := make(chan struct{})
-		in.amu.Lock()
-		in.assembling = done
-		in.amu.Unlock()
-		go func() {
-			defer close(done)
-			err := in.pool.AssembleOver(dir, ix, base, baseIx)
-			if err == nil && base != "" {
-				err = os.RemoveAll(base) // what is left of it: files the new image lacks
+		// changed. The pool then holds that image's pieces only.
+		in.assembleInBackground(dir, ix, func() error {
+			if err := in.pool.AssembleOver(dir, ix, base, baseIx); err != nil {
+				return err
 			}
-			in.assemblyErr = err
-		}()
+			if err := os.RemoveAll(base); err != nil { // what is left of it: files the new image lacks
+				return err
+			}
+			return in.pool.Rebase(dir, ix)
+		})
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
