@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/handoff/handoff/engine/handles"
 	"image"
 	"io"
 	"net"
@@ -624,5 +625,40 @@ func TestDumpRunsFrozen(t *testing.T) {
 	}
 	if err := e.Thaw(ctx, "frozen"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHashesServeEveryContainerAndTheHost: base files an app has open are
+// cached as the host's files, not under the app's overlay (a device of its
+// own), so another container over the same base and a destination
+// checking a manifest against "/" read none of them again.
+func TestHashesServeEveryContainerAndTheHost(t *testing.T) {
+	ctx := context.Background()
+	e := newTestEngine(t)
+	manifest := func(name string) *handles.Manifest {
+		if _, err := e.Run(ctx, Spec{Name: name, Args: []string{"xterm"}, Width: 400, Height: 300}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Stop(ctx, name) })
+		m, err := e.Handles(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	first := manifest("one")
+	_, misses, _ := e.hashes.Stats()
+	if misses == 0 || len(first.Required()) == 0 {
+		t.Fatalf("the first app's manifest hashed %d files for %d required ones", misses, len(first.Required()))
+	}
+	second := manifest("two")
+	if _, again, _ := e.hashes.Stats(); again != misses {
+		t.Errorf("a second container over the same base hashed %d files again", again-misses)
+	}
+	if lacks := second.Missing(handles.LocalChecker("/", e.hashes)); len(lacks) != 0 {
+		t.Errorf("checked against this machine's own files, %d are missing, e.g. %s", len(lacks), lacks[0].Path)
+	}
+	if _, again, _ := e.hashes.Stats(); again != misses {
+		t.Errorf("checking the manifest against / hashed %d files again", again-misses)
 	}
 }

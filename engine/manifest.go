@@ -28,7 +28,7 @@ func (e *Engine) Handles(ctx context.Context, name string) (*handles.Manifest, e
 		return nil, fmt.Errorf("handles of %q: list processes: %w", name, err)
 	}
 	scope := handles.Scope{
-		PIDs: pids, InitPID: rec.InitPID, UpperDir: a.dirs.upper(), Rootfs: a.dirs.rootfs(),
+		PIDs: pids, InitPID: rec.InitPID, UpperDir: a.dirs.upper(), Rootfs: a.dirs.rootfs(), Lower: e.cfg.Base,
 		Display: handles.Display{Width: rec.Spec.Width, Height: rec.Spec.Height, Depth: rec.Spec.Depth},
 	}
 	for _, m := range ctr.Config().Mounts {
@@ -101,3 +101,9 @@ func BlockingError(m *handles.Manifest) error {
 	}
 	return fmt.Errorf("%w: %s", ErrBlocked, b.String())
 }
+
+// HashCache is the content-hash cache of this engine's manifests. Keys are
+// (device, inode, size, times), so a receiver checking a peer's manifest
+// against this machine's files can share it: a file hashed for an app that
+// ran here is not read again when an app arrives, and the other way round.
+func (e *Engine) HashCache() *handles.HashCache { return e.hashes }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
@@ -938,6 +939,28 @@ func (b *builder) hashPresent(ctx context.Context) error {
 	return err
 }
 
+// lowerTwin returns the host path of the lower layer's file that the
+// present file at path is (the overlay reports the real inode of a file not
+// copied up), or "" when it is not, or there is no lower layer. The app's
+// file is looked at through the first of paths that is there.
+func (b *builder) lowerTwin(path string, paths []string) (string, unix.Stat_t) {
+	var open, lower unix.Stat_t
+	if b.s.Lower == "" || !slices.ContainsFunc(paths, func(p string) bool { return unix.Stat(p, &open) == nil }) {
+		return "", open
+	}
+	twin, err := securejoin.SecureJoin(b.s.Lower, path)
+	if err != nil || unix.Lstat(twin, &lower) != nil || !sameFile(&open, &lower) {
+		return "", open
+	}
+	return twin, open
+}
+
+// sameFile compares what an overlay shows of a lower file with that file:
+// the device differs, the rest does not.
+func sameFile(a, b *unix.Stat_t) bool {
+	return a.Ino == b.Ino && a.Size == b.Size && a.Mtim == b.Mtim && a.Ctim == b.Ctim
+}
+
 // hashOne hashes a present file through its magic links, falling back to
 // its path in the init's root. It returns a message when it could not.
 func (b *builder) hashOne(st *hstate) string {
@@ -946,11 +969,18 @@ func (b *builder) hashOne(st *hstate) string {
 	if b.rootFD >= 0 {
 		paths = append(paths, procPath(b.s.InitPID, "root")+st.h.Path)
 	}
+	twin, want := b.lowerTwin(st.h.Path, paths)
+	if twin != "" {
+		paths = append([]string{twin}, paths...)
+	}
 	for _, p := range paths {
 		h, sb, err := b.cache.hashFile(p)
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if p == twin && !sameFile(&sb, &want) {
+			continue // replaced on the host since: hash what the app has
 		}
 		st.h.SHA256 = h
 		if st.h.Size == 0 {

@@ -37,9 +37,9 @@ const (
 // image runs its code as root).
 type Receiver struct {
 	Engine  *engine.Engine
-	WorkDir string // where incoming images are staged (same filesystem as the engine's state)
-	Base    string // the root base files are checked against ("/")
-	Hashes  *handles.HashCache
+	WorkDir string             // where incoming images are staged (same filesystem as the engine's state)
+	Base    string             // the root base files are checked against ("/")
+	Hashes  *handles.HashCache // defaults to the engine's
 	// Accept asks whether to take an offer (e.g. by asking the user); it
 	// returns a *Refusal-carrying error to refuse. Nil accepts.
 	Accept func(ctx context.Context, o Offer) error
@@ -129,8 +129,8 @@ func (rv *Receiver) init() {
 		if rv.Base == "" {
 			rv.Base = "/"
 		}
-		if rv.Hashes == nil {
-			rv.Hashes = handles.NewHashCache()
+		if rv.Hashes == nil && rv.Engine != nil {
+			rv.Hashes = rv.Engine.HashCache()
 		}
 		rv.in = map[string]*incoming{}
 		rv.mux = http.NewServeMux()
@@ -257,7 +257,10 @@ func (rv *Receiver) serveManifest(w http.ResponseWriter, r *http.Request, in *in
 		refuse(w, http.StatusBadRequest, "bad_request", "cannot read the handles manifest: "+err.Error())
 		return
 	}
-	writeJSON(w, MissingFiles{Files: m.Missing(handles.LocalChecker(rv.Base, rv.Hashes))})
+	t0 := time.Now()
+	miss := m.Missing(handles.LocalChecker(rv.Base, rv.Hashes))
+	rv.Log.Debug("serve manifest", "check", time.Since(t0), "lacks", len(miss))
+	writeJSON(w, MissingFiles{Files: miss})
 }
 
 // validRound accepts "pre", "pre2" … "pre9" and "final".
