@@ -43,3 +43,18 @@ func TestRoundNames(t *testing.T) {
 		t.Error("the final round is refused")
 	}
 }
+
+func TestOverlappedDumpEstimate(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		sn   snapshot
+		want time.Duration
+	}{
+		{"a dump that ran alone is slower beside a transfer", snapshot{took: 450 * time.Millisecond}, 900 * time.Millisecond},
+		{"a dump that ran beside a transfer is the estimate", snapshot{took: 900 * time.Millisecond, overlapped: true}, 900 * time.Millisecond},
+	} {
+		if got := c.sn.overlappedDump(); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}

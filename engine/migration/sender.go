@@ -274,8 +274,9 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 			}
 			p.Phase, p.Round = PhasePreCopy, round
 			progress(p)
-			if next == nil && p.ETA <= this.took && anotherRound(round, p.Total, before, time.Since(this.start)+p.ETA) {
+			if next == nil && p.ETA <= this.overlappedDump() && anotherRound(round, p.Total, before, time.Since(this.start)+p.ETA) {
 				next = s.startSnapshot(ctx, name, filepath.Join(work, roundName(round+1)))
+				next.overlapped = true
 			}
 		})
 		mu.Lock()
@@ -308,11 +309,26 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 
 // snapshot is a pre-copy dump under way.
 type snapshot struct {
-	dir   string
-	start time.Time
-	took  time.Duration // once done
-	err   error
-	done  chan struct{}
+	dir        string
+	start      time.Time
+	took       time.Duration // once done
+	overlapped bool          // ran while a round's pieces were sent
+	err        error
+	done       chan struct{}
+}
+
+// dumpSlowdown is how much longer a dump takes while a round's pieces are
+// sent (both want the CPUs): an 800 MB app's took 0.8-0.97 s, against
+// 0.42-0.5 s alone.
+const dumpSlowdown = 2
+
+// overlappedDump is how long the next dump is expected to take, started
+// while this round's pieces are sent: it starts that long before they end.
+func (sn *snapshot) overlappedDump() time.Duration {
+	if sn.overlapped {
+		return sn.took
+	}
+	return dumpSlowdown * sn.took
 }
 
 func (s *Sender) startSnapshot(ctx context.Context, name, dir string) *snapshot {
