@@ -117,7 +117,7 @@ func TestHandoffBetweenEngines(t *testing.T) {
 	if sent >= ix.Bytes()/2 {
 		t.Errorf("final round sent %d of %d bytes; pre-copy should have saved most of it", sent, ix.Bytes())
 	}
-	if err := pool.ReadPieces(&wire, t.TempDir(), missing); err != nil {
+	if err := pool.ReadPieces(&wire, t.TempDir(), ix, missing); err != nil {
 		t.Fatal(err)
 	}
 	received := filepath.Join(t.TempDir(), "image")

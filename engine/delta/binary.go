@@ -142,9 +142,9 @@ func (ix *Index) MarshalBinaryDiff(base *Index) []byte {
 }
 
 // UnmarshalBinaryDiff rebuilds an index from its difference from base and
-// returns, beside it, the hashes of the changed pieces: the only ones a
+// returns, beside it, the places of the changed pieces: the only ones a
 // receiver that holds every piece of base can lack.
-func (ix *Index) UnmarshalBinaryDiff(data []byte, base *Index) (Hashes, error) {
+func (ix *Index) UnmarshalBinaryDiff(data []byte, base *Index) (Places, error) {
 	if len(data) < len(diffMagic) || string(data[:len(diffMagic)]) != string(diffMagic) {
 		return nil, errors.New("index: not a binary index difference")
 	}
@@ -169,7 +169,8 @@ func (ix *Index) UnmarshalBinaryDiff(data []byte, base *Index) (Hashes, error) {
 		return nil, err
 	}
 	ix.Files = make([]File, 0, files)
-	var changed Hashes
+	var changed Places
+	first := 0 // the place of the file's first piece
 	for range files {
 		var f File
 		nameLen, err := next(uint64(len(data)))
@@ -212,7 +213,7 @@ func (ix *Index) UnmarshalBinaryDiff(data []byte, base *Index) (Hashes, error) {
 			}
 			copy(f.Pieces[pos][:], data[:hashSize])
 			data = data[hashSize:]
-			changed = append(changed, f.Pieces[pos])
+			changed = append(changed, first+pos)
 			if pos >= len(old) {
 				grown++
 			}
@@ -223,6 +224,7 @@ func (ix *Index) UnmarshalBinaryDiff(data []byte, base *Index) (Hashes, error) {
 			return nil, fmt.Errorf("index: %s has %d pieces past its earlier end but %d are listed", f.Name, want, grown)
 		}
 		ix.Files = append(ix.Files, f)
+		first += len(f.Pieces)
 	}
 	if len(data) != 0 {
 		return nil, fmt.Errorf("index: %d bytes after the end", len(data))

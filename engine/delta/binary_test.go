@@ -59,17 +59,17 @@ func TestIndexDiffRoundTrip(t *testing.T) {
 	for _, tt := range []struct {
 		name        string
 		files       []File
-		wantChanged Hashes
+		wantChanged Places
 	}{
 		{"unchanged", base.Files, nil},
 		{"one page changed", []File{
 			{Name: "pages-1.img", Size: 4 * PageSize, Mode: 0o600, Pieces: Hashes{h("a"), h("B"), h("c"), h("d")}},
-		}, Hashes{h("B")}},
+		}, Places{1}},
 		{"grown, shrunk, new, mode changed", []File{
 			{Name: "pages-1.img", Size: 6 * PageSize, Mode: 0o600, Pieces: Hashes{h("a"), h("b"), h("c"), h("d"), h("e"), h("f")}},
 			{Name: "core-1.img", Size: 0, Mode: 0o600, Pieces: Hashes{}},
 			{Name: "new.img", Size: 2 * PageSize, Mode: 0o600, Pieces: Hashes{h("n1"), h("a")}},
-		}, Hashes{h("e"), h("f"), h("n1"), h("a")}},
+		}, Places{4, 5, 6, 7}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ix := &Index{Files: tt.files}

@@ -57,31 +57,42 @@ func (hs Hashes) MarshalJSON() ([]byte, error) {
 	for _, h := range hs {
 		raw = append(raw, h[:]...)
 	}
-	out := make([]byte, base64.StdEncoding.EncodedLen(len(raw))+2)
-	out[0], out[len(out)-1] = '"', '"'
-	base64.StdEncoding.Encode(out[1:len(out)-1], raw)
-	return out, nil
+	return jsonBase64(raw), nil
 }
 
 func (hs *Hashes) UnmarshalJSON(data []byte) error {
-	if len(data) < 2 || data[0] != '"' || data[len(data)-1] != '"' || bytes.IndexByte(data, '\\') >= 0 {
-		return errors.New("hashes: not a base64 string")
-	}
-	b64 := data[1 : len(data)-1]
-	raw := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
-	n, err := base64.StdEncoding.Decode(raw, b64)
+	raw, err := fromJSONBase64(data)
 	if err != nil {
 		return fmt.Errorf("hashes: %w", err)
 	}
-	if n%hashSize != 0 {
-		return fmt.Errorf("hashes: %d bytes is not a whole number of hashes", n)
+	if len(raw)%hashSize != 0 {
+		return fmt.Errorf("hashes: %d bytes is not a whole number of hashes", len(raw))
 	}
-	out := make(Hashes, n/hashSize)
+	out := make(Hashes, len(raw)/hashSize)
 	for i := range out {
 		copy(out[i][:], raw[i*hashSize:])
 	}
 	*hs = out
 	return nil
+}
+
+// jsonBase64 writes raw as a JSON string in base64, which needs no escaping.
+func jsonBase64(raw []byte) []byte {
+	out := make([]byte, base64.StdEncoding.EncodedLen(len(raw))+2)
+	out[0], out[len(out)-1] = '"', '"'
+	base64.StdEncoding.Encode(out[1:len(out)-1], raw)
+	return out
+}
+
+// fromJSONBase64 reads what jsonBase64 wrote.
+func fromJSONBase64(data []byte) ([]byte, error) {
+	if len(data) < 2 || data[0] != '"' || data[len(data)-1] != '"' || bytes.IndexByte(data, '\\') >= 0 {
+		return nil, errors.New("not a base64 string")
+	}
+	b64 := data[1 : len(data)-1]
+	raw := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
+	n, err := base64.StdEncoding.Decode(raw, b64)
+	return raw[:n], err
 }
 
 // File is one file of an indexed directory.
@@ -235,44 +246,48 @@ func (p *Pool) Add(dir string, ix *Index) {
 // Has reports whether the pool holds a piece.
 func (p *Pool) Has(h Hash) bool { _, ok := p.where[h]; return ok }
 
-// Missing lists, in index order and without repeats, the pieces of ix the
-// pool lacks: what the sender must send.
-func (p *Pool) Missing(ix *Index) []Hash {
-	var m missing
+// Missing lists the pieces of ix the pool lacks, each at its first place in
+// ix: what the sender must send.
+func (p *Pool) Missing(ix *Index) Places {
+	m := missing{seen: make(map[Hash]bool)}
+	k := 0
 	for _, f := range ix.Files {
 		for _, h := range f.Pieces {
-			m.add(p, h)
+			m.add(p, h, k)
+			k++
 		}
 	}
 	return m.out
 }
 
-// MissingAmong is Missing for a later round's index, given the pieces that
-// changed since the round before (from UnmarshalBinaryDiff): when the pool
-// holds every piece of that round, only changed pieces can be missing.
-func (p *Pool) MissingAmong(changed Hashes) []Hash {
-	var m missing
-	for _, h := range changed {
-		m.add(p, h)
+// MissingAmong is Missing for a later round's index, given the places of
+// the pieces that changed since the round before (from
+// UnmarshalBinaryDiff): when the pool holds every piece of that round,
+// only changed pieces can be missing.
+func (p *Pool) MissingAmong(ix *Index, changed Places) (Places, error) {
+	pieces, err := ix.resolve(changed)
+	if err != nil {
+		return nil, err
 	}
-	return m.out
+	m := missing{seen: make(map[Hash]bool)}
+	for i, pc := range pieces {
+		m.add(p, pc.h, changed[i])
+	}
+	return m.out, nil
 }
 
-// missing collects the pieces a pool lacks, in order and without repeats.
+// missing collects the places of pieces a pool lacks, the first of each.
 type missing struct {
-	out  []Hash
-	seen map[Hash]bool // only missing pieces can repeat in out
+	out  Places
+	seen map[Hash]bool // only missing pieces can repeat
 }
 
-func (m *missing) add(p *Pool, h Hash) {
+func (m *missing) add(p *Pool, h Hash, k int) {
 	if p.Has(h) || m.seen[h] {
 		return
 	}
-	if m.seen == nil {
-		m.seen = map[Hash]bool{}
-	}
 	m.seen[h] = true
-	m.out = append(m.out, h)
+	m.out = append(m.out, k)
 }
 
 // Validate refuses an index a receiver must not act on: unsafe names,
@@ -301,54 +316,39 @@ func (ix *Index) Validate() error {
 	return nil
 }
 
-// WritePieces streams the named pieces of the indexed dir to w: for each,
-// its hash, length and bytes. It reads each piece from where the index says.
-func WritePieces(w io.Writer, dir string, ix *Index, want []Hash) (int64, error) {
-	at := map[Hash]location{}
-	for _, f := range ix.Files {
-		ps := f.pieceSize()
-		for i, h := range f.Pieces {
-			if _, ok := at[h]; !ok {
-				off := int64(i) * ps
-				at[h] = location{file: f.Name, off: off, size: min(ps, f.Size-off)}
-			}
-		}
+// WritePieces streams the pieces of the indexed dir at places want to w:
+// for each, its hash, length and bytes.
+func WritePieces(w io.Writer, dir string, ix *Index, want Places) (int64, error) {
+	pieces, err := ix.resolve(want)
+	if err != nil {
+		return 0, err
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	files := map[string]*os.File{}
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
+	defer closeAll(files)
 	var total int64
 	buf := make([]byte, MaxChunkSize)
-	for _, h := range want {
-		loc, ok := at[h]
-		if !ok {
-			return total, fmt.Errorf("piece %s is not in the image", h)
-		}
-		f := files[loc.file]
+	for _, pc := range pieces {
+		f := files[pc.file]
 		if f == nil {
-			var err error
-			if f, err = os.Open(filepath.Join(dir, loc.file)); err != nil {
+			if f, err = os.Open(filepath.Join(dir, pc.file)); err != nil {
 				return total, err
 			}
-			files[loc.file] = f
+			files[pc.file] = f
 		}
-		if _, err := f.ReadAt(buf[:loc.size], loc.off); err != nil && !errors.Is(err, io.EOF) {
+		if _, err := f.ReadAt(buf[:pc.size], pc.off); err != nil && !errors.Is(err, io.EOF) {
 			return total, err
 		}
 		var hdr [hashSize + 4]byte
-		copy(hdr[:], h[:])
-		binary.BigEndian.PutUint32(hdr[hashSize:], uint32(loc.size))
+		copy(hdr[:], pc.h[:])
+		binary.BigEndian.PutUint32(hdr[hashSize:], uint32(pc.size))
 		if _, err := bw.Write(hdr[:]); err != nil {
 			return total, err
 		}
-		if _, err := bw.Write(buf[:loc.size]); err != nil {
+		if _, err := bw.Write(buf[:pc.size]); err != nil {
 			return total, err
 		}
-		total += loc.size
+		total += pc.size
 	}
 	return total, bw.Flush()
 }
@@ -356,11 +356,11 @@ func WritePieces(w io.Writer, dir string, ix *Index, want []Hash) (int64, error)
 // ErrCorrupt is returned when received data does not match its hash.
 var ErrCorrupt = errors.New("received data does not match its checksum")
 
-// ReadPieces reads pieces written by WritePieces into a spool file in dir and
-// adds them to the pool. Each piece is checked against its hash on arrival;
-// only pieces listed in want are accepted.
-func (p *Pool) ReadPieces(r io.Reader, spoolDir string, want []Hash) error {
-	b, err := ReceivePieces(r, spoolDir, want)
+// ReadPieces reads pieces written by WritePieces (the pieces of ix at
+// places want) into a spool file in dir and adds them to the pool. Each
+// piece is checked against its hash on arrival.
+func (p *Pool) ReadPieces(r io.Reader, spoolDir string, ix *Index, want Places) error {
+	b, err := ReceivePieces(r, spoolDir, ix, want)
 	if err != nil {
 		return err
 	}
@@ -377,7 +377,11 @@ type Batch struct {
 
 // ReceivePieces is ReadPieces without touching a pool; add the batch with
 // AddBatch once no one reads the pool.
-func ReceivePieces(r io.Reader, spoolDir string, want []Hash) (*Batch, error) {
+func ReceivePieces(r io.Reader, spoolDir string, ix *Index, want Places) (*Batch, error) {
+	pieces, err := ix.resolve(want)
+	if err != nil {
+		return nil, err
+	}
 	spool, err := os.CreateTemp(spoolDir, "pieces-*.spool")
 	if err != nil {
 		return nil, err
@@ -385,12 +389,12 @@ func ReceivePieces(r io.Reader, spoolDir string, want []Hash) (*Batch, error) {
 	defer spool.Close()
 	b := &Batch{dir: spoolDir, file: filepath.Base(spool.Name()), where: make(map[Hash]location, len(want))}
 	var off int64
-	err = readPieces(r, want, func(h Hash, size int64) bool { return size <= MaxChunkSize }, func(h Hash, data []byte) error {
+	err = readPieces(r, pieces, func(pc placed, data []byte) error {
 		if _, err := spool.Write(data); err != nil {
 			return fmt.Errorf("spool piece: %w", err)
 		}
-		b.where[h] = location{file: b.file, off: off, size: int64(len(data))}
-		off += int64(len(data))
+		b.where[pc.h] = location{file: b.file, off: off, size: pc.size}
+		off += pc.size
 		return nil
 	})
 	if err != nil {
@@ -401,37 +405,30 @@ func ReceivePieces(r io.Reader, spoolDir string, want []Hash) (*Batch, error) {
 	return b, nil
 }
 
-// readPieces reads the stream WritePieces makes until every piece in want
-// came, checking each against its hash, and hands each to keep. A piece not
-// wanted, or whose size fits does not accept, is corruption.
-func readPieces(r io.Reader, want []Hash, fits func(Hash, int64) bool, keep func(Hash, []byte) error) error {
-	wanted := make(map[Hash]bool, len(want))
-	for _, h := range want {
-		wanted[h] = true
-	}
+// readPieces reads the stream WritePieces makes of pieces, in their order,
+// checking each against its hash, and hands each to keep. Anything else
+// than the expected piece is corruption.
+func readPieces(r io.Reader, pieces []placed, keep func(placed, []byte) error) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	buf := make([]byte, MaxChunkSize)
-	for len(wanted) > 0 {
+	for i, pc := range pieces {
 		var hdr [hashSize + 4]byte
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			return fmt.Errorf("read piece header (%d pieces still expected): %w", len(wanted), err)
+			return fmt.Errorf("read piece header (%d pieces still expected): %w", len(pieces)-i, err)
 		}
-		var h Hash
-		copy(h[:], hdr[:hashSize])
 		size := int64(binary.BigEndian.Uint32(hdr[hashSize:]))
-		if !wanted[h] || size > MaxChunkSize || !fits(h, size) {
-			return fmt.Errorf("%w: unexpected piece %s of %d bytes", ErrCorrupt, h, size)
+		if [hashSize]byte(hdr[:hashSize]) != pc.h || size != pc.size {
+			return fmt.Errorf("%w: piece %d of %d is not the one expected", ErrCorrupt, i+1, len(pieces))
 		}
 		if _, err := io.ReadFull(br, buf[:size]); err != nil {
-			return fmt.Errorf("read piece %s: %w", h, err)
+			return fmt.Errorf("read piece %s: %w", pc.h, err)
 		}
-		if sum(buf[:size]) != h {
-			return fmt.Errorf("%w: piece %s", ErrCorrupt, h)
+		if sum(buf[:size]) != pc.h {
+			return fmt.Errorf("%w: piece %s", ErrCorrupt, pc.h)
 		}
-		if err := keep(h, buf[:size]); err != nil {
+		if err := keep(pc, buf[:size]); err != nil {
 			return err
 		}
-		delete(wanted, h)
 	}
 	return nil
 }
@@ -453,24 +450,19 @@ func (p *Pool) AddBatch(b *Batch) {
 // the pool from there: an 800 MB first round is then written once, not
 // spooled and copied into place again (1.3–1.9 s here). Pieces ix repeats,
 // or that the pool held already, are put in place by FillImage.
-func (p *Pool) ReceiveImage(r io.Reader, dst string, ix *Index, want []Hash) error {
+func (p *Pool) ReceiveImage(r io.Reader, dst string, ix *Index, want Places) error {
 	if err := ix.Validate(); err != nil {
+		return err
+	}
+	pieces, err := ix.resolve(want)
+	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return err
 	}
-	wanted := make(map[Hash]bool, len(want))
-	for _, h := range want {
-		wanted[h] = true
-	}
-	first := make(map[Hash]location, len(want))
 	files := make(map[string]*os.File, len(ix.Files))
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
+	defer closeAll(files)
 	for _, f := range ix.Files {
 		path, err := securejoin.SecureJoin(dst, f.Name)
 		if err != nil {
@@ -484,18 +476,9 @@ func (p *Pool) ReceiveImage(r io.Reader, dst string, ix *Index, want []Hash) err
 		if err := out.Truncate(f.Size); err != nil {
 			return err
 		}
-		ps := f.pieceSize()
-		for i, h := range f.Pieces {
-			if _, seen := first[h]; !seen && wanted[h] {
-				off := int64(i) * ps
-				first[h] = location{file: f.Name, off: off, size: min(ps, f.Size-off)}
-			}
-		}
 	}
-	fits := func(h Hash, size int64) bool { return first[h].size == size }
-	err := readPieces(r, want, fits, func(h Hash, data []byte) error {
-		loc := first[h]
-		_, err := files[loc.file].WriteAt(data, loc.off)
+	err = readPieces(r, pieces, func(pc placed, data []byte) error {
+		_, err := files[pc.file].WriteAt(data, pc.off)
 		return err
 	})
 	if err != nil {
@@ -503,9 +486,8 @@ func (p *Pool) ReceiveImage(r io.Reader, dst string, ix *Index, want []Hash) err
 	}
 	p.dirs = append(p.dirs, dst)
 	d := len(p.dirs) - 1
-	for h, loc := range first {
-		loc.dir = d
-		p.where[h] = loc
+	for _, pc := range pieces {
+		p.where[pc.h] = location{dir: d, file: pc.file, off: pc.off, size: pc.size}
 	}
 	return nil
 }

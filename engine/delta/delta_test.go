@@ -45,7 +45,7 @@ func transfer(t *testing.T, pool *Pool, src, dst string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pool.ReadPieces(&wire, t.TempDir(), want); err != nil {
+	if err := pool.ReadPieces(&wire, t.TempDir(), ix, want); err != nil {
 		t.Fatal(err)
 	}
 	if err := pool.Assemble(dst, ix); err != nil {
@@ -98,7 +98,7 @@ func TestCorruptPieceRejected(t *testing.T) {
 	}
 	b := wire.Bytes()
 	b[len(b)-100] ^= 0xff
-	err := pool.ReadPieces(bytes.NewReader(b), t.TempDir(), want)
+	err := pool.ReadPieces(bytes.NewReader(b), t.TempDir(), ix, want)
 	if !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("corrupted piece: err %v, want ErrCorrupt", err)
 	}
@@ -114,7 +114,7 @@ func TestTruncatedStream(t *testing.T) {
 	want := pool.Missing(ix)
 	var wire bytes.Buffer
 	WritePieces(&wire, src, ix, want)
-	if err := pool.ReadPieces(bytes.NewReader(wire.Bytes()[:wire.Len()/2]), t.TempDir(), want); err == nil {
+	if err := pool.ReadPieces(bytes.NewReader(wire.Bytes()[:wire.Len()/2]), t.TempDir(), ix, want); err == nil {
 		t.Fatal("a truncated stream was accepted")
 	}
 }
@@ -241,7 +241,7 @@ func TestAssembleOverReusesTheEarlierImage(t *testing.T) {
 		if _, err := WritePieces(&wire, src, ix, want); err != nil {
 			t.Fatal(err)
 		}
-		if err := pool.ReadPieces(&wire, t.TempDir(), want); err != nil {
+		if err := pool.ReadPieces(&wire, t.TempDir(), ix, want); err != nil {
 			t.Fatal(err)
 		}
 		return ix
@@ -299,7 +299,7 @@ func receiverRounds(t *testing.T, rounds []map[string][]byte) (string, []int64) 
 				t.Fatal(err)
 			}
 		} else {
-			if err := pool.ReadPieces(&wire, t.TempDir(), want); err != nil {
+			if err := pool.ReadPieces(&wire, t.TempDir(), ix, want); err != nil {
 				t.Fatal(err)
 			}
 			if err := pool.AssembleOver(dst, ix, image, imageIx); err != nil {

@@ -11,7 +11,7 @@ import (
 // Version of the handoff protocol; both sides must speak the same.
 // 3: pre-copy in several rounds; the network namespace is not in the image.
 // 4: a later round's index travels as its difference from the round before.
-const Version = 4
+const Version = 5
 
 // Offer opens a handoff: what the source wants to hand over and what the
 // destination needs to know to refuse early.
@@ -51,9 +51,10 @@ type MissingFiles struct {
 	Files []handles.Requirement `json:"files"`
 }
 
-// MissingPieces answers an index: pieces the destination lacks.
+// MissingPieces answers an index: pieces the destination lacks, by their
+// first place in the index.
 type MissingPieces struct {
-	Pieces delta.Hashes `json:"pieces"`
+	Pieces delta.Places `json:"pieces"`
 	Bytes  int64        `json:"bytes"`
 }
 

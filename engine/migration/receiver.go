@@ -64,7 +64,7 @@ type incoming struct {
 	offer   Offer
 	pool    *delta.Pool
 	index   map[string]*delta.Index
-	missing map[string][]delta.Hash
+	missing map[string]delta.Places
 	upper   string
 	last    time.Time
 	// The latest pre-copy image, which the next round (and at last the
@@ -188,7 +188,7 @@ func (rv *Receiver) serveOffer(w http.ResponseWriter, r *http.Request) {
 	}
 	rv.mu.Lock()
 	rv.in[id] = &incoming{id: id, dir: dir, offer: o, pool: delta.NewPool(),
-		index: map[string]*delta.Index{}, missing: map[string][]delta.Hash{}, last: time.Now(),
+		index: map[string]*delta.Index{}, missing: map[string]delta.Places{}, last: time.Now(),
 		restoreExpected: rv.Engine.ExpectRestore()}
 	rv.mu.Unlock()
 	rv.Log.Info("handoff offered", "app", o.Spec.Name, "from", o.From, "id", id)
@@ -287,7 +287,7 @@ func (rv *Receiver) serveIndex(w http.ResponseWriter, r *http.Request, in *incom
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody))
 	var ix delta.Index
-	var changed delta.Hashes
+	var changed delta.Places
 	base := r.URL.Query().Get("base")
 	switch {
 	case err != nil:
@@ -310,14 +310,20 @@ func (rv *Receiver) serveIndex(w http.ResponseWriter, r *http.Request, in *incom
 	in.index[round] = &ix
 	// Every piece of the base round was received before this index was
 	// sent: only the changed ones can be missing.
-	var miss []delta.Hash
+	var miss delta.Places
 	if base == "" {
 		miss = in.pool.Missing(&ix)
-	} else {
-		miss = in.pool.MissingAmong(changed)
+	} else if miss, err = in.pool.MissingAmong(&ix, changed); err != nil {
+		refuse(w, http.StatusBadRequest, "bad_request", "cannot read the index: "+err.Error())
+		return
+	}
+	size, err := ix.Size(miss)
+	if err != nil {
+		refuse(w, http.StatusInternalServerError, "internal", err.Error())
+		return
 	}
 	in.missing[round] = miss
-	writeJSON(w, MissingPieces{Pieces: miss, Bytes: int64(len(miss)) * delta.PageSize})
+	writeJSON(w, MissingPieces{Pieces: miss, Bytes: size})
 }
 
 func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *incoming) {
@@ -345,7 +351,7 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	batch, err := delta.ReceivePieces(r.Body, in.dir, in.missing[round])
+	batch, err := delta.ReceivePieces(r.Body, in.dir, ix, in.missing[round])
 	if err != nil {
 		// A broken transfer ends the handoff: the source rolls back.
 		rv.drop(in.id, fmt.Errorf("receive %s round: %w", round, err))
