@@ -5,14 +5,15 @@
 // 4 KiB pages) are cut into pages, every other file into chunks of at most
 // 1 MiB, and each piece is named by its 128-bit XXH3 hash; the index travels
 // in a compact binary form, after the first round as its difference from the
-// round before. The receiver keeps the pieces it received earlier in the
-// same handoff (the pre-copy rounds) and answers with the pieces it cannot
-// find there; the sender streams those; the receiver checks each piece's
-// hash on arrival and rebuilds every file from old and new pieces, over the
-// previous round's image where pages did not move. Where the kernel tracks
-// dirty pages CRIU's own incremental pre-dump is better; where it does not
-// (these machines), this turns a full final dump into a transfer of the
-// pages that changed since the last round.
+// round before. The receiver holds the image of the last round it took
+// (the first one received straight into place) and answers with the places
+// in the index of the pieces it cannot find there; the sender streams
+// those, in that order; the receiver checks each piece's hash on arrival
+// and rebuilds every file over the previous round's image, writing only
+// where pages changed. Where the kernel tracks dirty pages CRIU's own
+// incremental pre-dump is better; where it does not (these machines), this
+// turns a full final dump into a transfer of the pages that changed since
+// the last round.
 //
 // It knows nothing of containers, CRIU invocations or networks: it works on
 // directories and io.Reader/io.Writer.
