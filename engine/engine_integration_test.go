@@ -652,9 +652,21 @@ func TestHashesServeEveryContainerAndTheHost(t *testing.T) {
 		t.Fatalf("the first app's manifest hashed %d files for %d required ones", misses, len(first.Required()))
 	}
 	second := manifest("two")
-	if _, again, _ := e.hashes.Stats(); again != misses {
-		t.Errorf("a second container over the same base hashed %d files again", again-misses)
+	// The second app may have opened files the first had not yet.
+	seen := map[string]bool{}
+	for _, r := range first.Required() {
+		seen[r.Path] = true
 	}
+	var fresh int64
+	for _, r := range second.Required() {
+		if r.SHA256 != "" && !seen[r.Path] {
+			fresh++
+		}
+	}
+	if _, again, _ := e.hashes.Stats(); again-misses > fresh {
+		t.Errorf("a second container over the same base hashed %d files again (%d are new)", again-misses, fresh)
+	}
+	_, misses, _ = e.hashes.Stats()
 	if lacks := second.Missing(handles.LocalChecker("/", e.hashes)); len(lacks) != 0 {
 		t.Errorf("checked against this machine's own files, %d are missing, e.g. %s", len(lacks), lacks[0].Path)
 	}

@@ -942,17 +942,24 @@ func (b *builder) hashPresent(ctx context.Context) error {
 // lowerTwin returns the host path of the lower layer's file that the
 // present file at path is (the overlay reports the real inode of a file not
 // copied up), or "" when it is not, or there is no lower layer. The app's
-// file is looked at through the first of paths that is there.
+// file is looked at through paths, the ways hashOne may read it: a magic
+// link can name another file by now (the fd was closed and reused).
 func (b *builder) lowerTwin(path string, paths []string) (string, unix.Stat_t) {
-	var open, lower unix.Stat_t
-	if b.s.Lower == "" || !slices.ContainsFunc(paths, func(p string) bool { return unix.Stat(p, &open) == nil }) {
-		return "", open
+	var lower unix.Stat_t
+	if b.s.Lower == "" {
+		return "", lower
 	}
 	twin, err := securejoin.SecureJoin(b.s.Lower, path)
-	if err != nil || unix.Lstat(twin, &lower) != nil || !sameFile(&open, &lower) {
-		return "", open
+	if err != nil || unix.Lstat(twin, &lower) != nil || lower.Mode&unix.S_IFMT != unix.S_IFREG {
+		return "", lower
 	}
-	return twin, open
+	for _, p := range paths {
+		var open unix.Stat_t
+		if unix.Stat(p, &open) == nil && sameFile(&open, &lower) {
+			return twin, lower
+		}
+	}
+	return "", lower
 }
 
 // sameFile compares what an overlay shows of a lower file with that file:
