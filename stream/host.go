@@ -427,24 +427,25 @@ func (s *session) run(ctx context.Context) {
 			pollStop()
 		}
 	}()
-	// The encoder has a goroutine of its own, so that taking the next frame
-	// overlaps encoding this one. It says when it has converted a frame's
-	// pixels (the capturer's copy may change again), and it stops before
-	// release frees the encoder.
+	// The encoder has a goroutine of its own, so that taking and converting
+	// the next frame (Stage) overlaps encoding this one. It says when it has
+	// taken a frame's staged pixels (staging the next may start), and it
+	// stops before release frees the encoder.
 	jobs := make(chan encodeJob)
-	converted := make(chan struct{})
+	taken := make(chan struct{})
 	var refineLeft atomic.Bool          // recent changes wait for refining frames
 	refinable := make(chan struct{}, 1) // the encoder coded a change: time refining from now
 	encCtx, stopEncoder := context.WithCancel(ctx)
 	encoderDone := make(chan struct{})
 	go func() {
 		defer close(encoderDone)
-		s.encode(encCtx, jobs, converted, &refineLeft, refinable)
+		s.encode(encCtx, jobs, taken, &refineLeft, refinable)
 	}()
 	defer func() {
 		stopEncoder()
 		<-encoderDone
 	}()
+	var slot time.Time      // the earliest the next frame may be taken
 	var sent time.Time      // when the last frame was taken
 	pending := true         // the first frame: the whole screen
 	var changedAt time.Time // when the last frame with changes was taken
@@ -483,8 +484,12 @@ func (s *session) run(ctx context.Context) {
 		}
 		pending = false
 		// At most MaxFPS: a change right after a frame waits for the
-		// frame interval, and is taken whole at its end.
-		if wait := interval - time.Since(sent); wait > 0 {
+		// frame interval, and is taken whole at its end. Frames keep to a
+		// schedule rather than to an interval since the last one: an app
+		// drawing at 60 Hz, a frame taken a little late did not push every
+		// later one back until two changes fell in one frame (55 of 60
+		// frames a second shown, with CPU to spare).
+		if wait := time.Until(slot); wait > 0 {
 			select {
 			case <-ctx.Done():
 				return
@@ -492,6 +497,7 @@ func (s *session) run(ctx context.Context) {
 			}
 		}
 		sent = time.Now()
+		slot = nextSlot(slot, sent, interval)
 		key := s.keyframe.Swap(false)
 		var changed []image.Rectangle
 		if watch != nil {
@@ -522,30 +528,52 @@ func (s *session) run(ctx context.Context) {
 			changedAt = sent
 			refineLeft.Store(true) // coding a change leaves it to refine
 		}
+		// Converted here, while the encoder codes the frame before.
+		for _, r := range changed {
+			if err := s.enc.Stage(s.cap.frame, s.cap.Stride(), r); err != nil {
+				s.h.log.Error("convert the app's display", "err", err)
+				s.cancel()
+				return
+			}
+		}
 		select {
-		case jobs <- encodeJob{changed: changed, key: key, refining: refining}:
+		case jobs <- encodeJob{key: key, refining: refining}:
 		case <-encoderDone:
 			return
 		}
 		select {
-		case <-converted:
+		case <-taken:
 		case <-encoderDone:
 			return
 		}
 	}
 }
 
-// encodeJob is one frame for the encoder: the areas of the capturer's copy
-// to convert, and whether to make a key frame or a refining one.
+// nextSlot is the earliest the frame after one taken at now may be taken,
+// given the slot that one had: one interval later, except that a frame
+// late by more than an interval does not let the next ones come faster
+// than one more at once.
+func nextSlot(slot, now time.Time, interval time.Duration) time.Time {
+	return maxTime(slot, now.Add(-interval)).Add(interval)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// encodeJob is one frame for the encoder, whose changes are staged in it:
+// whether to make a key frame or a refining one.
 type encodeJob struct {
-	changed  []image.Rectangle
 	key      bool
 	refining bool
 }
 
-// encode converts, encodes and sends the frames run takes, until ctx ends
+// encode takes in, encodes and sends the frames run stages, until ctx ends
 // or encoding fails, which ends the session.
-func (s *session) encode(ctx context.Context, jobs <-chan encodeJob, converted chan<- struct{}, refineLeft *atomic.Bool, refinable chan<- struct{}) {
+func (s *session) encode(ctx context.Context, jobs <-chan encodeJob, taken chan<- struct{}, refineLeft *atomic.Bool, refinable chan<- struct{}) {
 	start := time.Now()
 	last := start
 	kbps := s.enc.Config().BitrateKbps
@@ -562,15 +590,9 @@ func (s *session) encode(ctx context.Context, jobs <-chan encodeJob, converted c
 			}
 		}
 		now := time.Now()
-		for _, r := range j.changed {
-			if err := s.enc.Update(s.cap.frame, s.cap.Stride(), r); err != nil {
-				s.h.log.Error("convert the app's display", "err", err)
-				s.cancel()
-				return
-			}
-		}
+		s.enc.Take()
 		select {
-		case converted <- struct{}{}:
+		case taken <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}

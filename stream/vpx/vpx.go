@@ -47,6 +47,8 @@ typedef struct {
 	// them, which is most of the work when a little of the screen changes.
 	unsigned char *dirty, *refine, *active;
 	int mb_cols, mb_rows;
+	// A second picture Stage converts into while libvpx codes img.
+	vpx_image_t *stage;
 } encoder;
 
 // refine_frames is how many frames may re-code a change once the screen is
@@ -86,9 +88,11 @@ static int enc_open(encoder *e, int w, int h, int kbps, int threads, int cpu_use
 	e->dirty = calloc((size_t)e->mb_cols * e->mb_rows, 1);
 	e->refine = calloc((size_t)e->mb_cols * e->mb_rows, 1);
 	e->active = calloc((size_t)e->mb_cols * e->mb_rows, 1);
-	if (!e->img || !e->dirty || !e->refine || !e->active) {
+	e->stage = vpx_img_alloc(NULL, VPX_IMG_FMT_I420, w, h, 16);
+	if (!e->img || !e->dirty || !e->refine || !e->active || !e->stage) {
 		vpx_codec_destroy(&e->ctx);
 		if (e->img) vpx_img_free(e->img);
+		if (e->stage) vpx_img_free(e->stage);
 		free(e->dirty);
 		free(e->refine);
 		free(e->active);
@@ -97,10 +101,34 @@ static int enc_open(encoder *e, int w, int h, int kbps, int threads, int cpu_use
 	return 0;
 }
 
+static void mark(encoder *e, unsigned char *mbs, int x0, int y0, int x1, int y1) {
+	for (int r = y0 / 16; r < (y1 + 15) / 16; r++)
+		memset(mbs + (size_t)r * e->mb_cols + x0 / 16, 1, (x1 + 15) / 16 - x0 / 16);
+}
+
 static void enc_update(encoder *e, const unsigned char *bgrx, int stride, int x0, int y0, int x1, int y1) {
 	bgrx_to_i420(bgrx, stride, x0, y0, x1, y1, e->img);
-	for (int r = y0 / 16; r < (y1 + 15) / 16; r++)
-		memset(e->dirty + (size_t)r * e->mb_cols + x0 / 16, 1, (x1 + 15) / 16 - x0 / 16);
+	mark(e, e->dirty, x0, y0, x1, y1);
+}
+
+static void enc_stage(encoder *e, const unsigned char *bgrx, int stride, int x0, int y0, int x1, int y1) {
+	bgrx_to_i420(bgrx, stride, x0, y0, x1, y1, e->stage);
+}
+
+// copy_plane_rect copies rows [y0,y1) and columns [x0,x1) of one plane.
+static void copy_plane_rect(const vpx_image_t *from, vpx_image_t *to, int plane, int x0, int y0, int x1, int y1) {
+	for (int y = y0; y < y1; y++)
+		memcpy(to->planes[plane] + (size_t)y * to->stride[plane] + x0,
+			from->planes[plane] + (size_t)y * from->stride[plane] + x0, (size_t)(x1 - x0));
+}
+
+// enc_take copies a rectangle enc_stage converted into the picture libvpx
+// codes (x0 and y0 even, as there) and marks its macroblocks dirty.
+static void enc_take(encoder *e, int x0, int y0, int x1, int y1) {
+	copy_plane_rect(e->stage, e->img, 0, x0, y0, x1, y1);
+	copy_plane_rect(e->stage, e->img, 1, x0 / 2, y0 / 2, (x1 + 1) / 2, (y1 + 1) / 2);
+	copy_plane_rect(e->stage, e->img, 2, x0 / 2, y0 / 2, (x1 + 1) / 2, (y1 + 1) / 2);
+	mark(e, e->dirty, x0, y0, x1, y1);
 }
 
 // enc_refining says whether a change still has refining frames to get.
@@ -174,6 +202,7 @@ static int enc_set_bitrate(encoder *e, int kbps) {
 static void enc_close(encoder *e) {
 	vpx_codec_destroy(&e->ctx);
 	if (e->img) vpx_img_free(e->img);
+	if (e->stage) vpx_img_free(e->stage);
 	free(e->out);
 	free(e->dirty);
 	free(e->refine);
@@ -245,6 +274,7 @@ type Encoder struct {
 	e      *C.encoder
 	cfg    EncoderConfig
 	closed bool
+	staged []image.Rectangle // converted by Stage, not yet taken
 }
 
 // NewEncoder makes a realtime VP8 encoder.
@@ -285,6 +315,30 @@ func (enc *Encoder) Encode(bgrx []byte, stride int, pts, duration time.Duration,
 // keeps everything outside r from before. Converting only what changed
 // saves most of the colour conversion when a little of the screen moves.
 func (enc *Encoder) Update(bgrx []byte, stride int, r image.Rectangle) error {
+	return enc.convert(bgrx, stride, r, false)
+}
+
+// Stage is Update into a second picture, which Take then moves into the
+// encoder's. Unlike Update it may run while another goroutine encodes (not
+// while it calls Take, Update or Close): a sender converts the next frame
+// while the last one is coded, and coding a 1080p frame on one core leaves
+// no time to spare at 60 frames a second.
+func (enc *Encoder) Stage(bgrx []byte, stride int, r image.Rectangle) error {
+	return enc.convert(bgrx, stride, r, true)
+}
+
+// Take moves what Stage converted since the last Take into the picture the
+// next frame codes: a copy, much cheaper than converting.
+func (enc *Encoder) Take() {
+	for _, r := range enc.staged {
+		if !enc.closed {
+			C.enc_take(enc.e, C.int(r.Min.X), C.int(r.Min.Y), C.int(r.Max.X), C.int(r.Max.Y))
+		}
+	}
+	enc.staged = enc.staged[:0]
+}
+
+func (enc *Encoder) convert(bgrx []byte, stride int, r image.Rectangle, stage bool) error {
 	if enc.closed {
 		return errors.New("vp8 encoder: closed")
 	}
@@ -297,8 +351,13 @@ func (enc *Encoder) Update(bgrx []byte, stride int, r image.Rectangle) error {
 	}
 	r.Min.X &^= 1 // chroma is shared by 2x2 pixels
 	r.Min.Y &^= 1
-	C.enc_update(enc.e, (*C.uchar)(unsafe.Pointer(&bgrx[0])), C.int(stride),
-		C.int(r.Min.X), C.int(r.Min.Y), C.int(r.Max.X), C.int(r.Max.Y))
+	pix, x0, y0, x1, y1 := (*C.uchar)(unsafe.Pointer(&bgrx[0])), C.int(r.Min.X), C.int(r.Min.Y), C.int(r.Max.X), C.int(r.Max.Y)
+	if stage {
+		C.enc_stage(enc.e, pix, C.int(stride), x0, y0, x1, y1)
+		enc.staged = append(enc.staged, r)
+	} else {
+		C.enc_update(enc.e, pix, C.int(stride), x0, y0, x1, y1)
+	}
 	return nil
 }
 
