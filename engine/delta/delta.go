@@ -507,11 +507,11 @@ func (p *Pool) FillImage(dst string, ix *Index) error {
 			return err
 		}
 		ps := f.pieceSize()
-		placed := func(i int) bool {
+		received := func(i int) bool {
 			loc, ok := p.where[f.Pieces[i]]
 			return ok && loc.file == f.Name && loc.off == int64(i)*ps && p.dirs[loc.dir] == dst
 		}
-		err = p.writePieces(out, f, placed, open, nil)
+		err = p.writePieces(out, f, received, open, nil)
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}
