@@ -1,6 +1,7 @@
 package migration
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -56,5 +57,15 @@ func TestOverlappedDumpEstimate(t *testing.T) {
 		if got := c.sn.overlappedDump(); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestNoSampleNoVeto: without a memory sample (it could not be drawn), the
+// rounds go by what they send, as if enough had changed.
+func TestNoSampleNoVeto(t *testing.T) {
+	sn := &snapshot{sampled: make(chan struct{})}
+	close(sn.sampled)
+	if got := sn.changed(context.Background()); got < preRoundEnough {
+		t.Errorf("no sample: estimated %d bytes changed, which vetoes another round", got)
 	}
 }

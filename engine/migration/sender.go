@@ -263,6 +263,16 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 		}
 		res.Rounds, res.LongestPause = round, max(res.LongestPause, cur.took)
 		this, before := cur, last
+		// Whether the app changed enough since this round's dump for
+		// another round to be worth its dump: estimated once, late in the
+		// round, from a sample of its memory.
+		var estimate int64 = -1
+		changedEnough := func() bool {
+			if estimate < 0 {
+				estimate = this.changed(ctx)
+			}
+			return estimate >= preRoundEnough
+		}
 		// A report can come late, once the round is over (the transport
 		// reads the body to its end after the answer): it is dropped.
 		over := false
@@ -274,7 +284,7 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 			}
 			p.Phase, p.Round = PhasePreCopy, round
 			progress(p)
-			if next == nil && p.ETA <= this.overlappedDump() && anotherRound(round, p.Total, before, time.Since(this.start)+p.ETA) {
+			if next == nil && p.ETA <= this.overlappedDump() && anotherRound(round, p.Total, before, time.Since(this.start)+p.ETA) && changedEnough() {
 				next = s.startSnapshot(ctx, name, filepath.Join(work, roundName(round+1)))
 				next.overlapped = true
 			}
@@ -293,10 +303,10 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 		mu.Lock()
 		upcoming := next
 		next = nil
+		more := upcoming != nil || (anotherRound(round, n, last, took) && changedEnough())
 		mu.Unlock()
-		more := upcoming != nil || anotherRound(round, n, last, took)
 		s.log().Debug("pre-copy round", "app", name, "round", round, "sent", n, "dump", cur.took, "took", took,
-			"another", more, "overlapped", upcoming != nil)
+			"changed since", estimate, "another", more, "overlapped", upcoming != nil)
 		if !more {
 			return total, nil
 		}
@@ -315,6 +325,29 @@ type snapshot struct {
 	overlapped bool          // ran while a round's pieces were sent
 	err        error
 	done       chan struct{}
+	// sample is a sample of the app's memory drawn right after the dump
+	// (once sampled is closed), or nil: without dirty-page tracking, the
+	// only way short of another dump to tell how much changed since.
+	sample  *engine.MemorySample
+	sampled chan struct{}
+}
+
+// samplePages is how many pages a memory sample reads (16 MB, ~10 ms): its
+// estimates are within a few percent of the app's writable memory.
+const samplePages = 4096
+
+// changed estimates how many bytes of the app changed since the dump, or
+// returns preRoundEnough when it cannot tell (no sample).
+func (sn *snapshot) changed(ctx context.Context) int64 {
+	select {
+	case <-sn.sampled:
+	case <-ctx.Done():
+		return preRoundEnough
+	}
+	if sn.sample == nil {
+		return preRoundEnough
+	}
+	return sn.sample.Changed(ctx)
 }
 
 // dumpSlowdown is how much longer a dump takes while a round's pieces are
@@ -332,11 +365,25 @@ func (sn *snapshot) overlappedDump() time.Duration {
 }
 
 func (s *Sender) startSnapshot(ctx context.Context, name, dir string) *snapshot {
-	sn := &snapshot{dir: dir, start: time.Now(), done: make(chan struct{})}
+	sn := &snapshot{dir: dir, start: time.Now(), done: make(chan struct{}), sampled: make(chan struct{})}
 	go func() {
 		defer close(sn.done)
 		sn.err = s.Engine.Snapshot(ctx, name, dir)
 		sn.took = time.Since(sn.start)
+		if sn.err != nil {
+			close(sn.sampled)
+			return
+		}
+		// Drawn beside the round's hashing and sending, not before them.
+		go func() {
+			defer close(sn.sampled)
+			sample, err := s.Engine.SampleMemory(ctx, name, samplePages)
+			if err != nil {
+				s.log().Debug("no memory sample: rounds go by what they send", "app", name, "err", err)
+				return
+			}
+			sn.sample = sample
+		}()
 	}()
 	return sn
 }
