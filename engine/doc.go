@@ -12,8 +12,10 @@
 // while a restore is expected the engine keeps the kernel ready for it (see
 // ExpectRestore): each saves frozen time. The engine suspends an app to a CRIU
 // image on disk and resumes it, dumps it for a handoff and instantiates it from
-// a received image, builds the app's handles manifest (see engine/handles), and
-// persists every app's state so a restarted daemon re-adopts what still runs.
+// a received image, builds the app's handles manifest (see engine/handles),
+// estimates from a sample of its memory how much of it changed (see
+// SampleMemory: there is no dirty-page tracking here), and persists every
+// app's state so a restarted daemon re-adopts what still runs.
 //
 // The engine knows nothing of the UI, of mDNS or of how images travel between
 // machines; the app package wires it to the local API.

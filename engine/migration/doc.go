@@ -21,9 +21,11 @@
 // destination removes everything it received for a handoff that did not
 // commit. Pages travel once: each round sends only pages the rounds before
 // did not already deliver (engine/delta), and rounds go on while each sends
-// clearly less than the one before, so the final round, with the app frozen,
-// sends only what changed during the last one. That keeps the freeze short
-// on kernels without dirty-page tracking.
+// clearly less than the one before and a sample of the app's memory, read
+// while it runs, says enough changed since the last dump for another round
+// to pay for its dump; so the final round, with the app frozen, sends only
+// what changed during the last one. That keeps the freeze short on kernels
+// without dirty-page tracking.
 //
 // It knows nothing of TLS, mDNS or the UI.
 package migration
