@@ -659,7 +659,7 @@ func TestHashesServeEveryContainerAndTheHost(t *testing.T) {
 	}
 	var fresh int64
 	for _, r := range second.Required() {
-		if r.SHA256 != "" && !seen[r.Path] {
+		if r.Hash != "" && !seen[r.Path] {
 			fresh++
 		}
 	}

@@ -126,7 +126,7 @@ func TestBuildXTree(t *testing.T) {
 		if h.Kind == KindUnix && h.Peer != nil && h.Peer.Inside {
 			xconn++
 		}
-		if h.Class == Present && h.Kind == KindMapped && len(h.SHA256) != 64 {
+		if h.Class == Present && h.Kind == KindMapped && len(h.Hash) != 32 {
 			t.Errorf("%s not hashed", h.Path)
 		}
 	}

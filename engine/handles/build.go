@@ -989,7 +989,7 @@ func (b *builder) hashOne(st *hstate) string {
 		if p == twin && !sameFile(&sb, &want) {
 			continue // replaced on the host since: hash what the app has
 		}
-		st.h.SHA256 = h
+		st.h.Hash = h
 		if st.h.Size == 0 {
 			st.h.Size = sb.Size
 		}

@@ -2,7 +2,9 @@
 // descriptor and memory-mapped file of every process in the container, with
 // what it is (file, pipe, socket, terminal, device, anon inode…), where it
 // lives (upper dir, base layer, tmpfs, kernel), its size, mtime and — for
-// files the destination must already have — its SHA-256, plus the peers of
+// files the destination must already have — its content hash (XXH3-128:
+// five times faster than SHA-256, and a peer that could forge a collision
+// would only give its own app the destination's file), plus the peers of
 // pipes and sockets and whether they are inside the container. Each handle is
 // classified: it moves with the checkpoint, it must be present on the
 // destination, or it blocks the move (with a reason and a remedy in plain
@@ -95,7 +97,7 @@
 //	     "path": "/usr/lib/x86_64-linux-gnu/libc.so.6",  // inside the container
 //	     "mount": "/", "fstype": "overlay", "layer": "base",  // layer: upper | base
 //	     "size": 1926232, "mtime": "2024-06-01T10:00:00Z", "inode": 1234,
-//	     "sha256": "6b4a…",          // present regular and mapped files only
+//	     "hash": "6b4a…",            // present regular and mapped files only (XXH3-128)
 //	     "users": [{"pid": 4242, "comm": "Xvfb", "fd": -1, "map": "r--p,r-xp"}]},
 //	    {"id": "socket:20068", "kind": "unix", "class": "blocks",
 //	     "path": "socket:[20068]", "proto": "UNIX-STREAM", "inode": 20068,

@@ -1,7 +1,6 @@
 package handles
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -9,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zeebo/xxh3"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,12 +117,13 @@ func (c *HashCache) hashFile(path string) (string, unix.Stat_t, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return "", st, fmt.Errorf("%s is not a regular file (any more)", path)
 	}
-	sum := sha256.New()
+	sum := xxh3.New()
 	n, err := io.Copy(sum, f)
 	if err != nil {
 		return "", st, fmt.Errorf("hash %s: %w", path, err)
 	}
-	h := hex.EncodeToString(sum.Sum(nil))
+	digest := sum.Sum128().Bytes()
+	h := hex.EncodeToString(digest[:])
 	// Only cache if the file did not change while we read it.
 	var after unix.Stat_t
 	if unix.Fstat(int(f.Fd()), &after) == nil && keyOf(&after) == keyOf(&st) {
@@ -139,3 +140,9 @@ func (c *HashCache) HashPath(path string) (string, error) {
 }
 
 func timeOf(ts unix.Timespec) time.Time { return time.Unix(ts.Sec, ts.Nsec).UTC() }
+
+// HashBytes is the content hash of data, as manifests carry it.
+func HashBytes(data []byte) string {
+	digest := xxh3.Hash128(data).Bytes()
+	return hex.EncodeToString(digest[:])
+}

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -511,9 +510,8 @@ func TestContainerManifest(t *testing.T) {
 	h = byPath(KindRegular, "/etc/debian_version")
 	want(h, Present, "")
 	raw, _ := os.ReadFile("/etc/debian_version")
-	sum := sha256.Sum256(raw)
-	if h.SHA256 != hex.EncodeToString(sum[:]) || h.Layer != "base" || h.Mount != "/" {
-		t.Errorf("/etc/debian_version: sha %s layer %s mount %s", h.SHA256, h.Layer, h.Mount)
+	if h.Hash != HashBytes(raw) || h.Layer != "base" || h.Mount != "/" {
+		t.Errorf("/etc/debian_version: hash %s layer %s mount %s", h.Hash, h.Layer, h.Mount)
 	}
 	h = byPath(KindCharDev, "/dev/null")
 	want(h, Present, "standard device")

@@ -180,8 +180,8 @@ type Handle struct {
 	Size   int64     `json:"size,omitempty"`
 	MTime  time.Time `json:"mtime,omitzero"`
 	Inode  uint64    `json:"inode,omitempty"`
-	// SHA256 is the hex content hash of present regular files.
-	SHA256 string `json:"sha256,omitempty"`
+	// Hash is the content hash of present regular files: XXH3-128, hex.
+	Hash   string `json:"hash,omitempty"`
 	Peer   *Peer  `json:"peer,omitempty"`
 	Reason string `json:"reason,omitempty"` // blocks only: why, in plain words
 	Remedy string `json:"remedy,omitempty"` // blocks only: what the user can do
@@ -274,7 +274,7 @@ type Requirement struct {
 	Path   string `json:"path"`
 	Kind   Kind   `json:"kind"`
 	Size   int64  `json:"size,omitempty"`
-	SHA256 string `json:"sha256,omitempty"` // empty for directories and device nodes
+	Hash   string `json:"hash,omitempty"` // XXH3-128; empty for directories and device nodes
 	Device string `json:"device,omitempty"`
 }
 
@@ -286,19 +286,19 @@ func (m *Manifest) Required() []Requirement {
 		if h.Class != Present || !strings.HasPrefix(h.Path, "/") {
 			continue
 		}
-		out = append(out, Requirement{Path: h.Path, Kind: h.Kind, Size: h.Size, SHA256: h.SHA256, Device: h.Device})
+		out = append(out, Requirement{Path: h.Path, Kind: h.Kind, Size: h.Size, Hash: h.Hash, Device: h.Device})
 	}
 	slices.SortFunc(out, func(a, b Requirement) int { return strings.Compare(a.Path, b.Path) })
 	return out
 }
 
 // Missing returns the requirements the destination lacks. has reports
-// whether the destination holds path with that content hash (sha256 is empty
+// whether the destination holds path with that content hash (hash is empty
 // for directories and device nodes: then existence is enough); it is called
 // from several goroutines at once, since checking means hashing files the
 // destination has not hashed before (~0.2 s for an xterm running python on
 // one core here). The result is sorted by path.
-func (m *Manifest) Missing(has func(path, sha256 string) bool) []Requirement {
+func (m *Manifest) Missing(has func(path, hash string) bool) []Requirement {
 	req := m.Required()
 	lacks := make([]bool, len(req))
 	var next atomic.Int64
@@ -308,7 +308,7 @@ func (m *Manifest) Missing(has func(path, sha256 string) bool) []Requirement {
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1) - 1); i < len(req); i = int(next.Add(1) - 1) {
-				lacks[i] = !has(req[i].Path, req[i].SHA256)
+				lacks[i] = !has(req[i].Path, req[i].Hash)
 			}
 		}()
 	}

@@ -2,8 +2,6 @@ package handles
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"math/rand/v2"
@@ -42,8 +40,8 @@ func sampleManifest() *Manifest {
 				Users:  []User{{PID: 4250, Comm: "xterm", FD: 3, Flags: "O_RDWR|O_CLOEXEC", MntID: 15}}},
 			{ID: "file:/usr/lib/x86_64-linux-gnu/libc.so.6", Kind: KindMapped, Class: Present, Path: "/usr/lib/x86_64-linux-gnu/libc.so.6",
 				Mount: "/", FSType: "overlay", Layer: "base", Size: 1926232, MTime: mt, Inode: 1234,
-				SHA256: strings.Repeat("ab", 32),
-				Users:  []User{{PID: 4250, Comm: "xterm", FD: -1, Map: "r--p,r-xp"}, {PID: 4242, Comm: "Xvfb", FD: -1, Map: "r--p,r-xp"}}},
+				Hash:  strings.Repeat("ab", 16),
+				Users: []User{{PID: 4250, Comm: "xterm", FD: -1, Map: "r--p,r-xp"}, {PID: 4242, Comm: "Xvfb", FD: -1, Map: "r--p,r-xp"}}},
 			{ID: "file:/tmp/.handoff/fb/Xvfb_screen0", Kind: KindRegular, Class: Moves, Path: "/tmp/.handoff/fb/Xvfb_screen0",
 				Mount: "/tmp", FSType: "tmpfs", Size: 4096000, MTime: mt, Inode: 7, Note: "on the container's tmpfs /tmp: saved in the image",
 				Users: []User{{PID: 4242, Comm: "Xvfb", FD: 5, Flags: "O_RDWR", Pos: 0, MntID: 815}, {PID: 4242, Comm: "Xvfb", FD: -1, Map: "rw-s"}}},
@@ -162,7 +160,7 @@ func TestMissing(t *testing.T) {
 	m := sampleManifest()
 	libc := "/usr/lib/x86_64-linux-gnu/libc.so.6"
 	req := m.Required()
-	if len(req) != 2 || req[0].Path != "/dev/null" || req[1].Path != libc || req[1].SHA256 == "" {
+	if len(req) != 2 || req[0].Path != "/dev/null" || req[1].Path != libc || req[1].Hash == "" {
 		t.Fatalf("required = %+v", req)
 	}
 	tests := []struct {
@@ -170,7 +168,7 @@ func TestMissing(t *testing.T) {
 		has  map[string]string // path → hash the destination holds
 		want []string
 	}{
-		{"has everything", map[string]string{"/dev/null": "", libc: strings.Repeat("ab", 32)}, nil},
+		{"has everything", map[string]string{"/dev/null": "", libc: strings.Repeat("ab", 16)}, nil},
 		{"different libc", map[string]string{"/dev/null": "", libc: strings.Repeat("cd", 32)}, []string{libc}},
 		{"nothing", map[string]string{}, []string{"/dev/null", libc}},
 	}
@@ -204,8 +202,7 @@ func TestLocalChecker(t *testing.T) {
 	if err := os.Symlink("/etc/hostname", filepath.Join(root, "usr/lib/escape")); err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(data)
-	good := hex.EncodeToString(sum[:])
+	good := HashBytes(data)
 	cache := NewHashCache()
 	has := LocalChecker(root, cache)
 	tests := []struct {
@@ -213,7 +210,7 @@ func TestLocalChecker(t *testing.T) {
 		want      bool
 	}{
 		{"/usr/lib/libc.so", good, true},
-		{"/usr/lib/libc.so", strings.Repeat("0", 64), false},
+		{"/usr/lib/libc.so", strings.Repeat("0", 32), false},
 		{"/usr/lib/libc.so", "", true},
 		{"/usr/lib", "", true},
 		{"/usr/lib/nope.so", "", false},

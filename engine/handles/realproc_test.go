@@ -3,8 +3,6 @@ package handles
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -175,9 +173,8 @@ func TestBuildRealProcesses(t *testing.T) {
 	}
 
 	h = check("file:"+regPath, Present)
-	sum := sha256.Sum256(content)
-	if h.SHA256 != hex.EncodeToString(sum[:]) || h.Size != int64(len(content)) || h.MTime.IsZero() {
-		t.Errorf("present file: sha %s size %d mtime %v", h.SHA256, h.Size, h.MTime)
+	if h.Hash != HashBytes(content) || h.Size != int64(len(content)) || h.MTime.IsZero() {
+		t.Errorf("present file: hash %s size %d mtime %v", h.Hash, h.Size, h.MTime)
 	}
 	var delHandle *Handle
 	for i := range m.Handles {
@@ -197,7 +194,7 @@ func TestBuildRealProcesses(t *testing.T) {
 		if h.Kind == KindMemfd && h.Class != Moves {
 			t.Errorf("memfd %s: %s", h.Path, h.Class)
 		}
-		if h.Class == Present && (h.Kind == KindMapped || h.Kind == KindRegular) && len(h.SHA256) != 64 {
+		if h.Class == Present && (h.Kind == KindMapped || h.Kind == KindRegular) && len(h.Hash) != 32 {
 			t.Errorf("present file %s has no hash", h.Path)
 		}
 	}

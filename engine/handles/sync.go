@@ -11,16 +11,16 @@ import (
 // LocalChecker returns a has-function for [Manifest.Missing] that looks
 // for each path under root on this machine (normally "/"; a container
 // rootfs also works): the file must exist and, when a hash is given, have
-// that SHA-256. Paths are resolved inside root, so a manifest cannot make
+// that content hash. Paths are resolved inside root, so a manifest cannot make
 // it read files elsewhere. cache may be nil.
-func LocalChecker(root string, cache *HashCache) func(path, sha256 string) bool {
+func LocalChecker(root string, cache *HashCache) func(path, hash string) bool {
 	return func(path, sum string) bool {
 		ok, err := HasLocal(root, path, sum, cache)
 		return ok && err == nil
 	}
 }
 
-// HasLocal reports whether path exists under root with the given SHA-256
+// HasLocal reports whether path exists under root with the given content hash
 // (any content if sum is empty). A missing file is (false, nil).
 func HasLocal(root, path, sum string, cache *HashCache) (bool, error) {
 	dir, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

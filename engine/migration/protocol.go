@@ -11,7 +11,7 @@ import (
 // Version of the handoff protocol; both sides must speak the same.
 // 3: pre-copy in several rounds; the network namespace is not in the image.
 // 4: a later round's index travels as its difference from the round before.
-const Version = 5
+const Version = 6
 
 // Offer opens a handoff: what the source wants to hand over and what the
 // destination needs to know to refuse early.
