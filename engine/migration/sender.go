@@ -308,6 +308,8 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 		s.log().Debug("pre-copy round", "app", name, "round", round, "sent", n, "dump", cur.took, "took", took,
 			"changed since", estimate, "another", more, "overlapped", upcoming != nil)
 		if !more {
+			// The sample reads the app's memory: not while it is dumped.
+			<-cur.sampled
 			return total, nil
 		}
 		if upcoming == nil {
