@@ -803,7 +803,7 @@ func (b *builder) findOutsideHolders() {
 	if len(want) == 0 {
 		return
 	}
-	found := map[string]Peer{}
+	found, sameEnd := map[string]Peer{}, map[string]Peer{}
 	// A process of the container may have been born after the PID list was
 	// taken (a shell running a command substitution): whoever shares the
 	// init's PID namespace is inside, whether listed or not.
@@ -840,10 +840,25 @@ func (b *builder) findOutsideHolders() {
 			}
 			comm, _ := readProc(pid, "comm")
 			ns, _ := os.Readlink(procPath(pid, "ns", "pid"))
-			found[link] = Peer{PID: pid, Comm: strings.TrimSpace(string(comm)), Inside: initNS != "" && ns == initNS}
+			p := Peer{PID: pid, Comm: strings.TrimSpace(string(comm)), Inside: initNS != "" && ns == initNS}
+			// A process that holds the same end of a pipe as the container
+			// (e.g. the launcher that passed it in) is named only when no
+			// one holds the other end.
+			if st := want[link][0]; st.h.Kind == KindPipe && !holdsOtherEnd(st, pid, fe.Name()) {
+				if _, ok := sameEnd[link]; !ok {
+					sameEnd[link] = p
+				}
+				continue
+			}
+			found[link] = p
 		}
 		if len(found) == len(want) {
 			break
+		}
+	}
+	for link, p := range sameEnd {
+		if _, ok := found[link]; !ok {
+			found[link] = p
 		}
 	}
 	for link, sts := range want {
@@ -862,6 +877,22 @@ func (b *builder) findOutsideHolders() {
 			}
 		}
 	}
+}
+
+// holdsOtherEnd reports whether fd of pid opens the end of st's pipe that
+// no process of the container holds.
+func holdsOtherEnd(st *hstate, pid int, fd string) bool {
+	raw, err := readProc(pid, "fdinfo", fd)
+	if err != nil {
+		return false
+	}
+	info, err := parseFdinfo(raw)
+	if err != nil {
+		return false
+	}
+	acc := info.Flags & unix.O_ACCMODE
+	reads, writes := acc != unix.O_WRONLY, acc != unix.O_RDONLY
+	return (reads && !st.pipeR) || (writes && !st.pipeW)
 }
 
 func (b *builder) classifyAll() {

@@ -97,13 +97,19 @@ func readyAndDetach() error {
 }
 
 // startHelper re-executes the test binary as role with extra fds (3, 4, …)
-// and waits for its "ready". The process is killed by PID at cleanup.
+// and waits until it is ready and detached from its report pipe. The process
+// is killed by PID at cleanup.
 func startHelper(t *testing.T, role string, extra []*os.File, env ...string) *exec.Cmd {
 	t.Helper()
-	return startCommand(t, exec.Command(os.Args[0], "-test.run=^$"), role, extra, env...)
+	cmd, report := startCommand(t, exec.Command(os.Args[0], "-test.run=^$"), role, extra, env...)
+	waitDetached(t, cmd.Process.Pid, report)
+	return cmd
 }
 
-func startCommand(t *testing.T, cmd *exec.Cmd, role string, extra []*os.File, env ...string) *exec.Cmd {
+// startCommand starts cmd, which runs role somewhere below it, and waits
+// for its "ready". It returns the inode of the report pipe, which the
+// process that ran role may still hold for a moment: see waitDetached.
+func startCommand(t *testing.T, cmd *exec.Cmd, role string, extra []*os.File, env ...string) (*exec.Cmd, uint64) {
 	t.Helper()
 	env = append(env, "HANDLES_HELPER="+role, "HANDLES_NFDS="+strconv.Itoa(len(extra)))
 	cmd.Env = append(os.Environ(), env...)
@@ -113,6 +119,7 @@ func startCommand(t *testing.T, cmd *exec.Cmd, role string, extra []*os.File, en
 	if err != nil {
 		t.Fatal(err)
 	}
+	report := fileInode(t, out.(*os.File))
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start helper %s: %v", role, err)
 	}
@@ -133,7 +140,33 @@ func startCommand(t *testing.T, cmd *exec.Cmd, role string, extra []*os.File, en
 	case <-time.After(20 * time.Second):
 		t.Fatalf("helper %s not ready after 20s", role)
 	}
-	return cmd
+	return cmd, report
+}
+
+// waitDetached waits until pid no longer holds the report pipe: a helper
+// writes "ready" before it points its stdio at /dev/null, and a manifest
+// built in between would list the pipe as one more handle.
+func waitDetached(t *testing.T, pid int, report uint64) {
+	t.Helper()
+	target := fmt.Sprintf("pipe:[%d]", report)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		held := false
+		ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		for _, e := range ents {
+			if l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); l == target {
+				held = true
+				break
+			}
+		}
+		if !held {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still holds its report pipe after 20s", pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func loopbackPair(t *testing.T) (*net.TCPListener, *net.TCPConn, *net.TCPConn) {

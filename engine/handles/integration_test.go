@@ -283,8 +283,14 @@ func containerStage2() error {
 	if err := child.Start(); err != nil {
 		return fmt.Errorf("start child: %w", err)
 	}
-	if s, _ := bufio.NewReader(out).ReadString('\n'); strings.TrimSpace(s) != "ready" {
+	report := bufio.NewReader(out)
+	if s, _ := report.ReadString('\n'); strings.TrimSpace(s) != "ready" {
 		return fmt.Errorf("child: %q", s)
+	}
+	// The child is the pipe's only writer: EOF means it has pointed its
+	// stdout at /dev/null, so the report pipe is no handle of the container.
+	if _, err := io.Copy(io.Discard, report); err != nil {
+		return fmt.Errorf("child detach: %w", err)
 	}
 	pr.Close()
 	sp1.Close()
@@ -417,7 +423,7 @@ func startContainer(t *testing.T) *container {
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+cns, "--",
 		"unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--",
 		os.Args[0], "-test.run=^$")
-	startCommand(t, cmd, "container", []*os.File{hf, connFile(t, uc), pw},
+	_, report := startCommand(t, cmd, "container", []*os.File{hf, connFile(t, uc), pw},
 		"HANDLES_UPPER="+filepath.Join(dir, "upper"), "HANDLES_WORK="+filepath.Join(dir, "work"),
 		"HANDLES_ROOTFS="+filepath.Join(dir, "rootfs"), "HANDLES_REMOTE="+c.remote)
 	pw.Close()
@@ -432,6 +438,7 @@ func startContainer(t *testing.T) *container {
 	}
 	init, _ := strconv.Atoi(f[0])
 	t.Cleanup(func() { _ = unix.Kill(init, unix.SIGKILL) }) // by PID; takes its namespace with it
+	waitDetached(t, init, report)
 	c.scope = Scope{
 		PIDs: nsPIDs(t, init), InitPID: init,
 		UpperDir: filepath.Join(dir, "upper"), Rootfs: filepath.Join(dir, "rootfs"),
