@@ -162,7 +162,7 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	}
 	done()
 	done = phase(PhaseFinal)
-	n, err = s.sendRound(ctx, peer, id, "final", final, &sent, func(p Progress) {
+	n, err = s.sendRound(ctx, peer, id, "final", final, nil, &sent, func(p Progress) {
 		p.Phase = PhaseFinal
 		progress(p)
 	})
@@ -276,7 +276,7 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 		// A report can come late, once the round is over (the transport
 		// reads the body to its end after the answer): it is dropped.
 		over := false
-		n, err := s.sendRound(ctx, peer, id, roundName(round), cur.dir, sent, func(p Progress) {
+		n, err := s.sendRound(ctx, peer, id, roundName(round), cur.dir, cur.ix, sent, func(p Progress) {
 			mu.Lock()
 			defer mu.Unlock()
 			if over {
@@ -325,6 +325,7 @@ type snapshot struct {
 	start      time.Time
 	took       time.Duration // once done
 	overlapped bool          // ran while a round's pieces were sent
+	ix         *delta.Index  // the image's index, once done
 	err        error
 	done       chan struct{}
 	// sample is a sample of the app's memory drawn right after the dump
@@ -373,6 +374,13 @@ func (s *Sender) startSnapshot(ctx context.Context, name, dir string) *snapshot 
 		sn.err = s.Engine.Snapshot(ctx, name, dir)
 		sn.took = time.Since(sn.start)
 		if sn.err != nil {
+			close(sn.sampled)
+			return
+		}
+		// Hashed at once: a dump started early ends before the round before
+		// it has sent everything, and its index is then ready when the
+		// link is free (hashing a 200 MB image takes 30-40 ms).
+		if sn.ix, sn.err = delta.IndexDir(dir); sn.err != nil {
 			close(sn.sampled)
 			return
 		}
@@ -426,11 +434,14 @@ type sentIndex struct {
 
 // sendRound sends an image dir: its index (after the first round, as its
 // difference from the last round's), then the pieces the destination lacks.
-func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string, last *sentIndex, progress func(Progress)) (int64, error) {
+// ix is the dir's index if it was built already, or nil.
+func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string, ix *delta.Index, last *sentIndex, progress func(Progress)) (int64, error) {
 	t0 := time.Now()
-	ix, err := delta.IndexDir(dir)
-	if err != nil {
-		return 0, err
+	var err error
+	if ix == nil {
+		if ix, err = delta.IndexDir(dir); err != nil {
+			return 0, err
+		}
 	}
 	hashed := time.Now()
 	path := "/" + id + "/" + round + "/index"
