@@ -449,7 +449,8 @@ func (p *Pool) AddBatch(b *Batch) {
 // each where ix first puts it, instead of into a spool, and adds them to
 // the pool from there: an 800 MB first round is then written once, not
 // spooled and copied into place again (1.3–1.9 s here). Pieces ix repeats,
-// or that the pool held already, are put in place by FillImage.
+// or that the pool held already, are put in place by FillImage. Files dst
+// holds already keep their content where no piece is received (Adopt).
 func (p *Pool) ReceiveImage(r io.Reader, dst string, ix *Index, want Places) error {
 	if err := ix.Validate(); err != nil {
 		return err
@@ -468,11 +469,15 @@ func (p *Pool) ReceiveImage(r io.Reader, dst string, ix *Index, want Places) err
 		if err != nil {
 			return err
 		}
-		out, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, os.FileMode(f.Mode&0o700)|0o600)
+		// Not truncated: what Adopt found in place stays.
+		out, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, os.FileMode(f.Mode&0o700)|0o600)
 		if err != nil {
 			return err
 		}
 		files[f.Name] = out
+		if err := out.Chmod(os.FileMode(f.Mode&0o700) | 0o600); err != nil {
+			return err
+		}
 		if err := out.Truncate(f.Size); err != nil {
 			return err
 		}

@@ -11,7 +11,10 @@ import (
 // Version of the handoff protocol; both sides must speak the same.
 // 3: pre-copy in several rounds; the network namespace is not in the image.
 // 4: a later round's index travels as its difference from the round before.
-const Version = 6
+// 5: missing pieces are named by their place in the index.
+// 6: manifest hashes are XXH3-128.
+// 7: the first round's page images stream as CRIU writes them.
+const Version = 7
 
 // Offer opens a handoff: what the source wants to hand over and what the
 // destination needs to know to refuse early.

@@ -67,6 +67,9 @@ type incoming struct {
 	missing map[string]delta.Places
 	upper   string
 	last    time.Time
+	// streamed: the first round's page images that came as they were
+	// written, before its index (serveStream), or nil.
+	streamed *delta.Streamed
 	// The latest pre-copy image, which the next round (and at last the
 	// final one) is written over. It is put together in the background
 	// while the source dumps its next round; wait for assembling before
@@ -138,6 +141,7 @@ func (rv *Receiver) init() {
 		rv.mux.HandleFunc("POST /{id}/manifest", rv.with(rv.serveManifest))
 		rv.mux.HandleFunc("POST /{id}/{round}/index", rv.with(rv.serveIndex))
 		rv.mux.HandleFunc("PUT /{id}/{round}/pieces", rv.with(rv.servePieces))
+		rv.mux.HandleFunc("PUT /{id}/pre/stream", rv.with(rv.serveStream))
 		rv.mux.HandleFunc("PUT /{id}/upper", rv.with(rv.serveUpper))
 		rv.mux.HandleFunc("POST /{id}/commit", rv.with(rv.serveCommit))
 		rv.mux.HandleFunc("DELETE /{id}", rv.serveDrop)
@@ -308,12 +312,23 @@ func (rv *Receiver) serveIndex(w http.ResponseWriter, r *http.Request, in *incom
 		return
 	}
 	in.index[round] = &ix
-	// Every piece of the base round was received before this index was
-	// sent: only the changed ones can be missing.
 	var miss delta.Places
-	if base == "" {
+	switch {
+	case in.streamed != nil && round == "pre":
+		// Only what arrived whole and unchanged at its place counts.
+		if miss, err = in.pool.Adopt(filepath.Join(in.dir, round), &ix, in.streamed); err != nil {
+			rv.drop(in.id, fmt.Errorf("check the streamed pages: %w", err))
+			refuse(w, http.StatusInternalServerError, "internal", "check the streamed pages: "+err.Error())
+			return
+		}
+	case base == "":
 		miss = in.pool.Missing(&ix)
-	} else if miss, err = in.pool.MissingAmong(&ix, changed); err != nil {
+	default:
+		// Every piece of the base round was received before this index
+		// was sent: only the changed ones can be missing.
+		miss, err = in.pool.MissingAmong(&ix, changed)
+	}
+	if err != nil {
 		refuse(w, http.StatusBadRequest, "bad_request", "cannot read the index: "+err.Error())
 		return
 	}
@@ -381,6 +396,27 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 			}
 			return in.pool.Rebase(dir, ix)
 		})
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// serveStream takes the first round's page images as the source's dump
+// writes them, before its index: they go into place, and the index then
+// confirms each piece (Adopt) before anything counts as received.
+func (rv *Receiver) serveStream(w http.ResponseWriter, r *http.Request, in *incoming) {
+	if in.index["pre"] != nil || in.assembled != "" || in.streamed != nil {
+		refuse(w, http.StatusConflict, "out_of_order", "pages stream only before the first round's index")
+		return
+	}
+	rv.progress(in.offer, PhasePreCopy, nil)
+	// As much as check found space for, and never less than 1 GiB.
+	limit := max(2*in.offer.MemoryBytes+spaceMargin, 1<<30)
+	st, err := delta.ReceiveGrowing(r.Body, filepath.Join(in.dir, "pre"), limit)
+	in.streamed = st
+	if err != nil {
+		rv.drop(in.id, fmt.Errorf("receive the streamed pages: %w", err))
+		refuse(w, http.StatusBadRequest, "corrupt", "receive the streamed pages: "+err.Error())
+		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -258,10 +258,6 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 		}
 	}()
 	for round := 1; ; round++ {
-		if err := cur.wait(); err != nil {
-			return total, err
-		}
-		res.Rounds, res.LongestPause = round, max(res.LongestPause, cur.took)
 		this, before := cur, last
 		// Whether the app changed enough since this round's dump for
 		// another round to be worth its dump: estimated once, late in the
@@ -276,7 +272,8 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 		// A report can come late, once the round is over (the transport
 		// reads the body to its end after the answer): it is dropped.
 		over := false
-		n, err := s.sendRound(ctx, peer, id, roundName(round), cur.dir, cur.ix, sent, func(p Progress) {
+		var streamed int64 // bytes of this round sent before its index
+		report := func(p Progress) {
 			mu.Lock()
 			defer mu.Unlock()
 			if over {
@@ -284,15 +281,35 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 			}
 			p.Phase, p.Round = PhasePreCopy, round
 			progress(p)
-			if next == nil && p.ETA <= this.overlappedDump() && anotherRound(round, p.Total, before, time.Since(this.start)+p.ETA) && changedEnough() {
+			if next == nil && this.isDone() && p.ETA <= this.overlappedDump() && anotherRound(round, p.Total, before, time.Since(this.start)+p.ETA) && changedEnough() {
 				next = s.startSnapshot(ctx, name, filepath.Join(work, roundName(round+1)))
 				next.overlapped = true
 			}
+		}
+		if round == 1 {
+			// The destination holds nothing yet: the pages go as CRIU
+			// writes them, and the index round only confirms them.
+			var err error
+			streamed, err = s.streamPages(ctx, peer, id, cur, report)
+			total += streamed
+			if err != nil {
+				_ = cur.wait()
+				return total, err
+			}
+		}
+		if err := cur.wait(); err != nil {
+			return total, err
+		}
+		res.Rounds, res.LongestPause = round, max(res.LongestPause, cur.took)
+		n, err := s.sendRound(ctx, peer, id, roundName(round), cur.dir, cur.ix, sent, func(p Progress) {
+			p.Bytes, p.Total = p.Bytes+streamed, p.Total+streamed
+			report(p)
 		})
+		n += streamed
 		mu.Lock()
 		over = true
 		mu.Unlock()
-		total += n
+		total += n - streamed
 		// Its pages are sent: deleted now, most of them never reach the
 		// disk, whose writeback would otherwise slow the next dump down.
 		_ = os.RemoveAll(cur.dir)
@@ -325,6 +342,7 @@ type snapshot struct {
 	start      time.Time
 	took       time.Duration // once done
 	overlapped bool          // ran while a round's pieces were sent
+	written    chan struct{} // closed once the dump's files are complete
 	ix         *delta.Index  // the image's index, once done
 	err        error
 	done       chan struct{}
@@ -368,11 +386,12 @@ func (sn *snapshot) overlappedDump() time.Duration {
 }
 
 func (s *Sender) startSnapshot(ctx context.Context, name, dir string) *snapshot {
-	sn := &snapshot{dir: dir, start: time.Now(), done: make(chan struct{}), sampled: make(chan struct{})}
+	sn := &snapshot{dir: dir, start: time.Now(), done: make(chan struct{}), written: make(chan struct{}), sampled: make(chan struct{})}
 	go func() {
 		defer close(sn.done)
-		sn.err = s.Engine.Snapshot(ctx, name, dir)
-		sn.took = time.Since(sn.start)
+		err := s.Engine.Snapshot(ctx, name, dir)
+		close(sn.written)
+		sn.err, sn.took = err, time.Since(sn.start)
 		if sn.err != nil {
 			close(sn.sampled)
 			return
@@ -396,6 +415,15 @@ func (s *Sender) startSnapshot(ctx context.Context, name, dir string) *snapshot 
 		}()
 	}()
 	return sn
+}
+
+func (sn *snapshot) isDone() bool {
+	select {
+	case <-sn.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (sn *snapshot) wait() error {
@@ -422,6 +450,26 @@ func roundName(n int) string {
 		return "pre"
 	}
 	return fmt.Sprintf("pre%d", n)
+}
+
+// streamPages sends the page images of sn, a dump under way, as CRIU
+// writes them, and returns the bytes sent.
+func (s *Sender) streamPages(ctx context.Context, peer Peer, id string, sn *snapshot, progress func(Progress)) (int64, error) {
+	pr, pw := io.Pipe()
+	start := time.Now()
+	go func() {
+		_, err := delta.SendGrowing(ctx, pw, sn.dir, sn.written, func(sent, written int64) {
+			rate := float64(sent) / max(time.Since(start).Seconds(), 1e-3)
+			progress(Progress{Bytes: sent, Total: written, Rate: rate,
+				ETA: time.Duration(float64(written-sent) / rate * float64(time.Second))})
+		})
+		pw.CloseWithError(err)
+	}()
+	counted := &countingReader{r: pr}
+	err := peer.stream(ctx, http.MethodPut, "/"+id+"/pre/stream", counted)
+	pr.Close()
+	s.log().Debug("pages streamed", "bytes", counted.n, "took", time.Since(start), "err", err)
+	return counted.n, err
 }
 
 // sentIndex is the index of the last round whose pieces the destination
