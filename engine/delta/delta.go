@@ -805,3 +805,67 @@ func copyRange(dst *os.File, dstOff int64, src *os.File, srcOff, n int64) error 
 	}
 	return nil
 }
+
+// Holding is what a receiver holds once it took an image whole: its pieces,
+// and nothing else (Rebase). The sender keeps one for the last image sent
+// to name the pieces of the next one the receiver lacks itself, and send
+// them along with the index instead of waiting for the receiver's answer.
+type Holding struct {
+	ix  *Index
+	has map[Hash]struct{}
+}
+
+// Holds describes a receiver that holds exactly the pieces of ix.
+func Holds(ix *Index) *Holding {
+	h := &Holding{ix: ix, has: make(map[Hash]struct{}, len(ix.Files))}
+	for _, f := range ix.Files {
+		for _, p := range f.Pieces {
+			h.has[p] = struct{}{}
+		}
+	}
+	return h
+}
+
+// Missing lists the places of the pieces of ix the receiver lacks, each at
+// its first place: what Pool.MissingAmong answers it for ix, given as a
+// difference from the image held.
+func (h *Holding) Missing(ix *Index) Places {
+	before := make(map[string]Hashes, len(h.ix.Files))
+	for _, f := range h.ix.Files {
+		before[f.Name] = f.Pieces
+	}
+	var out Places
+	seen := map[Hash]bool{}
+	k := 0
+	for _, f := range ix.Files {
+		old := before[f.Name]
+		for i, p := range f.Pieces {
+			if i >= len(old) || old[i] != p {
+				if _, ok := h.has[p]; !ok && !seen[p] {
+					seen[p] = true
+					out = append(out, k)
+				}
+			}
+			k++
+		}
+	}
+	return out
+}
+
+// Covers reports whether every place of want is among places (both
+// increasing): a receiver checks that a sender sent at least what it lacks.
+func (places Places) Covers(want Places) bool {
+	i := 0
+	for _, k := range want {
+		for i < len(places) && places[i] < k {
+			i++
+		}
+		if i == len(places) || places[i] != k {
+			return false
+		}
+	}
+	return true
+}
+
+// Remove deletes the spool file of a batch not taken into a pool.
+func (b *Batch) Remove() { os.Remove(filepath.Join(b.dir, b.file)) }

@@ -222,10 +222,10 @@ func TestSendFaults(t *testing.T) {
 			name: "corrupt piece in the final round",
 			fault: func(*int32) fault {
 				return func(w http.ResponseWriter, r *http.Request) bool {
-					if strings.HasSuffix(r.URL.Path, "/final/pieces") {
+					if strings.HasSuffix(r.URL.Path, "/final/delta") {
 						data, _ := io.ReadAll(r.Body)
 						if len(data) > 100 {
-							data[len(data)/2] ^= 0xff
+							data[len(data)-1] ^= 0xff // in the last piece
 						}
 						r.Body = io.NopCloser(bytes.NewReader(data))
 					}
@@ -236,13 +236,31 @@ func TestSendFaults(t *testing.T) {
 		},
 		{
 			name:    "link cut during the final round",
-			fault:   cutLinkOn("/final/pieces"),
+			fault:   cutLinkOn("/final/delta"),
 			wantErr: "connection",
 		},
 		{
 			name:    "link cut during pre-copy",
 			fault:   cutLinkOn("/pre/pieces"),
 			wantErr: "connection",
+		},
+		{
+			// The destination checks it got at least what it lacks.
+			name: "the source names too few pieces",
+			fault: func(*int32) fault {
+				return func(w http.ResponseWriter, r *http.Request) bool {
+					if strings.HasSuffix(r.URL.Path, "/final/delta") {
+						diff, _, err := readDeltaHeader(r.Body, maxJSONBody)
+						if err != nil {
+							t.Errorf("read the final round: %v", err)
+						}
+						header, _ := deltaHeader(diff, nil)
+						r.Body = io.NopCloser(bytes.NewReader(header))
+					}
+					return false
+				}
+			},
+			wantErr: "out of step",
 		},
 		{
 			name:    "link cut while pages stream",

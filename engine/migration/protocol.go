@@ -1,6 +1,10 @@
 package migration
 
 import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
 	"time"
 
 	"github.com/handoff/handoff/engine"
@@ -13,7 +17,8 @@ import (
 // 4: a later round's index travels as its difference from the round before.
 // 5: missing pieces are named by their place in the index.
 // 6: manifest hashes are XXH3-128.
-// 7: the first round's page images stream as CRIU writes them.
+// 7: the first round's page images stream as CRIU writes them; later
+// rounds send their index and pieces in one request.
 const Version = 7
 
 // Offer opens a handoff: what the source wants to hand over and what the
@@ -109,4 +114,48 @@ type Result struct {
 	// still while it dumps, so the app stutters this long once per round.
 	Rounds       int           `json:"rounds"`
 	LongestPause time.Duration `json:"longest_pause"`
+}
+
+// A round after the first goes in one request (PUT /{id}/{round}/delta?base=R):
+// the index as its binary difference from round R's, the places of the
+// pieces the source found the destination to lack, then those pieces
+// (delta.WritePieces). Both lead with their length (4 bytes, big-endian).
+func deltaHeader(diff []byte, places delta.Places) ([]byte, error) {
+	p, err := json.Marshal(places)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, 8+len(diff)+len(p))
+	out = binary.BigEndian.AppendUint32(out, uint32(len(diff)))
+	out = append(out, diff...)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(p)))
+	return append(out, p...), nil
+}
+
+// readDeltaHeader reads what deltaHeader wrote, each part at most limit bytes.
+func readDeltaHeader(r io.Reader, limit int) (diff []byte, places delta.Places, err error) {
+	frame := func() ([]byte, error) {
+		var n [4]byte
+		if _, err := io.ReadFull(r, n[:]); err != nil {
+			return nil, err
+		}
+		size := binary.BigEndian.Uint32(n[:])
+		if int64(size) > int64(limit) {
+			return nil, fmt.Errorf("a part of %d bytes, more than %d", size, limit)
+		}
+		b := make([]byte, size)
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	if diff, err = frame(); err != nil {
+		return nil, nil, fmt.Errorf("read the index: %w", err)
+	}
+	p, err := frame()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the places: %w", err)
+	}
+	if err := json.Unmarshal(p, &places); err != nil {
+		return nil, nil, fmt.Errorf("read the places: %w", err)
+	}
+	return diff, places, nil
 }

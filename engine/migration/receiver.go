@@ -1,6 +1,7 @@
 package migration
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -64,7 +65,7 @@ type incoming struct {
 	offer   Offer
 	pool    *delta.Pool
 	index   map[string]*delta.Index
-	missing map[string]delta.Places
+	missing delta.Places // of the first round, answered to its index
 	upper   string
 	last    time.Time
 	// streamed: the first round's page images that came as they were
@@ -142,6 +143,7 @@ func (rv *Receiver) init() {
 		rv.mux.HandleFunc("POST /{id}/{round}/index", rv.with(rv.serveIndex))
 		rv.mux.HandleFunc("PUT /{id}/{round}/pieces", rv.with(rv.servePieces))
 		rv.mux.HandleFunc("PUT /{id}/pre/stream", rv.with(rv.serveStream))
+		rv.mux.HandleFunc("PUT /{id}/{round}/delta", rv.with(rv.serveDelta))
 		rv.mux.HandleFunc("PUT /{id}/upper", rv.with(rv.serveUpper))
 		rv.mux.HandleFunc("POST /{id}/commit", rv.with(rv.serveCommit))
 		rv.mux.HandleFunc("DELETE /{id}", rv.serveDrop)
@@ -192,7 +194,7 @@ func (rv *Receiver) serveOffer(w http.ResponseWriter, r *http.Request) {
 	}
 	rv.mu.Lock()
 	rv.in[id] = &incoming{id: id, dir: dir, offer: o, pool: delta.NewPool(),
-		index: map[string]*delta.Index{}, missing: map[string]delta.Places{}, last: time.Now(),
+		index: map[string]*delta.Index{}, last: time.Now(),
 		restoreExpected: rv.Engine.ExpectRestore()}
 	rv.mu.Unlock()
 	rv.Log.Info("handoff offered", "app", o.Spec.Name, "from", o.From, "id", id)
@@ -275,77 +277,77 @@ func validRound(round string) bool {
 	return len(round) == 4 && strings.HasPrefix(round, "pre") && round[3] >= '2' && round[3] <= '9'
 }
 
+// serveIndex takes the first round's index and answers with the places of
+// the pieces this side lacks: those that did not stream in whole (or all of
+// them, without a stream). Later rounds come as one request (serveDelta).
 func (rv *Receiver) serveIndex(w http.ResponseWriter, r *http.Request, in *incoming) {
-	round := r.PathValue("round")
-	if !validRound(round) {
-		refuse(w, http.StatusNotFound, "not_found", "no such round")
+	const round = "pre"
+	if r.PathValue("round") != round || in.index[round] != nil {
+		refuse(w, http.StatusConflict, "out_of_order", "only the first round sends its index alone")
 		return
 	}
 	t0 := time.Now()
 	defer func() { rv.Log.Debug("serve index", "round", round, "took", time.Since(t0)) }()
-	// The pool holds still only once the latest image is put together.
-	if _, _, err := in.assembledImage(); err != nil {
-		rv.drop(in.id, fmt.Errorf("assemble the pre-copy image: %w", err))
-		refuse(w, http.StatusInternalServerError, "internal", "assemble the pre-copy image: "+err.Error())
-		return
-	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody))
 	var ix delta.Index
-	var changed delta.Places
-	base := r.URL.Query().Get("base")
-	switch {
-	case err != nil:
-	case base == "":
+	if err == nil {
 		err = ix.UnmarshalBinary(data)
-	case !validRound(base) || in.index[base] == nil || base == round:
-		refuse(w, http.StatusConflict, "out_of_order", "the index is a difference from a round not received")
-		return
-	default:
-		changed, err = ix.UnmarshalBinaryDiff(data, in.index[base])
+	}
+	if err == nil {
+		err = ix.Validate()
 	}
 	if err != nil {
 		refuse(w, http.StatusBadRequest, "bad_request", "cannot read the index: "+err.Error())
 		return
 	}
-	if err := ix.Validate(); err != nil {
-		refuse(w, http.StatusBadRequest, "bad_request", err.Error())
-		return
-	}
 	in.index[round] = &ix
-	var miss delta.Places
-	switch {
-	case in.streamed != nil && round == "pre":
+	miss := in.pool.Missing(&ix)
+	if in.streamed != nil {
 		// Only what arrived whole and unchanged at its place counts.
 		if miss, err = in.pool.Adopt(filepath.Join(in.dir, round), &ix, in.streamed); err != nil {
 			rv.drop(in.id, fmt.Errorf("check the streamed pages: %w", err))
 			refuse(w, http.StatusInternalServerError, "internal", "check the streamed pages: "+err.Error())
 			return
 		}
-	case base == "":
-		miss = in.pool.Missing(&ix)
-	default:
-		// Every piece of the base round was received before this index
-		// was sent: only the changed ones can be missing.
-		miss, err = in.pool.MissingAmong(&ix, changed)
-	}
-	if err != nil {
-		refuse(w, http.StatusBadRequest, "bad_request", "cannot read the index: "+err.Error())
-		return
 	}
 	size, err := ix.Size(miss)
 	if err != nil {
 		refuse(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	in.missing[round] = miss
+	in.missing = miss
 	writeJSON(w, MissingPieces{Pieces: miss, Bytes: size})
 }
 
+// servePieces takes the first round's pieces straight into place; repeated
+// pages are copied to their other places while the source dumps again.
 func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *incoming) {
-	round := r.PathValue("round")
+	const round = "pre"
 	ix := in.index[round]
-	if !validRound(round) || ix == nil {
-		refuse(w, http.StatusConflict, "out_of_order", "send the index first")
+	if r.PathValue("round") != round || ix == nil || in.assembled != "" {
+		refuse(w, http.StatusConflict, "out_of_order", "send the first round's index first")
+		return
+	}
+	rv.progress(in.offer, PhasePreCopy, nil)
+	dir := filepath.Join(in.dir, round)
+	if err := in.pool.ReceiveImage(r.Body, dir, ix, in.missing); err != nil {
+		rv.drop(in.id, fmt.Errorf("receive %s round: %w", round, err))
+		refuse(w, http.StatusBadRequest, "corrupt", fmt.Sprintf("receive %s round: %v", round, err))
+		return
+	}
+	in.assembleInBackground(dir, ix, func() error { return in.pool.FillImage(dir, ix) })
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// serveDelta takes a round after the first in one request: its index as a
+// difference from the base round's, the places of the pieces the source
+// found missing here, and those pieces. They are spooled (checked piece by
+// piece) while the previous image is still put together; then this side
+// checks they are at least what it lacks.
+func (rv *Receiver) serveDelta(w http.ResponseWriter, r *http.Request, in *incoming) {
+	round, base := r.PathValue("round"), r.URL.Query().Get("base")
+	if !validRound(round) || round == "pre" || in.index[round] != nil || !validRound(base) || base == round || in.index[base] == nil {
+		refuse(w, http.StatusConflict, "out_of_order", "the round is a difference from a round not received")
 		return
 	}
 	phase := PhasePreCopy
@@ -353,34 +355,53 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 		phase = PhaseFinal
 	}
 	rv.progress(in.offer, phase, nil)
-	dir := filepath.Join(in.dir, round)
-	if round != "final" && in.assembled == "" {
-		// The first image goes straight into place; repeated pages are
-		// copied to their other places while the source dumps again.
-		if err := in.pool.ReceiveImage(r.Body, dir, ix, in.missing[round]); err != nil {
-			rv.drop(in.id, fmt.Errorf("receive %s round: %w", round, err))
-			refuse(w, http.StatusBadRequest, "corrupt", fmt.Sprintf("receive %s round: %v", round, err))
-			return
-		}
-		in.assembleInBackground(dir, ix, func() error { return in.pool.FillImage(dir, ix) })
-		w.WriteHeader(http.StatusNoContent)
+	body := bufio.NewReaderSize(r.Body, 1<<20)
+	diff, places, err := readDeltaHeader(body, maxJSONBody)
+	var ix delta.Index
+	var changed delta.Places
+	if err == nil {
+		changed, err = ix.UnmarshalBinaryDiff(diff, in.index[base])
+	}
+	if err == nil {
+		err = ix.Validate()
+	}
+	if err != nil {
+		rv.drop(in.id, fmt.Errorf("read %s round: %w", round, err))
+		refuse(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("read %s round: %v", round, err))
 		return
 	}
-	batch, err := delta.ReceivePieces(r.Body, in.dir, ix, in.missing[round])
+	batch, err := delta.ReceivePieces(body, in.dir, &ix, places)
 	if err != nil {
-		// A broken transfer ends the handoff: the source rolls back.
 		rv.drop(in.id, fmt.Errorf("receive %s round: %w", round, err))
 		refuse(w, http.StatusBadRequest, "corrupt", fmt.Sprintf("receive %s round: %v", round, err))
 		return
 	}
-	// The previous image may still be being put together from the pool,
-	// which must hold still until then.
-	base, baseIx, err := in.assembledImage()
-	if err != nil {
+	if _, _, err := in.assembledImage(); err != nil {
+		batch.Remove()
 		rv.drop(in.id, fmt.Errorf("assemble the pre-copy image: %w", err))
 		refuse(w, http.StatusInternalServerError, "internal", "assemble the pre-copy image: "+err.Error())
 		return
 	}
+	lacking, err := in.pool.MissingAmong(&ix, changed)
+	if err == nil && !places.Covers(lacking) {
+		err = fmt.Errorf("the source sent %d pieces but not all of the %d this side lacks; the two sides are out of step", len(places), len(lacking))
+	}
+	if err != nil {
+		batch.Remove()
+		rv.drop(in.id, fmt.Errorf("receive %s round: %w", round, err))
+		refuse(w, http.StatusConflict, "out_of_step", fmt.Sprintf("receive %s round: %v", round, err))
+		return
+	}
+	in.index[round] = &ix
+	in.take(round, &ix, batch)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// take adds a round's received pieces to the pool and, before the final
+// round, puts that round's image together in the background.
+func (in *incoming) take(round string, ix *delta.Index, batch *delta.Batch) {
+	dir := filepath.Join(in.dir, round)
+	base, baseIx := in.assembled, in.assembledIx
 	in.pool.AddBatch(batch)
 	if round != "final" {
 		// Put the pre-copy image together over the previous round's while
@@ -397,7 +418,6 @@ func (rv *Receiver) servePieces(w http.ResponseWriter, r *http.Request, in *inco
 			return in.pool.Rebase(dir, ix)
 		})
 	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // serveStream takes the first round's page images as the source's dump

@@ -473,16 +473,25 @@ func (s *Sender) streamPages(ctx context.Context, peer Peer, id string, sn *snap
 }
 
 // sentIndex is the index of the last round whose pieces the destination
-// took: it holds every piece of it, and the next index is sent as the
-// difference from it.
+// took: it holds every piece of it and nothing else, and the next index is
+// sent as the difference from it.
 type sentIndex struct {
-	round string
-	ix    *delta.Index
+	round   string
+	ix      *delta.Index
+	holding func() *delta.Holding // built in the background once sent
 }
 
-// sendRound sends an image dir: its index (after the first round, as its
-// difference from the last round's), then the pieces the destination lacks.
-// ix is the dir's index if it was built already, or nil.
+func (last *sentIndex) set(round string, ix *delta.Index) {
+	*last = sentIndex{round: round, ix: ix, holding: sync.OnceValue(func() *delta.Holding { return delta.Holds(ix) })}
+	// Ready before the next round needs it: that round's dump, or the
+	// final one, takes longer.
+	go last.holding()
+}
+
+// sendRound sends an image dir; ix is its index if it was built already,
+// or nil. The first round sends its index and the destination answers
+// with what it lacks; after that this side knows what it holds (the last
+// round's pieces), and sends the index and the missing pieces at once.
 func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string, ix *delta.Index, last *sentIndex, progress func(Progress)) (int64, error) {
 	t0 := time.Now()
 	var err error
@@ -492,28 +501,43 @@ func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string
 		}
 	}
 	hashed := time.Now()
-	path := "/" + id + "/" + round + "/index"
-	var body []byte
-	if last.ix != nil {
-		body = ix.MarshalBinaryDiff(last.ix)
-		path += "?base=" + last.round
-	} else if body, err = ix.MarshalBinary(); err != nil {
-		return 0, err
-	}
 	var miss MissingPieces
-	if err := peer.exchange(ctx, http.MethodPost, path, body, &miss); err != nil {
-		return 0, err
+	var header []byte
+	path := "/" + id + "/" + round
+	if last.ix == nil {
+		body, err := ix.MarshalBinary()
+		if err != nil {
+			return 0, err
+		}
+		if err := peer.exchange(ctx, http.MethodPost, path+"/index", body, &miss); err != nil {
+			return 0, err
+		}
+		path += "/pieces"
+	} else {
+		miss.Pieces = last.holding().Missing(ix)
+		if miss.Bytes, err = ix.Size(miss.Pieces); err != nil {
+			return 0, err
+		}
+		if header, err = deltaHeader(ix.MarshalBinaryDiff(last.ix), miss.Pieces); err != nil {
+			return 0, err
+		}
+		path += "/delta?base=" + last.round
 	}
 	defer func(asked time.Time) {
 		s.log().Debug("round timings", "round", round, "hash", hashed.Sub(t0), "index", asked.Sub(hashed), "pieces", time.Since(asked))
 	}(time.Now())
 	pr, pw := io.Pipe()
 	go func() {
+		if _, err := pw.Write(header); err != nil {
+			pw.CloseWithError(err)
+			return
+		}
 		_, err := delta.WritePieces(pw, dir, ix, miss.Pieces)
 		pw.CloseWithError(err)
 	}()
 	start := time.Now()
 	counted := &countingReader{r: pr, report: func(n int64) {
+		n = max(n-int64(len(header)), 0)
 		rate := float64(n) / max(time.Since(start).Seconds(), 1e-3)
 		var eta time.Duration
 		if rate > 0 {
@@ -521,13 +545,14 @@ func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string
 		}
 		progress(Progress{Bytes: n, Total: miss.Bytes, Rate: rate, ETA: eta})
 	}}
-	err = peer.stream(ctx, http.MethodPut, "/"+id+"/"+round+"/pieces", counted)
+	err = peer.stream(ctx, http.MethodPut, path, counted)
 	pr.Close()
 	if err == nil {
-		*last = sentIndex{round: round, ix: ix}
+		last.set(round, ix)
 	}
 	return counted.n, err
 }
+
 
 func (s *Sender) log() *slog.Logger {
 	if s.Log != nil {
