@@ -553,7 +553,6 @@ func (s *Sender) sendRound(ctx context.Context, peer Peer, id, round, dir string
 	return counted.n, err
 }
 
-
 func (s *Sender) log() *slog.Logger {
 	if s.Log != nil {
 		return s.Log
