@@ -8,10 +8,13 @@
 //	                                          incompatible) or accept, and get
 //	                                          the kernel ready for the restore
 //	POST /{id}/manifest   handles manifest →  ← files it lacks
-//	snapshot while running; POST /{id}/pre/index, PUT /{id}/pre/pieces
-//	again while it shrinks:  …/pre2/index?base=pre, …/pre3/… (up to pre5),
-//	                      each index as its difference from the round before
-//	freeze; final dump;   POST /{id}/final/index?base=preN, PUT /{id}/final/pieces
+//	dump while running;   PUT /{id}/pre/stream  page images as CRIU writes them
+//	                      POST /{id}/pre/index  ← pieces that did not stream whole
+//	                      PUT /{id}/pre/pieces  those pieces
+//	again while it shrinks: PUT /{id}/pre2/delta?base=pre, …/pre3/… (up to
+//	                      pre5): the index as its difference from the round
+//	                      before, with the pieces the destination lacks
+//	freeze; final dump;   PUT /{id}/final/delta?base=preN
 //	PUT /{id}/upper       upper dir + the files it lacked
 //	POST /{id}/commit                     →  assemble, restore, first frame
 //	release the frozen copy                ← running
@@ -20,7 +23,11 @@
 // the frozen app and thaws it on any error, timeout or cancel; the
 // destination removes everything it received for a handoff that did not
 // commit. Pages travel once: each round sends only pages the rounds before
-// did not already deliver (engine/delta), and rounds go on while each sends
+// did not already deliver (engine/delta). The first round's pages go while
+// the dump is still being written, and are only trusted once its index
+// confirms them; after it the source knows what the destination holds (the
+// last round's pieces) and sends each round in one request, which the
+// destination checks covers what it lacks. Rounds go on while each sends
 // clearly less than the one before and a sample of the app's memory, read
 // while it runs, says enough changed since the last dump for another round
 // to pay for its dump; so the final round, with the app frozen, sends only
