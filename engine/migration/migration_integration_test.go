@@ -462,30 +462,34 @@ func TestDestinationDiskFull(t *testing.T) {
 		}
 		assertStillHere(t, a, b, rv)
 	})
-	t.Run("fills during the transfer", func(t *testing.T) {
-		a, b := newSide(t), newSide(t)
-		smallDisk(t, b.work, "512m")
-		runXterm(t, a)
-		rv := &Receiver{Engine: b.eng, WorkDir: b.work}
-		filler := filepath.Join(b.work, "filler")
-		var once sync.Once
-		peer := serve(t, rv, func(w http.ResponseWriter, r *http.Request) bool {
-			if strings.HasSuffix(r.URL.Path, "/pre/pieces") {
-				once.Do(func() {
-					// Something else takes the whole disk once the transfer runs.
-					exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=1M").Run()
-				})
+	// The disk fills while the first round's pages stream, or later, when
+	// the pieces that did not stream whole come.
+	for _, during := range []string{"/pre/stream", "/pre/pieces"} {
+		t.Run("fills during "+during, func(t *testing.T) {
+			a, b := newSide(t), newSide(t)
+			smallDisk(t, b.work, "512m")
+			runXterm(t, a)
+			rv := &Receiver{Engine: b.eng, WorkDir: b.work}
+			filler := filepath.Join(b.work, "filler")
+			var once sync.Once
+			peer := serve(t, rv, func(w http.ResponseWriter, r *http.Request) bool {
+				if strings.HasSuffix(r.URL.Path, during) {
+					once.Do(func() {
+						// Something else takes the whole disk once the transfer runs.
+						exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=1M").Run()
+					})
+				}
+				return false
+			})
+			s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
+			_, err := s.Send(context.Background(), "notes", peer, nil)
+			os.Remove(filler)
+			if err == nil || !strings.Contains(err.Error(), "no space") {
+				t.Fatalf("err = %v, want one saying there is no space", err)
 			}
-			return false
+			assertStillHere(t, a, b, rv)
 		})
-		s := &Sender{Engine: a.eng, From: "workstation-a", WorkDir: a.work}
-		_, err := s.Send(context.Background(), "notes", peer, nil)
-		os.Remove(filler)
-		if err == nil || !strings.Contains(err.Error(), "no space") {
-			t.Fatalf("err = %v, want one saying there is no space", err)
-		}
-		assertStillHere(t, a, b, rv)
-	})
+	}
 }
 
 // TestUpperDirFilesArrive: files the app wrote (its upper dir), including
