@@ -48,8 +48,10 @@ func SendGrowing(ctx context.Context, w io.Writer, dir string, done <-chan struc
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return sent, err
 		}
+		// Sizes first, so that what is reported as written covers what
+		// is sent.
 		var written int64
-		progressed := false
+		sizes := map[string]int64{}
 		for _, e := range ents {
 			name := e.Name()
 			if !e.Type().IsRegular() || !isPageImage(name) {
@@ -66,12 +68,22 @@ func SendGrowing(ctx context.Context, w io.Writer, dir string, done <-chan struc
 			if err != nil {
 				return sent, err
 			}
+			sizes[name] = info.Size()
 			written += info.Size()
+		}
+		progressed := false
+		for _, e := range ents {
+			name := e.Name()
+			size, ok := sizes[name]
+			if !ok {
+				continue
+			}
+			f := files[name]
 			// Only whole pages while CRIU writes; the file is complete once
 			// done is closed.
-			upTo := info.Size() &^ (PageSize - 1)
+			upTo := size &^ (PageSize - 1)
 			if finished {
-				upTo = info.Size()
+				upTo = size
 			}
 			for off := sentOf[name]; off < upTo; {
 				if err := ctx.Err(); err != nil {

@@ -309,6 +309,7 @@ func (rv *Receiver) serveIndex(w http.ResponseWriter, r *http.Request, in *incom
 			refuse(w, http.StatusInternalServerError, "internal", "check the streamed pages: "+err.Error())
 			return
 		}
+		in.streamed = nil // its hashes served their purpose
 	}
 	size, err := ix.Size(miss)
 	if err != nil {
@@ -424,6 +425,7 @@ func (in *incoming) take(round string, ix *delta.Index, batch *delta.Batch) {
 // writes them, before its index: they go into place, and the index then
 // confirms each piece (Adopt) before anything counts as received.
 func (rv *Receiver) serveStream(w http.ResponseWriter, r *http.Request, in *incoming) {
+	// One stream, before the index.
 	if in.index["pre"] != nil || in.assembled != "" || in.streamed != nil {
 		refuse(w, http.StatusConflict, "out_of_order", "pages stream only before the first round's index")
 		return
