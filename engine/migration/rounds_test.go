@@ -53,6 +53,8 @@ func TestOverlappedDumpEstimate(t *testing.T) {
 	}{
 		{"a dump that ran alone is slower beside a transfer", snapshot{took: 450 * time.Millisecond}, 900 * time.Millisecond},
 		{"a dump that ran beside a transfer is the estimate", snapshot{took: 900 * time.Millisecond, overlapped: true}, 900 * time.Millisecond},
+		{"hashing the image counts too", snapshot{took: 200 * time.Millisecond, hashed: 50 * time.Millisecond, overlapped: true}, 250 * time.Millisecond},
+		{"hashing ran beside a transfer already", snapshot{took: 200 * time.Millisecond, hashed: 50 * time.Millisecond}, 450 * time.Millisecond},
 	} {
 		if got := c.sn.overlappedDump(); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)

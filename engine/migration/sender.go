@@ -288,7 +288,9 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 		}
 		if round == 1 {
 			// The destination holds nothing yet: the pages go as CRIU
-			// writes them, and the index round only confirms them.
+			// writes them, and the index round only confirms them. The
+			// dump then runs beside a transfer, as later ones do.
+			cur.overlapped = true
 			var err error
 			streamed, err = s.streamPages(ctx, peer, id, cur, report)
 			total += streamed
@@ -340,7 +342,8 @@ func (s *Sender) preCopy(ctx context.Context, name string, peer Peer, id, work s
 type snapshot struct {
 	dir        string
 	start      time.Time
-	took       time.Duration // once done
+	took       time.Duration // the dump's, once done
+	hashed     time.Duration // how long indexing it took, once done
 	overlapped bool          // ran while a round's pieces were sent
 	written    chan struct{} // closed once the dump's files are complete
 	ix         *delta.Index  // the image's index, once done
@@ -376,13 +379,15 @@ func (sn *snapshot) changed(ctx context.Context) int64 {
 // 0.42-0.5 s alone.
 const dumpSlowdown = 2
 
-// overlappedDump is how long the next dump is expected to take, started
-// while this round's pieces are sent: it starts that long before they end.
+// overlappedDump is how long the next dump is expected to take, hashed
+// (its index is needed as soon as the link is free), started while this
+// round's pieces are sent: it starts that long before they end.
 func (sn *snapshot) overlappedDump() time.Duration {
+	// Hashing always runs beside a transfer: it is taken as it was.
 	if sn.overlapped {
-		return sn.took
+		return sn.took + sn.hashed
 	}
-	return dumpSlowdown * sn.took
+	return dumpSlowdown*sn.took + sn.hashed
 }
 
 func (s *Sender) startSnapshot(ctx context.Context, name, dir string) *snapshot {
@@ -396,14 +401,8 @@ func (s *Sender) startSnapshot(ctx context.Context, name, dir string) *snapshot 
 			close(sn.sampled)
 			return
 		}
-		// Hashed at once: a dump started early ends before the round before
-		// it has sent everything, and its index is then ready when the
-		// link is free (hashing a 200 MB image takes 30-40 ms).
-		if sn.ix, sn.err = delta.IndexDir(dir); sn.err != nil {
-			close(sn.sampled)
-			return
-		}
-		// Drawn beside the round's hashing and sending, not before them.
+		// Drawn right after the dump, beside the round's hashing and
+		// sending: what changed since the dump is what it estimates.
 		go func() {
 			defer close(sn.sampled)
 			sample, err := s.Engine.SampleMemory(ctx, name, samplePages)
@@ -413,6 +412,13 @@ func (s *Sender) startSnapshot(ctx context.Context, name, dir string) *snapshot 
 			}
 			sn.sample = sample
 		}()
+		// Hashed at once: a dump started early ends before the round before
+		// it has sent everything, and its index is then ready when the
+		// link is free (hashing a 200 MB image takes 30-40 ms alone, more
+		// beside a transfer).
+		hashing := time.Now()
+		sn.ix, sn.err = delta.IndexDir(dir)
+		sn.hashed = time.Since(hashing)
 	}()
 	return sn
 }
