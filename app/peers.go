@@ -178,7 +178,7 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 	if !cfg.NoDiscovery {
 		p.disc, err = discovery.Start(discovery.Config{
 			Self: discovery.Announcement{ID: id.ID, Version: discovery.ProtocolVersion, Name: id.Name, Arch: runtime.GOARCH, Criu: criu},
-			Port: p.port, Logger: d.log, Verify: id.VerifyPeer,
+			Port: p.port, Logger: d.log, Verify: id.VerifyPeer, Trusted: trust.IsTrusted,
 			OnChange: func(peer discovery.Peer, kind string) {
 				v := p.view(peer)
 				d.events.publish(Event{Type: EventPeer, Peer: &v, Change: kind})

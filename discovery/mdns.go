@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/grandcat/zeroconf"
+	"golang.org/x/time/rate"
 )
 
 // ServiceType is the DNS-SD service Handoff announces.
@@ -26,6 +28,24 @@ const (
 	offlineAfter = 2 * browseCycle
 )
 
+// Limits on what strangers on the LAN can make us hold and do. Anyone can
+// send mDNS answers naming any device ID and any address, as fast as they
+// like: the table, the addresses kept per device and the verification dials
+// (which go to addresses a stranger chose) are all bounded, and trusted
+// devices keep their place whatever strangers announce.
+const (
+	maxPeers        = 128              // devices in the table
+	maxAddrsPerPeer = 8                // addresses kept per device
+	forgetAfter     = 10 * time.Minute // an offline device leaves the table
+	maxVerifyDials  = 4                // verification dials at once, one kept for trusted devices
+	verifyRate      = 5                // dials per second to strangers, and as many to trusted devices…
+	verifyBurst     = 10               // …after a burst of this many
+	maxVerifyQueue  = 64               // addresses waiting for a dial, per queue
+	verifyTimeout   = 3 * time.Second
+	retryFirst      = time.Second // after a failed dial, then doubling…
+	retryMax        = time.Minute // …up to this
+)
+
 // Peer is a device seen on the network.
 type Peer struct {
 	ID       DeviceID     `json:"id"`
@@ -37,7 +57,9 @@ type Peer struct {
 	Version  int          `json:"version"`
 	Arch     string       `json:"arch"`
 	Criu     string       `json:"criu"`
-	// Impostor: it announced a device ID its certificate does not have.
+	// Impostor: its ID is announced only from addresses where another
+	// certificate answers. It clears as soon as one address proves to be
+	// the real device.
 	Impostor bool `json:"impostor,omitempty"`
 }
 
@@ -64,10 +86,15 @@ type Config struct {
 	// OnChange is called (without locks held) when a peer appears, changes
 	// or goes offline.
 	OnChange func(p Peer, kind string)
-	// Verify, when set, checks a newly seen peer (the daemon dials it with
-	// the pinned TLS config); an error marks the peer an impostor.
+	// Verify, when set, checks each address a peer is announced at (the
+	// daemon dials it with the pinned TLS config). A *PinError means another
+	// device answers there: that address is not used. Other errors leave the
+	// address unproven and it is tried again later.
 	Verify func(ctx context.Context, p Peer) error
-	Logger *slog.Logger
+	// Trusted tells which devices the user trusts: strangers never push
+	// them out of the table and their addresses are verified first.
+	Trusted func(DeviceID) bool
+	Logger  *slog.Logger
 }
 
 // Discovery announces this device and keeps the table of peers.
@@ -76,10 +103,54 @@ type Discovery struct {
 	log    *slog.Logger
 	server *zeroconf.Server
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   sync.WaitGroup
 
 	mu    sync.Mutex
-	peers map[DeviceID]*Peer
+	peers map[DeviceID]*entry
+	// Addresses waiting for a verification dial; trusted devices' first.
+	trustedQueue, strangerQueue []verifyJob
+	wake                        chan struct{} // a job was queued
+	wakeTrusted                 chan struct{} // a trusted device's job was queued
+	strangerDials, trustedDials *rate.Limiter
+}
+
+// addrProof is what a verification dial found at an address.
+type addrProof int
+
+const (
+	unproven addrProof = iota // not dialled yet, or no answer
+	proven                    // the announced device's certificate answered
+	refused                   // another certificate answered: an impostor
+)
+
+// announcedAddr is one address a device was announced at, with what that
+// announcement said: a stranger announcing a trusted ID cannot rename it,
+// because the view is taken from the best proven address.
+type announcedAddr struct {
+	at       netip.AddrPort
+	ann      Announcement
+	lastSeen time.Time
+	proof    addrProof
+	queued   bool      // a verification is queued or running
+	dialing  bool      // it is running
+	failures int       // failed dials in a row
+	nextTry  time.Time // no new dial before
+}
+
+// entry is a device in the table.
+type entry struct {
+	id    DeviceID
+	addrs []*announcedAddr
+	// reported: OnChange heard it appear (it waits for the first
+	// verification when Verify is set).
+	reported bool
+	view     Peer // what Peers() returns, rebuilt by refresh
+}
+
+type verifyJob struct {
+	id      DeviceID
+	at      netip.AddrPort
+	trusted bool
 }
 
 // Start announces this device and starts browsing for peers.
@@ -94,25 +165,39 @@ func Start(cfg Config) (*Discovery, error) {
 	}
 	server.TTL(uint32(4 * offlineAfter / time.Second))
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Discovery{cfg: cfg, log: cfg.Logger.With("component", "discovery"), server: server,
-		cancel: cancel, done: make(chan struct{}), peers: map[DeviceID]*Peer{}}
+	d := newDiscovery(cfg)
+	d.server, d.cancel = server, cancel
+	d.done.Add(1 + maxVerifyDials)
 	go d.browse(ctx)
+	go d.verifier(ctx, true) // strangers cannot keep trusted devices waiting
+	for range maxVerifyDials - 1 {
+		go d.verifier(ctx, false)
+	}
 	return d, nil
+}
+
+func newDiscovery(cfg Config) *Discovery {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Discovery{cfg: cfg, log: cfg.Logger.With("component", "discovery"),
+		peers: map[DeviceID]*entry{}, wake: make(chan struct{}, 1), wakeTrusted: make(chan struct{}, 1),
+		strangerDials: rate.NewLimiter(verifyRate, verifyBurst), trustedDials: rate.NewLimiter(verifyRate, verifyBurst)}
 }
 
 // Close says goodbye on the network and stops browsing.
 func (d *Discovery) Close() {
 	d.server.Shutdown() // sends the goodbye (TTL 0) records
 	d.cancel()
-	<-d.done
+	d.done.Wait()
 }
 
 // Peers returns every peer seen, online first, then by name.
 func (d *Discovery) Peers() []Peer {
 	d.mu.Lock()
 	out := make([]Peer, 0, len(d.peers))
-	for _, p := range d.peers {
-		out = append(out, *p)
+	for _, e := range d.peers {
+		out = append(out, e.view.clone())
 	}
 	d.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -128,15 +213,20 @@ func (d *Discovery) Peers() []Peer {
 func (d *Discovery) Peer(id DeviceID) (Peer, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	p, ok := d.peers[id]
+	e, ok := d.peers[id]
 	if !ok {
 		return Peer{}, false
 	}
-	return *p, true
+	return e.view.clone(), true
+}
+
+func (p Peer) clone() Peer {
+	p.Addrs = slices.Clone(p.Addrs)
+	return p
 }
 
 func (d *Discovery) browse(ctx context.Context) {
-	defer close(d.done)
+	defer d.done.Done()
 	for ctx.Err() == nil {
 		cycle, cancel := context.WithTimeout(ctx, browseCycle)
 		entries := make(chan *zeroconf.ServiceEntry, 32)
@@ -153,7 +243,7 @@ func (d *Discovery) browse(ctx context.Context) {
 			<-cycle.Done()
 		} else {
 			for e := range entries { // closed when the cycle ends
-				d.seen(ctx, e)
+				d.seenEntry(e)
 			}
 		}
 		cancel()
@@ -161,119 +251,395 @@ func (d *Discovery) browse(ctx context.Context) {
 	}
 }
 
-// seen records an answer from the network.
-func (d *Discovery) seen(ctx context.Context, e *zeroconf.ServiceEntry) {
+// seenEntry records an answer from the network.
+func (d *Discovery) seenEntry(e *zeroconf.ServiceEntry) {
 	a, err := ParseTXT(e.Text)
 	if err != nil {
 		d.log.Debug("ignoring a malformed announcement", "instance", e.Instance, "err", err)
 		return
 	}
-	if a.ID == d.cfg.Self.ID {
+	if e.Port <= 0 || e.Port > 65535 {
 		return
 	}
-	var addrs []netip.Addr
+	var at []netip.AddrPort
 	for _, ip := range append(append([]net.IP{}, e.AddrIPv4...), e.AddrIPv6...) {
-		if addr, ok := netip.AddrFromSlice(ip); ok && !addr.IsUnspecified() {
-			addrs = append(addrs, addr.Unmap())
+		if addr, ok := netip.AddrFromSlice(ip); ok && !addr.IsUnspecified() && !addr.IsMulticast() {
+			at = append(at, netip.AddrPortFrom(addr.Unmap(), uint16(e.Port)))
 		}
 	}
-	if len(addrs) == 0 || e.Port <= 0 || e.Port > 65535 {
+	d.seen(a, at, time.Now())
+}
+
+// seen records that a was announced at the given addresses.
+func (d *Discovery) seen(a Announcement, at []netip.AddrPort, now time.Time) {
+	if a.ID == d.cfg.Self.ID || len(at) == 0 {
 		return
+	}
+	if len(at) > maxAddrsPerPeer {
+		at = at[:maxAddrsPerPeer]
+	}
+	var events []peerEvent
+	d.mu.Lock()
+	e, ok := d.peers[a.ID]
+	if !ok {
+		if len(d.peers) >= maxPeers {
+			evicted := d.evictStalestStranger()
+			if evicted == nil {
+				d.mu.Unlock()
+				d.log.Debug("peer table full of trusted devices; ignoring a new one", "id", a.ID.Short())
+				return
+			}
+			if evicted.reported && evicted.view.Online {
+				gone := evicted.view.clone()
+				gone.Online = false
+				events = append(events, peerEvent{gone, PeerLeft})
+			}
+		}
+		e = &entry{id: a.ID}
+		d.peers[a.ID] = e
+	}
+	before := e.view.clone()
+	for _, ap := range at {
+		aa := e.addr(ap)
+		if aa == nil {
+			if aa = e.addAddr(ap); aa == nil {
+				continue // its addresses are full of proven ones
+			}
+			if d.cfg.Verify == nil {
+				aa.proof = proven
+			}
+		}
+		aa.ann, aa.lastSeen = a, now
+		d.queueVerify(e, aa, now)
+	}
+	e.refresh(d.cfg.Verify == nil)
+	events = append(events, d.changeEvents(e, before)...)
+	d.mu.Unlock()
+	d.notifyAll(events)
+}
+
+// evictStalestStranger removes the untrusted device heard from least
+// recently, offline ones first, and returns it (nil: every one is trusted).
+func (d *Discovery) evictStalestStranger() *entry {
+	var victim *entry
+	for _, e := range d.peers {
+		if d.trusted(e.id) {
+			continue
+		}
+		if victim == nil || e.view.Online != victim.view.Online && !e.view.Online ||
+			e.view.Online == victim.view.Online && e.view.LastSeen.Before(victim.view.LastSeen) {
+			victim = e
+		}
+	}
+	if victim != nil {
+		delete(d.peers, victim.id)
+		d.log.Debug("peer table full; forgetting a stranger", "id", victim.id.Short(), "name", victim.view.Name)
+	}
+	return victim
+}
+
+func (d *Discovery) trusted(id DeviceID) bool {
+	return d.cfg.Trusted != nil && d.cfg.Trusted(id)
+}
+
+func (e *entry) addr(ap netip.AddrPort) *announcedAddr {
+	for _, aa := range e.addrs {
+		if aa.at == ap {
+			return aa
+		}
+	}
+	return nil
+}
+
+// addAddr adds an address, making room by dropping the stalest one not
+// proven; it returns nil when every kept address is proven.
+func (e *entry) addAddr(ap netip.AddrPort) *announcedAddr {
+	if len(e.addrs) >= maxAddrsPerPeer {
+		stalest := -1
+		for i, aa := range e.addrs {
+			if aa.proof != proven && (stalest < 0 || aa.lastSeen.Before(e.addrs[stalest].lastSeen)) {
+				stalest = i
+			}
+		}
+		if stalest < 0 {
+			return nil
+		}
+		e.addrs = slices.Delete(e.addrs, stalest, stalest+1)
+	}
+	aa := &announcedAddr{at: ap}
+	e.addrs = append(e.addrs, aa)
+	return aa
+}
+
+// refresh rebuilds the view: proven addresses first (most recently heard
+// first), then unproven ones; never an address where another device
+// answered. Name and the rest come from the best address's announcement.
+func (e *entry) refresh(noVerify bool) {
+	var usable []*announcedAddr
+	anyRefused := false
+	var last time.Time
+	for _, aa := range e.addrs {
+		if aa.lastSeen.After(last) {
+			last = aa.lastSeen
+		}
+		if aa.proof == refused {
+			anyRefused = true
+			continue
+		}
+		usable = append(usable, aa)
+	}
+	sort.SliceStable(usable, func(i, j int) bool {
+		if (usable[i].proof == proven) != (usable[j].proof == proven) {
+			return usable[i].proof == proven
+		}
+		return usable[i].lastSeen.After(usable[j].lastSeen)
+	})
+	v := Peer{ID: e.id, Online: len(e.addrs) > 0, LastSeen: last}
+	if !v.Online {
+		v.LastSeen = e.view.LastSeen
+	}
+	if len(usable) > 0 {
+		best := usable[0]
+		v.Name, v.Version, v.Arch, v.Criu = best.ann.Name, best.ann.Version, best.ann.Arch, best.ann.Criu
+		v.Port = int(best.at.Port())
+		for _, aa := range usable {
+			if aa.at.Port() == best.at.Port() {
+				v.Addrs = append(v.Addrs, aa.at.Addr())
+			}
+		}
+		v.Impostor = !noVerify && best.proof != proven && anyRefused
+	} else {
+		// Only impostors announce it (or nothing does): keep what we knew
+		// of the real device, without an address to reach it at.
+		v.Name, v.Version, v.Arch, v.Criu = e.view.Name, e.view.Version, e.view.Arch, e.view.Criu
+		v.Impostor = anyRefused
+		if v.Name == "" && len(e.addrs) > 0 {
+			v.Name = e.addrs[0].ann.Name
+		}
+	}
+	e.view = v
+}
+
+// queueVerify queues a dial to an address not yet proven, unless one is
+// queued or it failed recently. Strangers' dials wait in a bounded queue:
+// when it is full the address is tried at a later announcement.
+func (d *Discovery) queueVerify(e *entry, aa *announcedAddr, now time.Time) {
+	if d.cfg.Verify == nil || aa.proof == proven || aa.queued || now.Before(aa.nextTry) {
+		return
+	}
+	job := verifyJob{id: e.id, at: aa.at, trusted: d.trusted(e.id)}
+	queue := &d.strangerQueue
+	if job.trusted {
+		queue = &d.trustedQueue
+	}
+	if len(*queue) >= maxVerifyQueue {
+		// Jobs of devices and addresses forgotten since they were queued
+		// (pushed out by a flood) must not hold the places.
+		*queue = slices.DeleteFunc(*queue, func(j verifyJob) bool { return !d.stillQueued(j) })
+	}
+	if len(*queue) >= maxVerifyQueue {
+		return // tried again at a later announcement
+	}
+	*queue = append(*queue, job)
+	aa.queued = true
+	d.wakeVerifiers()
+}
+
+// wakeVerifiers tells idle verifiers that jobs wait. Called with d.mu held.
+func (d *Discovery) wakeVerifiers() {
+	if len(d.trustedQueue) > 0 {
+		select {
+		case d.wakeTrusted <- struct{}{}:
+		default:
+		}
+	}
+	if len(d.trustedQueue)+len(d.strangerQueue) > 0 {
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// nextJob takes the next address to dial, trusted devices' first, skipping
+// addresses forgotten since they were queued.
+func (d *Discovery) nextJob(trustedOnly bool) (verifyJob, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer d.wakeVerifiers() // let another verifier take the next one
+	for {
+		var job verifyJob
+		switch {
+		case len(d.trustedQueue) > 0:
+			job, d.trustedQueue = d.trustedQueue[0], d.trustedQueue[1:]
+		case len(d.strangerQueue) > 0 && !trustedOnly:
+			job, d.strangerQueue = d.strangerQueue[0], d.strangerQueue[1:]
+		default:
+			return job, false
+		}
+		if d.stillQueued(job) {
+			d.peers[job.id].addr(job.at).dialing = true
+			return job, true
+		}
+	}
+}
+
+// stillQueued says whether the address of job is still waiting for it.
+func (d *Discovery) stillQueued(job verifyJob) bool {
+	if e, ok := d.peers[job.id]; ok {
+		if aa := e.addr(job.at); aa != nil && aa.queued && !aa.dialing {
+			return true
+		}
+	}
+	return false
+}
+
+// verifier runs verification dials one at a time; strangers' dials and
+// trusted devices' dials each at most verifyRate a second. The trustedOnly
+// verifier stays free for trusted devices while strangers' dials hang.
+func (d *Discovery) verifier(ctx context.Context, trustedOnly bool) {
+	defer d.done.Done()
+	wake := d.wake
+	if trustedOnly {
+		wake = d.wakeTrusted
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		}
+		for {
+			job, ok := d.nextJob(trustedOnly)
+			if !ok {
+				break
+			}
+			limiter := d.strangerDials
+			if job.trusted {
+				limiter = d.trustedDials
+			}
+			if err := limiter.Wait(ctx); err != nil {
+				return
+			}
+			d.verify(ctx, job)
+		}
+	}
+}
+
+// verify dials one announced address; only a certificate matching the
+// announced ID proves it.
+func (d *Discovery) verify(ctx context.Context, job verifyJob) {
+	vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+	err := d.cfg.Verify(vctx, Peer{ID: job.id, Addrs: []netip.Addr{job.at.Addr()}, Port: int(job.at.Port())})
+	cancel()
+	if ctx.Err() != nil {
+		return
+	}
+	var pin *PinError
+	impostor := errors.As(err, &pin)
+	if impostor {
+		d.log.Warn("a device announces an ID its certificate does not have; ignoring that address",
+			"id", job.id.Short(), "addr", job.at, "err", err)
+	} else if err != nil {
+		d.log.Debug("could not verify a peer's address", "id", job.id.Short(), "addr", job.at, "err", err)
 	}
 	now := time.Now()
 	d.mu.Lock()
-	p, known := d.peers[a.ID]
-	if !known {
-		p = &Peer{ID: a.ID}
-		d.peers[a.ID] = p
+	e, ok := d.peers[job.id]
+	var aa *announcedAddr
+	if ok {
+		aa = e.addr(job.at)
 	}
-	kind := ""
-	switch {
-	case !known || !p.Online:
-		kind = PeerAppeared
-	case p.Name != a.Name || p.Port != e.Port || !sameAddrs(p.Addrs, addrs) || p.Criu != a.Criu:
-		kind = PeerChanged
-	}
-	verify := kind != "" && d.cfg.Verify != nil
-	p.Name, p.Port, p.Version, p.Arch, p.Criu = a.Name, e.Port, a.Version, a.Arch, a.Criu
-	p.Addrs = mergeAddrs(p.Addrs, addrs, !p.Online)
-	p.Online, p.LastSeen = true, now
-	snapshot := *p
-	d.mu.Unlock()
-	if verify {
-		go d.verify(ctx, snapshot, kind)
+	if aa == nil { // forgotten meanwhile
+		d.mu.Unlock()
 		return
 	}
-	if kind != "" {
-		d.notify(snapshot, kind)
+	aa.queued, aa.dialing = false, false
+	switch {
+	case err == nil:
+		aa.proof, aa.failures = proven, 0
+	case impostor:
+		aa.proof = refused
+	default:
+		aa.proof = unproven
 	}
-}
-
-// verify dials a new or changed peer; only a peer whose certificate matches
-// its announced ID is reported as usable.
-func (d *Discovery) verify(ctx context.Context, p Peer, kind string) {
-	vctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	err := d.cfg.Verify(vctx, p)
-	d.mu.Lock()
-	cur, ok := d.peers[p.ID]
-	if ok {
-		cur.Impostor = err != nil
-		p = *cur
-	}
-	d.mu.Unlock()
 	if err != nil {
-		d.log.Warn("a device announces an ID its certificate does not have; ignoring it", "name", p.Name, "id", p.ID.Short(), "addr", p.Endpoint(), "err", err)
+		aa.nextTry = now.Add(min(retryFirst<<min(aa.failures, 8), retryMax))
+		aa.failures++
 	}
-	d.notify(p, kind)
-}
-
-// expire marks peers that stopped answering as offline.
-func (d *Discovery) expire(now time.Time) {
-	var left []Peer
-	d.mu.Lock()
-	for _, p := range d.peers {
-		if p.Online && now.Sub(p.LastSeen) > offlineAfter {
-			p.Online = false
-			left = append(left, *p)
-		}
+	before := e.view.clone()
+	e.refresh(false)
+	events := d.changeEvents(e, before)
+	if !e.reported && e.view.Online {
+		e.reported = true
+		events = []peerEvent{{e.view.clone(), PeerAppeared}}
 	}
 	d.mu.Unlock()
-	for _, p := range left {
-		d.notify(p, PeerLeft)
+	d.notifyAll(events)
+}
+
+// expire forgets addresses that stopped answering, so a device whose
+// addresses all went quiet goes offline, and forgets devices offline for
+// long.
+func (d *Discovery) expire(now time.Time) {
+	var events []peerEvent
+	d.mu.Lock()
+	for id, e := range d.peers {
+		before := e.view.clone()
+		e.addrs = slices.DeleteFunc(e.addrs, func(aa *announcedAddr) bool {
+			return now.Sub(aa.lastSeen) > offlineAfter
+		})
+		e.refresh(d.cfg.Verify == nil)
+		if !e.view.Online && now.Sub(e.view.LastSeen) > forgetAfter {
+			delete(d.peers, id)
+			continue
+		}
+		events = append(events, d.changeEvents(e, before)...)
+	}
+	d.mu.Unlock()
+	d.notifyAll(events)
+}
+
+type peerEvent struct {
+	peer Peer
+	kind string
+}
+
+// changeEvents says how e's view changed since before. A device waiting
+// for its first verification is not reported yet.
+func (d *Discovery) changeEvents(e *entry, before Peer) []peerEvent {
+	v := e.view
+	switch {
+	case before.Online && !v.Online:
+		if !e.reported {
+			return nil
+		}
+		e.reported = false
+		return []peerEvent{{v.clone(), PeerLeft}}
+	case !before.Online && v.Online:
+		if d.cfg.Verify != nil {
+			return nil // reported once an address is verified
+		}
+		e.reported = true
+		return []peerEvent{{v.clone(), PeerAppeared}}
+	case !e.reported:
+		return nil
+	case v.Name != before.Name || v.Port != before.Port || !slices.Equal(v.Addrs, before.Addrs) ||
+		v.Criu != before.Criu || v.Impostor != before.Impostor:
+		return []peerEvent{{v.clone(), PeerChanged}}
+	}
+	return nil
+}
+
+func (d *Discovery) notifyAll(events []peerEvent) {
+	for _, ev := range events {
+		d.notify(ev.peer, ev.kind)
 	}
 }
 
 func (d *Discovery) notify(p Peer, kind string) {
-	d.log.Debug("peer "+kind, "name", p.Name, "id", p.ID.Short(), "addr", p.Endpoint())
+	d.log.Debug("peer "+kind, "name", p.Name, "id", p.ID.Short(), "addr", p.Endpoint(), "impostor", p.Impostor)
 	if d.cfg.OnChange != nil {
 		d.cfg.OnChange(p, kind)
 	}
-}
-
-func sameAddrs(a, b []netip.Addr) bool {
-	for _, x := range b {
-		if !slices.Contains(a, x) {
-			return false
-		}
-	}
-	return true
-}
-
-// mergeAddrs keeps every address a peer answered from (it may have several
-// interfaces); a peer coming back online starts afresh.
-func mergeAddrs(old, seen []netip.Addr, reset bool) []netip.Addr {
-	if reset {
-		old = nil
-	}
-	for _, a := range seen {
-		if !slices.Contains(old, a) {
-			old = append(old, a)
-		}
-	}
-	const maxAddrs = 8
-	if len(old) > maxAddrs {
-		old = old[len(old)-maxAddrs:]
-	}
-	return old
 }
