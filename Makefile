@@ -39,8 +39,15 @@ bench: deps
 demo: deps build
 	@bash internal/demo/demo.sh
 
+# make demo RUNS times in a row (default 10) while stress-ng keeps every core
+# busy: pass/fail and downtime per run (demo-stress-out/summary.txt).
+RUNS ?= 10
+.PHONY: demo-stress
+demo-stress: deps build
+	@RUNS=$(RUNS) bash internal/demo/stress.sh
+
 clean:
-	rm -rf bin demo-out bench.out
+	rm -rf bin demo-out demo-stress-out bench.out
 
 # dist/handoff_<version>_<arch>.deb (packaging/build-deb.sh; DIST=DIR elsewhere).
 DIST ?= dist

@@ -25,8 +25,9 @@ packages=(
 	iptables runc iproute2 criu
 	# displays, test apps, input, screenshots
 	xvfb x11-apps x11-utils xterm xdotool imagemagick dbus-x11
-	# make demo: a window manager for the tray's windows on its private Xvfb
-	openbox
+	# make demo: a window manager for the tray's windows on its private Xvfb;
+	# make demo-stress: a load generator keeping every core busy meanwhile
+	openbox stress-ng
 	# the clipboard tests read and set X selections with xclip
 	xclip
 	# a real WebRTC client for the browser viewer test

@@ -71,6 +71,22 @@ func startApp(t *testing.T, d display, dir string, args ...string) {
 	})
 }
 
+// waitXterm waits until an xterm's window is mapped on d and the shell it
+// runs (started with `sh -c 'touch shell-started; exec sh'` in dir) is up.
+func waitXterm(t *testing.T, d display, dir string) {
+	t.Helper()
+	waitFor(t, "xterm's window to be mapped", 30*time.Second, func() bool {
+		cmd := exec.Command("xdotool", "search", "--onlyvisible", "--class", "XTerm")
+		cmd.Env = append(os.Environ(), "DISPLAY=:"+d.num)
+		out, err := cmd.Output()
+		return err == nil && len(strings.TrimSpace(string(out))) > 0
+	})
+	waitFor(t, "the shell in xterm to start", 30*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(dir, "shell-started"))
+		return err == nil
+	})
+}
+
 // frames collects what a viewer decodes.
 type frames struct {
 	mu   sync.Mutex
@@ -126,7 +142,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 func TestLoopbackStream(t *testing.T) {
 	d := startDisplay(t, "1024x768x24")
 	work := t.TempDir()
-	startApp(t, d, work, "xterm", "-geometry", "80x24+0+0", "-e", "sh")
+	startApp(t, d, work, "xterm", "-geometry", "80x24+0+0", "-e", "sh", "-c", "touch shell-started; exec sh")
 	host := NewHost(HostConfig{Framebuffer: d.framebuffer, Display: d.socket})
 	t.Cleanup(func() { host.Close() })
 	v := NewViewer(host.Answer, nil)
@@ -137,6 +153,9 @@ func TestLoopbackStream(t *testing.T) {
 	defer v.Close()
 
 	waitFor(t, "a first frame", 15*time.Second, func() bool { _, n := got.snapshot(); return n > 0 })
+	// A first frame may be the bare root window: keys typed before xterm's
+	// window is mapped, or before its shell runs, are lost.
+	waitXterm(t, d, work)
 	// Typing goes through XTEST into the shell in xterm.
 	waitFor(t, "the input channel", 5*time.Second, func() bool {
 		return v.Send(Input{Kind: InputPointer, X: 100, Y: 100}) == nil

@@ -74,6 +74,21 @@ trap 'exit 130' INT TERM
 step() { printf '\n== %s\n' "$*"; }
 fail() { echo "make demo: $*" >&2; exit 1; }
 ms() { date +%s%3N; }
+# Deadlines are generous: on a busy machine every step is slower, and the
+# demo waits for what it needs instead of guessing a time (DEMO_WAIT_SCALE=2
+# doubles them).
+WAIT_SCALE=${DEMO_WAIT_SCALE:-1}
+# wait_until SECONDS WHAT CMD...: runs CMD every 0.1 s until it succeeds;
+# after SECONDS fails the demo saying WHAT did not happen.
+wait_until() {
+	local secs=$1 what=$2 end
+	shift 2
+	end=$(( $(ms) + secs * WAIT_SCALE * 1000 ))
+	until "$@"; do
+		[ "$(ms)" -lt "$end" ] || fail "$what (waited $((secs * WAIT_SCALE)) s)"
+		sleep 0.1
+	done
+}
 on() { local ws=$1; shift; $H --socket "${SOCK[$ws]}" "$@"; }
 # inside WS CMD...: the CLI on the workstation's own network, as its tray runs.
 inside() { local ws=$1; shift; nsenter --net="/run/netns/$P-$ws" -- $H --socket "${SOCK[$ws]}" "$@"; }
@@ -85,28 +100,60 @@ type_into() {
 	local pid
 	wait_prompt "$1"
 	pid=$(on "$1" ls --json | python3 -c "import json,sys; print([a['pid'] for a in json.load(sys.stdin) if a['name']=='notes'][0])")
+	on "$1" screenshot notes "$WORK/before-typing.png"
 	nsenter -t "$pid" -m -n -p env DISPLAY=:1 xdotool mousemove 30 30 type --delay 15 "$2"
 	nsenter -t "$pid" -m -n -p env DISPLAY=:1 xdotool key Return
-	sleep 0.7
+	wait_settled "$1" "$WORK/before-typing.png"
 }
+
+# wait_settled WS [BEFORE.png]: until the app's display on WS differs from
+# BEFORE (when given) and stays the same over three looks 0.2 s apart:
+# what was typed has been echoed and run.
+wait_settled() {
+	local same=0 end
+	end=$(( $(ms) + 30 * WAIT_SCALE * 1000 ))
+	rm -f "$WORK/settle-last.png"
+	while [ "$(ms)" -lt "$end" ]; do
+		if on "$1" screenshot notes "$WORK/settle.png" 2>/dev/null &&
+			{ [ -z "${2:-}" ] || ! same_picture "$2" "$WORK/settle.png"; }; then
+			if [ -f "$WORK/settle-last.png" ] && same_picture "$WORK/settle-last.png" "$WORK/settle.png"; then
+				same=$((same + 1))
+				[ "$same" -ge 2 ] && return 0
+			else
+				same=0
+			fi
+			mv "$WORK/settle.png" "$WORK/settle-last.png"
+		fi
+		sleep 0.2
+	done
+	fail "the display of the app on ws-$1 did not settle after typing (waited $((30 * WAIT_SCALE)) s)"
+}
+same_picture() { [ "$(compare -metric AE "$1" "$2" null: 2>&1 || true)" = 0 ]; }
 
 # wait_prompt WS: until the shell in the xterm drew its prompt (keys typed
 # before it are echoed twice).
 wait_prompt() {
-	local ink
-	for _ in $(seq 300); do
-		on "$1" screenshot notes "$WORK/prompt.png"
-		ink=$(convert "$WORK/prompt.png" -crop 296x13+4+3 -colorspace gray -threshold 50% -negate -format '%[fx:round(mean*w*h)]' info:)
-		# a prompt, not a lone cursor nor the black root before xterm maps
-		[ "$ink" -gt 150 ] && [ "$ink" -lt 1800 ] && return 0
+	local ink end
+	end=$(( $(ms) + 60 * WAIT_SCALE * 1000 ))
+	while [ "$(ms)" -lt "$end" ]; do
+		# The app's display may not be up yet right after `handoff run`.
+		if on "$1" screenshot notes "$WORK/prompt.png" 2>/dev/null; then
+			ink=$(convert "$WORK/prompt.png" -crop 296x13+4+3 -colorspace gray -threshold 50% -negate -format '%[fx:round(mean*w*h)]' info:)
+			# a prompt, not a lone cursor nor the black root before xterm maps
+			[ "$ink" -gt 150 ] && [ "$ink" -lt 1800 ] && return 0
+		fi
 		sleep 0.1
 	done
-	fail "the xterm on $1 never showed its shell prompt"
+	fail "the xterm on ws-$1 never showed its shell prompt (waited $((60 * WAIT_SCALE)) s)"
 }
 
 # window TITLE-REGEX: the X window of the tray with that title, or nothing.
 window() { { x xdotool search --all --pid "$TRAY_PID" --name "$1" 2>/dev/null || true; } | head -1; }
 title() { x xdotool getwindowname "$VIEWER"; }
+# move_window WIN X Y: moves it and waits until the window manager did (a
+# click aimed at its old place would miss); at most 10 s, as xdotool's
+# --sync waits for any move, and a window already there does not move.
+move_window() { timeout 10 env DISPLAY="$A_DISPLAY" xdotool windowmove --sync "$@" || true; }
 
 # shot_window WIN OUT.png: the window as it looks on the desktop, frame and
 # title included.
@@ -143,13 +190,15 @@ viewer_psnr() {
 # viewer_shows WS MIN-DB: waits until the viewer window shows WS's display
 # (at least MIN-DB PSNR) and prints the PSNR.
 viewer_shows() {
-	local p
-	for _ in $(seq 60); do
-		on "$1" screenshot notes "$WORK/ref.png"
-		p=$(viewer_psnr "$WORK/ref.png")
-		if [ "$p" = inf ] || python3 -c "import sys; sys.exit(0 if float('$p') >= $2 else 1)" 2>/dev/null; then
-			echo "$p"
-			return 0
+	local p= end
+	end=$(( $(ms) + 60 * WAIT_SCALE * 1000 ))
+	while [ "$(ms)" -lt "$end" ]; do
+		if on "$1" screenshot notes "$WORK/ref.png" 2>/dev/null; then
+			p=$(viewer_psnr "$WORK/ref.png")
+			if [ "$p" = inf ] || python3 -c "import sys; sys.exit(0 if float('$p') >= $2 else 1)" 2>/dev/null; then
+				echo "$p"
+				return 0
+			fi
 		fi
 		sleep 0.5
 	done
@@ -160,8 +209,10 @@ viewer_shows() {
 
 # wait_title REGEX: until the viewer's title matches.
 wait_title() {
-	for _ in $(seq 200); do
-		title | grep -Eq "$1" && return 0
+	local end
+	end=$(( $(ms) + 60 * WAIT_SCALE * 1000 ))
+	while [ "$(ms)" -lt "$end" ]; do
+		title 2>/dev/null | grep -Eq "$1" && return 0
 		sleep 0.1
 	done
 	fail "A's viewer window is titled '$(title)', expected it to match '$1'"
@@ -192,17 +243,17 @@ for ws in a b; do
 		--state-dir "$WORK/$ws" --name "ws-$ws" >"$OUT/daemon-ws-$ws.log" 2>&1 &
 	PID[$ws]=$!
 done
+daemon_up() { kill -0 "${PID[$1]}" 2>/dev/null || fail "the daemon of ws-$1 exited; see $OUT/daemon-ws-$1.log"; on "$1" status >/dev/null 2>&1; }
 for ws in a b; do
-	for _ in $(seq 100); do on "$ws" status >/dev/null 2>&1 && break; sleep 0.1; done
-	on "$ws" status >/dev/null || fail "the daemon of ws-$ws did not start; see $OUT/daemon-ws-$ws.log"
+	wait_until 30 "the daemon of ws-$ws did not start; see $OUT/daemon-ws-$ws.log" daemon_up "$ws"
 done
 on a status
-for _ in $(seq 100); do on a peers | grep -q 'ws-b .* yes' && break; sleep 0.1; done
+sees_b() { on a peers 2>/dev/null | grep -q 'ws-b .* yes'; }
+wait_until 30 "ws-a does not see ws-b on the network (mDNS); see $OUT/daemon-ws-a.log" sees_b
 on a peers | tee "$OUT/peers-seen-by-ws-a.txt"
 
 step "ws-a runs xterm as 'notes' in its own container; a line is typed into it"
 on a run --name notes --size "${APP_W}x${APP_H}" -- xterm -geometry 100x30+0+0
-sleep 1
 type_into a "echo 'typed on ws-a; this text exists only in the running app'"
 on a screenshot notes "$OUT/1-ws-a-app-display.png"
 on a handles notes >"$OUT/handles.txt"
@@ -226,12 +277,12 @@ else
 	command -v openbox >/dev/null || fail "openbox is missing; run make deps"
 	setsid Xvfb -displayfd 3 -screen 0 1600x1000x24 -nolisten tcp 3>"$WORK/xdisplay" >"$OUT/xvfb-ws-a.log" 2>&1 &
 	XVFB_PID=$!
-	for _ in $(seq 100); do [ -s "$WORK/xdisplay" ] && break; sleep 0.1; done
-	[ -s "$WORK/xdisplay" ] || fail "Xvfb did not start; see $OUT/xvfb-ws-a.log"
+	wait_until 30 "Xvfb did not start; see $OUT/xvfb-ws-a.log" test -s "$WORK/xdisplay"
 	A_DISPLAY=:$(head -1 "$WORK/xdisplay")
 	XDG_CONFIG_HOME=$WORK/wm-config DISPLAY=$A_DISPLAY setsid openbox --sm-disable >"$OUT/openbox-ws-a.log" 2>&1 &
 	WM_PID=$!
-	for _ in $(seq 100); do x xprop -root _NET_SUPPORTING_WM_CHECK 2>/dev/null | grep -q window && break; sleep 0.1; done
+	wm_up() { x xprop -root _NET_SUPPORTING_WM_CHECK 2>/dev/null | grep -q window; }
+	wait_until 30 "the window manager (openbox) did not start; see $OUT/openbox-ws-a.log" wm_up
 	echo "display $A_DISPLAY"
 fi
 
@@ -241,27 +292,37 @@ setsid nsenter --net="/run/netns/$P-a" -- env DISPLAY="$A_DISPLAY" XDG_CONFIG_HO
 	"$H" --socket "${SOCK[a]}" tray --devices --no-hotkey >"$OUT/tray-ws-a.log" 2>&1 &
 TRAY_PID=$!
 DEVICES=
-for _ in $(seq 300); do
-	DEVICES=$(window 'Handoff .* Devices')
-	[ -n "$DEVICES" ] && break
+devices_window() {
 	kill -0 "$TRAY_PID" 2>/dev/null || fail "the tray exited; see $OUT/tray-ws-a.log"
-	sleep 0.1
-done
-[ -n "$DEVICES" ] || fail "the tray opened no Devices window on $A_DISPLAY in 30 s; see $OUT/tray-ws-a.log (as root on your own display you may need: xhost +si:localuser:root)"
-sleep 2 # peers and apps arrive from the daemon's event stream
+	DEVICES=$(window 'Handoff .* Devices')
+	[ -n "$DEVICES" ] && x xwininfo -id "$DEVICES" 2>/dev/null | grep -q 'Map State: IsViewable'
+}
+wait_until 60 "the tray opened no Devices window on $A_DISPLAY; see $OUT/tray-ws-a.log (as root on your own display you may need: xhost +si:localuser:root)" devices_window
 # Side by side on the private display: the viewer will open on the left.
-[ -n "$XVFB_PID" ] && x xdotool windowmove "$DEVICES" 720 30 && sleep 0.5
+[ -n "$XVFB_PID" ] && move_window "$DEVICES" 720 30
 # Click the app's tile (it sits below the Devices section): this opens its
-# viewer window, as a user does.
+# viewer window, as a user does. Peers and apps reach the window from the
+# daemon's event stream: until the tile is there, clicks open nothing, so
+# the clicks go round until a viewer window opens.
 eval "$(x xdotool getwindowgeometry --shell "$DEVICES")"
 VIEWER=
-for y in $(seq 200 24 $((HEIGHT - 40))); do
-	x xdotool mousemove --window "$DEVICES" 88 "$y" click 1
-	for _ in $(seq 5); do VIEWER=$(window 'notes .* on '); [ -n "$VIEWER" ] && break 2; sleep 0.2; done
-done
-[ -n "$VIEWER" ] || fail "clicking the app's tile in the Devices window opened no viewer window"
+click_tile() {
+	local y
+	for y in $(seq 200 24 $((HEIGHT - 40))); do
+		x xdotool mousemove --window "$DEVICES" 88 "$y" click 1
+		for _ in $(seq 5); do
+			VIEWER=$(window 'notes .* on ')
+			[ -n "$VIEWER" ] && return 0
+			sleep 0.2
+		done
+	done
+	return 1
+}
+wait_until 60 "clicking the app's tile in the Devices window opened no viewer window; see $OUT/tray-ws-a.log" click_tile
+viewer_mapped() { x xwininfo -id "$VIEWER" 2>/dev/null | grep -q 'Map State: IsViewable'; }
+wait_until 30 "the viewer window was never shown" viewer_mapped
 x xdotool mousemove 0 0
-[ -n "$XVFB_PID" ] && x xdotool windowmove "$VIEWER" 30 30
+[ -n "$XVFB_PID" ] && move_window "$VIEWER" 30 30
 wait_title '^notes .* on ws-a$'
 title_before=$(title)
 psnr_local=$(viewer_shows a 28)
@@ -272,7 +333,11 @@ echo "viewer window '$title_before' shows the local display (PSNR $psnr_local dB
 
 step "handing 'notes' from ws-a to ws-b (handoff send: the tray's API call); the viewer window stays open"
 t0=$(ms)
-setsid "$H" --socket "${SOCK[a]}" send notes ws-b >"$OUT/send.txt" 2>"$WORK/send-progress.txt" &
+# The progress file exists before the loop below reads it: the child's own
+# redirection would create it only once the child runs, which on a busy
+# machine can be after the first read.
+: >"$WORK/send-progress.txt"
+setsid "$H" --socket "${SOCK[a]}" send notes ws-b >"$OUT/send.txt" 2>>"$WORK/send-progress.txt" &
 SEND_PID=$!
 # While the app still runs on ws-a (pre-copy), capture the window's progress overlay.
 n=0
@@ -302,6 +367,10 @@ echo "ws-a:"; on a ls; echo "ws-b:"; on b ls
 
 step "ws-a's viewer window shows 'notes' from ws-b's WebRTC stream"
 wait_title '^notes .* on ws-b$'
+# Until ws-b serves it, the window still shows the last frame from ws-a,
+# which looks the same: wait for the viewer's request to reach ws-b.
+viewer_on_b() { grep -q 'msg="peer opens a viewer" app=notes' "$OUT/daemon-ws-b.log"; }
+wait_until 60 "A's viewer window never asked ws-b for the app's stream (see $OUT/tray-ws-a.log, $OUT/daemon-ws-b.log)" viewer_on_b
 title_after=$(title)
 psnr_remote=$(viewer_shows b 25)
 shot_window "$VIEWER" "$OUT/5-ws-a-viewer-window-streaming-from-ws-b.png"
@@ -312,24 +381,41 @@ echo "viewer window '$title_after' shows ws-b's display (PSNR $psnr_remote dB)"
 step "typing into ws-a's viewer window: the keys go to the app on ws-b"
 eval "$(x xdotool getwindowgeometry --shell "$VIEWER")"
 x xdotool mousemove --window "$VIEWER" 60 $((HEIGHT - APP_H + 60)) click 1
-sleep 1 # the window manager focuses the window; keys typed before that are lost
+# Keys typed before the window manager gave the window the focus are lost.
+viewer_focused() { [ "$(x xdotool getactivewindow 2>/dev/null)" = "$VIEWER" ]; }
+wait_until 30 "A's viewer window did not get the keyboard focus" viewer_focused
 typed_text="typed in the viewer window on ws-a, runs on ws-b"
-x xdotool type --delay 40 "echo $typed_text | tee /tmp/typed"
-x xdotool key Return
-x xdotool mousemove 0 0
-# The shell on ws-b wrote the line to a file: every key arrived, in order.
+type_line() {
+	x xdotool type --delay 40 "echo $typed_text | tee /tmp/typed"
+	x xdotool key Return
+}
+# The shell on ws-b writes the line to a file: every key arrived, in order.
+# Keys typed while the viewer is still setting up its stream to ws-b are
+# lost (as on a screen that is off); the window gives no sign of that, so a
+# line that does not arrive within 10 s is cleared (Ctrl+C) and typed again.
 pid_b=$(on b ls --json | python3 -c "import json,sys; print([a['pid'] for a in json.load(sys.stdin) if a['name']=='notes'][0])")
-for _ in $(seq 50); do
-	got=$(nsenter -t "$pid_b" -m cat /tmp/typed 2>/dev/null || true)
-	[ "$got" = "$typed_text" ] && break
+type_line
+typed_tries=1
+end=$(( $(ms) + 60 * WAIT_SCALE * 1000 ))
+retype=$(( $(ms) + 10 * WAIT_SCALE * 1000 ))
+while got=$(nsenter -t "$pid_b" -m cat /tmp/typed 2>/dev/null || true); [ "$got" != "$typed_text" ]; do
+	[ "$(ms)" -lt "$end" ] || fail "the keys typed into A's viewer window ($typed_tries times) did not arrive intact on ws-b within $((60 * WAIT_SCALE)) s: the shell there got '$got'"
+	if [ "$(ms)" -gt "$retype" ]; then
+		echo "the line typed did not arrive within 10 s: typing it again"
+		x xdotool key ctrl+c
+		type_line
+		typed_tries=$((typed_tries + 1))
+		retype=$(( $(ms) + 10 * WAIT_SCALE * 1000 ))
+	fi
 	sleep 0.2
 done
-[ "$got" = "$typed_text" ] || fail "the keys typed into A's viewer window did not arrive intact on ws-b: the shell there got '$got'"
-sleep 0.5
+x xdotool mousemove 0 0
+wait_settled b "$OUT/5-ws-b-app-display.png"
 on b screenshot notes "$OUT/6-ws-b-app-display-after-typing.png"
 # The window must show the new line: closer to ws-b's screen after the
 # typing than to the one before it.
-for _ in $(seq 40); do
+end=$(( $(ms) + 30 * WAIT_SCALE * 1000 ))
+while [ "$(ms)" -lt "$end" ]; do
 	psnr_typed=$(viewer_psnr "$OUT/6-ws-b-app-display-after-typing.png")
 	psnr_stale=$(viewer_psnr "$OUT/5-ws-b-app-display.png")
 	python3 -c "import sys; sys.exit(0 if float('$psnr_typed') > float('$psnr_stale') + 1 else 1)" && break
@@ -365,7 +451,7 @@ A's viewer window (handoff tray on ${A_DISPLAY}), PSNR of its picture against th
   before the handoff:              ${psnr_local} dB   title "${title_before}", local framebuffer
   during the handoff:              progress overlay captured in phase ${during_phase}
   after the handoff:               ${psnr_remote} dB   title "${title_after}", WebRTC from ws-b
-  after typing into the window:    ${psnr_typed} dB   (${psnr_stale} dB against ws-b's screen before); the line arrived intact on ws-b
+  after typing into the window:    ${psnr_typed} dB   (${psnr_stale} dB against ws-b's screen before); the line arrived intact on ws-b (typed ${typed_tries}×)
   brought back:                    ${psnr_back} dB
 handoff view --snapshot on ws-a:   PSNR ${psnr_view} dB against ws-b's screen
 
