@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,8 @@ import (
 // The table's rules, driven without a network: seen() is what an mDNS
 // answer becomes, and verification runs a fake dial. The same rules are
 // tested with real packets in mdns_integration_test.go.
+
+var quiet = slog.New(slog.DiscardHandler)
 
 func testID(n int) DeviceID { return IDFromCert(fmt.Appendf(nil, "device %d", n)) }
 
@@ -55,7 +58,7 @@ func runDials(d *Discovery) {
 
 func TestTableEvictsStalestStrangerNeverTrusted(t *testing.T) {
 	trusted := testID(-1)
-	d := newDiscovery(Config{Trusted: func(id DeviceID) bool { return id == trusted }})
+	d := newDiscovery(Config{Logger: quiet, Trusted: func(id DeviceID) bool { return id == trusted }})
 	t0 := time.Now()
 	d.seen(ann(trusted, "ws-trusted"), at("192.0.2.2:7466"), t0) // the stalest of all
 	for i := 1; i < maxPeers; i++ {
@@ -79,7 +82,7 @@ func TestTableEvictsStalestStrangerNeverTrusted(t *testing.T) {
 	}
 
 	// A table of trusted devices only takes no stranger at all.
-	all := newDiscovery(Config{Trusted: func(DeviceID) bool { return true }})
+	all := newDiscovery(Config{Logger: quiet, Trusted: func(DeviceID) bool { return true }})
 	for i := range maxPeers {
 		all.seen(ann(testID(i), "t"), at("192.0.2.5:7466"), t0)
 	}
@@ -97,7 +100,7 @@ func TestImpostorFlagIsReverified(t *testing.T) {
 		netip.MustParseAddrPort("192.0.2.66:7466"): mallory,
 	}}
 	var events []string
-	d := newDiscovery(Config{Verify: dials.verify, Trusted: func(id DeviceID) bool { return id == real },
+	d := newDiscovery(Config{Logger: quiet, Verify: dials.verify, Trusted: func(id DeviceID) bool { return id == real },
 		OnChange: func(p Peer, kind string) { events = append(events, fmt.Sprintf("%s impostor=%v", kind, p.Impostor)) }})
 	now := time.Now()
 
@@ -136,7 +139,7 @@ func TestImpostorFlagIsReverified(t *testing.T) {
 func TestStrangersCannotCrowdOutAProvenAddress(t *testing.T) {
 	real := testID(1)
 	dials := &fakeDials{owner: map[netip.AddrPort]DeviceID{netip.MustParseAddrPort("192.0.2.11:7466"): real}}
-	d := newDiscovery(Config{Verify: dials.verify, Trusted: func(id DeviceID) bool { return id == real }})
+	d := newDiscovery(Config{Logger: quiet, Verify: dials.verify, Trusted: func(id DeviceID) bool { return id == real }})
 	now := time.Now()
 	d.seen(ann(real, "ws-real"), at("192.0.2.11:7466"), now)
 	runDials(d)
@@ -172,7 +175,7 @@ func TestVerificationDialsAreBounded(t *testing.T) {
 		}
 		return errors.New("no answer")
 	}
-	d := newDiscovery(Config{Verify: slow})
+	d := newDiscovery(Config{Logger: quiet, Verify: slow})
 	ctx, cancel := context.WithCancel(context.Background())
 	d.done.Add(maxVerifyDials)
 	go d.verifier(ctx, true)
