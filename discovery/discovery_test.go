@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -222,19 +221,6 @@ func TestIdentityIsStable(t *testing.T) {
 	}
 }
 
-func TestPairingCodeIsSymmetric(t *testing.T) {
-	a, b, c := IDFromCert([]byte("a")), IDFromCert([]byte("b")), IDFromCert([]byte("c"))
-	if PairingCode(a, b) != PairingCode(b, a) {
-		t.Fatal("the code depends on who starts")
-	}
-	if PairingCode(a, b) == PairingCode(a, c) {
-		t.Fatal("different peers give the same code")
-	}
-	if len(PairingCode(a, b)) != 7 {
-		t.Fatalf("code %q", PairingCode(a, b))
-	}
-}
-
 func TestRateLimiter(t *testing.T) {
 	l := &RateLimiter{Max: 3, Window: time.Minute}
 	now := time.Now()
@@ -392,19 +378,4 @@ func TestPeerChannelBoundsUntrustedBody(t *testing.T) {
 	if !closedSoon(c, 5*time.Second) {
 		t.Fatal("a body that never ends holds the connection")
 	}
-}
-
-func FuzzParsePairRequest(f *testing.F) {
-	f.Add([]byte(`{"version":1,"name":"ws-a","code":"123 456"}`))
-	f.Add([]byte(`{"version":1,"name":"\u0000"}`))
-	f.Add([]byte(`{"version":2}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		req, err := ParsePairRequest(bytes.NewReader(data))
-		if err != nil {
-			return
-		}
-		if req.Name == "" || len(req.Name) > maxNameLen+4 || req.Version != ProtocolVersion {
-			t.Fatalf("accepted %+v", req)
-		}
-	})
 }
