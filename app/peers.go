@@ -290,7 +290,7 @@ func (p *peers) find(name string) (PeerView, error) {
 	case v.Impostor:
 		return v, fmt.Errorf("%s announces a device ID its certificate does not have; refusing to talk to it", v.Name)
 	case !v.Trusted:
-		return v, fmt.Errorf("%s is not trusted; `handoff trust %s` or `handoff pair %s` first", v.Name, v.ID, v.Name)
+		return v, fmt.Errorf("%s is not trusted; `sudo handoff trust %s` or `handoff pair %s` first", v.Name, v.ID, v.Name)
 	case !v.Online || v.Endpoint() == "":
 		return v, fmt.Errorf("%s is offline", v.Name)
 	}
