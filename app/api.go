@@ -89,8 +89,9 @@ func newHandler(d *Daemon) *handler {
 		{"POST /v0/peers/{id}/trust", writeAccess, h.serveTrust},
 		{"DELETE /v0/peers/{id}/trust", writeAccess, h.serveUntrust},
 		{"GET /v0/remote", readAccess, h.serveRemote},
-		{"GET /v0/pair-code", readAccess, h.servePairCode},
-		{"POST /v0/pair", writeAccess, h.servePairStart},
+		{"POST /v0/pair-code", writeAccess, h.servePairCode}, // with trust changes, also
+		{"POST /v0/pair", writeAccess, h.servePairStart},     // an administrator (admin.go)
+		{"DELETE /v0/pair", writeAccess, h.servePairCancel},
 		{"GET /v0/requests", readAccess, h.serveRequests},
 		{"POST /v0/requests/{id}/accept", writeAccess, h.serveAnswer(true)},
 		{"POST /v0/requests/{id}/decline", writeAccess, h.serveAnswer(false)},
@@ -315,6 +316,7 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	if cred == nil {
 		return ctx
 	}
+	ctx = withPeerStart(ctx, cred.Pid) // for polkit (admin.go)
 	return context.WithValue(ctx, credKey{}, *cred)
 }
 

@@ -45,6 +45,9 @@ func (h *handler) serveTrust(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error()+"; copy the ID from `handoff id` on that device")
 		return
 	}
+	if !h.requireAdmin(w, r, "handoff trust "+id.String()) {
+		return
+	}
 	var req TrustRequest
 	if err := decodeJSON(r, &req); err != nil && !errors.Is(err, io.EOF) {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
@@ -69,6 +72,9 @@ func (h *handler) serveUntrust(w http.ResponseWriter, r *http.Request) {
 	id, err := discovery.ParseDeviceID(r.PathValue("id"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	if !h.requireAdmin(w, r, "handoff untrust "+id.String()) {
 		return
 	}
 	if err := h.d.peers.trust.Untrust(id); err != nil {
@@ -142,6 +148,10 @@ func (h *handler) serveRequests(w http.ResponseWriter, r *http.Request) {
 func (h *handler) serveAnswer(ok bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if h.servePeersNotReady(w) {
+			return
+		}
+		// Accepting a pairing trusts the device: an administrator's call.
+		if ok && h.d.peers.requestKind(r.PathValue("id")) == "pair" && !h.requireAdmin(w, r, "handoff accept "+r.PathValue("id")) {
 			return
 		}
 		if err := h.d.peers.answer(r.PathValue("id"), ok); err != nil {

@@ -82,11 +82,11 @@ func TestBrowserViewer(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	typeInto(t, a, "notes", "hello browser")
-	web, err := a.client.Web(ctx)
+	web, err := a.client.Web(ctx, "notes")
 	if err != nil {
 		t.Fatal(err)
 	}
-	page := web.URL + "&app=notes"
+	page := web.URL
 
 	// Without the token the page is refused.
 	probe := a.host.Command(ctx, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", strings.Split(web.URL, "?")[0])

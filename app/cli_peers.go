@@ -15,9 +15,9 @@ func init() {
 	commands = append(commands,
 		command{"id", "", "show this device's ID and name (give the ID to peers that should trust it)", runID},
 		command{"peers", "[--json]", "list devices seen on the network and trusted ones", runPeers},
-		command{"trust", "DEVICE-ID [--name N] [--auto-accept]", "trust a device: it may hand apps here and take them", runTrust},
-		command{"untrust", "DEVICE-ID", "stop trusting a device", runUntrust},
-		command{"pair", "PEER [--yes]", "pair with a device: both screens show a code, both users confirm", runPair},
+		command{"trust", "DEVICE-ID [--name N] [--auto-accept]", "trust a device: it may hand apps here and take them (root or an administrator)", runTrust},
+		command{"untrust", "DEVICE-ID", "stop trusting a device (root or an administrator)", runUntrust},
+		command{"pair", "PEER [--yes]", "pair with a device: both screens show a code, both users confirm (root or an administrator)", runPair},
 		command{"send", "NAME PEER", "move a running app to a peer; returns when it runs there", runSend},
 		command{"bring-back", "NAME", "bring an app handed to a peer back here", runBringBack},
 		command{"requests", "", "list incoming handoffs waiting for an answer", runRequests},
@@ -107,6 +107,8 @@ func runPair(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	c := env.client()
+	// Both devices draw a share of the code now: it is new each time, and
+	// the other device shows it from this moment.
 	pc, err := c.PairCode(ctx, pos[0])
 	if err != nil {
 		return err
@@ -117,12 +119,14 @@ func runPair(ctx context.Context, env *cliEnv, args []string) error {
 		var answer string
 		fmt.Fscanln(env.stdin, &answer)
 		if !strings.EqualFold(strings.TrimSpace(answer), "y") && !strings.EqualFold(strings.TrimSpace(answer), "yes") {
+			_ = c.PairCancel(ctx, pos[0])
 			return fmt.Errorf("pairing cancelled: the codes were not confirmed")
 		}
 	}
-	fmt.Fprintf(env.stdout, "waiting for %s to confirm (`handoff accept pair-…` there, or its tray)…\n", pc.Peer)
+	fmt.Fprintf(env.stdout, "waiting for %s to confirm (its tray, or `sudo handoff accept pair-…` there)…\n", pc.Peer)
 	v, err := c.Pair(ctx, pos[0], pc.Code)
 	if err != nil {
+		_ = c.PairCancel(context.WithoutCancel(ctx), pos[0])
 		return err
 	}
 	fmt.Fprintf(env.stdout, "paired: %s (%s) and this device trust each other\n", v.Name, v.ID.Short())
@@ -202,10 +206,10 @@ func runRequests(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	for _, r := range rs {
 		if r.Kind == "pair" {
-			fmt.Fprintf(env.stdout, "%s: %s (%s) asks to pair, code %s (`handoff accept %s` if its screen shows the same code)\n", r.ID, r.From, r.FromID.Short(), r.Code, r.ID)
+			fmt.Fprintf(env.stdout, "%s: %s (%s) asks to pair, code %s (`sudo handoff accept %s` if its screen shows the same code)\n", r.ID, r.From, r.FromID.Short(), r.Code, r.ID)
 			continue
 		}
-		fmt.Fprintf(env.stdout, "%s: %s wants to hand you %s (`handoff accept %s` or `handoff decline %s`)\n", r.ID, r.From, r.App, r.ID, r.ID)
+		fmt.Fprintf(env.stdout, "%s: %s (%s) wants to hand you %s (`handoff accept %s` or `handoff decline %s`)\n", r.ID, r.From, r.FromID.Short(), r.App, r.ID, r.ID)
 	}
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"image"
 	"image/png"
 	"io"
-	"net/url"
 	"sync"
 	"time"
 
@@ -104,14 +103,14 @@ func runWeb(ctx context.Context, env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	info, err := env.client().Web(ctx)
+	if len(pos) != 1 {
+		return errors.New("say which app: handoff web NAME")
+	}
+	info, err := env.client().Web(ctx, pos[0])
 	if err != nil {
 		return err
 	}
-	u := info.URL
-	if len(pos) > 0 {
-		u += "&app=" + url.QueryEscape(pos[0])
-	}
-	fmt.Fprintln(env.stdout, u)
+	fmt.Fprintln(env.stdout, info.URL)
+	fmt.Fprintf(env.stderr, "open it before %s; it shows %s only and ends 12 hours after\n", info.Expires.Local().Format("15:04:05"), info.App)
 	return nil
 }

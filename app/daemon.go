@@ -162,6 +162,9 @@ func (d *Daemon) appChanged(info engine.Info) {
 	if d.peers != nil && info.State == engine.StateRunning {
 		d.peers.forgetRemote(info.Name) // it came back
 	}
+	if d.peers != nil && info.State == "" {
+		d.peers.forgetReceived(info.Name) // it left or ended: nobody's to bring back
+	}
 	if info.State == "" {
 		d.events.publish(Event{Type: EventAppRemoved, App: &info})
 		return

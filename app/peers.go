@@ -3,6 +3,8 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,11 +105,34 @@ type peers struct {
 	receiver *migration.Receiver
 	sender   *migration.Sender
 
-	history *history
+	history   *history
+	responder *discovery.Responder
 
 	mu       sync.Mutex
 	requests map[string]*pendingRequest
 	remote   map[string]RemoteApp
+	// received: apps running here that a peer handed over, and which
+	// peer; only that peer may bring them back or view them.
+	received map[string]ReceivedApp
+	// arriving: handoffs accepted and under way, by app name.
+	arriving map[string]arrival
+	outgoing map[discovery.DeviceID]*outgoingPair
+	incoming map[string]*incomingPair // pairing sessions by ID
+}
+
+// ReceivedApp is an app a peer handed to this device.
+type ReceivedApp struct {
+	Name     string             `json:"name"`
+	PeerID   discovery.DeviceID `json:"peer_id"`
+	PeerName string             `json:"peer_name"`
+	Since    time.Time          `json:"since"`
+}
+
+// arrival is an accepted incoming handoff: which device sends it.
+type arrival struct {
+	from    discovery.DeviceID
+	name    string
+	started time.Time
 }
 
 type pendingRequest struct {
@@ -135,10 +160,14 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 		}
 	}
 	p := &peers{d: d, id: id, trust: trust, requests: map[string]*pendingRequest{}, remote: map[string]RemoteApp{},
-		history: openHistory(cfg.StateDir)}
+		received: map[string]ReceivedApp{}, arriving: map[string]arrival{},
+		outgoing: map[discovery.DeviceID]*outgoingPair{}, incoming: map[string]*incomingPair{},
+		history: openHistory(cfg.StateDir), responder: &discovery.Responder{Self: id.ID}}
 	p.loadRemote()
+	p.loadReceived()
 	p.receiver = &migration.Receiver{Engine: d.engine, WorkDir: work, Accept: p.accept, Log: d.log,
 		Received: func(o migration.Offer, c migration.Committed) {
+			p.arrived(o.Spec.Name)
 			p.history.add(HandoffRecord{App: o.Spec.Name, Direction: "in", Peer: o.From, Started: time.Now().UTC(),
 				Finished: time.Now().UTC(), Outcome: "done", PhasesMS: map[string]int64{"assemble": c.AssembleMillis, "restore": c.RestoreMillis}})
 		},
@@ -146,6 +175,11 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 			ev := HandoffEvent{App: o.Spec.Name, Peer: o.From, Direction: "in", Phase: phase}
 			if err != nil {
 				ev.Error = err.Error()
+			}
+			if phase == migration.PhaseRollback {
+				p.mu.Lock()
+				delete(p.arriving, o.Spec.Name)
+				p.mu.Unlock()
 			}
 			d.events.publish(Event{Type: EventHandoff, Handoff: &ev})
 		}}
@@ -155,8 +189,10 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 	mux.Handle(peerHandoffPrefix+"/", http.StripPrefix(peerHandoffPrefix, p.receiver))
 	mux.HandleFunc("POST "+peerBringBack, p.serveBringBack)
 	mux.HandleFunc("POST "+peerView+"{name}", p.serveView)
-	mux.HandleFunc("POST "+peerPair, p.servePair)
-	p.srv = id.PeerServer(mux, trust, func(path string) bool { return path == peerPair })
+	mux.HandleFunc("POST "+peerPairCommit, p.servePairCommit)
+	mux.HandleFunc("POST "+peerPairReveal, p.servePairReveal)
+	mux.HandleFunc("POST "+peerPairFinish, p.servePairFinish)
+	p.srv = id.PeerServer(mux, trust, isPairPath)
 	listen := cfg.PeerListen
 	if listen == "" {
 		listen = fmt.Sprintf(":%d", DefaultPeerPort)
@@ -254,7 +290,7 @@ func (p *peers) find(name string) (PeerView, error) {
 	case v.Impostor:
 		return v, fmt.Errorf("%s announces a device ID its certificate does not have; refusing to talk to it", v.Name)
 	case !v.Trusted:
-		return v, fmt.Errorf("%s is not trusted; `handoff trust %s` or `handoff pair %s` first", v.Name, v.ID, v.Name)
+		return v, fmt.Errorf("%s is not trusted; `sudo handoff trust %s` or `handoff pair %s` first", v.Name, v.ID, v.Name)
 	case !v.Online || v.Endpoint() == "":
 		return v, fmt.Errorf("%s is offline", v.Name)
 	}
@@ -299,14 +335,21 @@ func (p *peers) send(ctx context.Context, name, to string) (migration.Result, er
 // the user chose auto-accept for it, else by asking the user.
 func (p *peers) accept(ctx context.Context, o migration.Offer) error {
 	from, _ := discovery.RequestPeer(ctx)
-	if t, ok := p.trust.Get(from); ok && t.AutoAccept {
-		return nil
+	t, _ := p.trust.Get(from)
+	if err := p.accepting(o.Spec.Name, from, t.Name, false); err != nil {
+		return err
 	}
+	if t.AutoAccept {
+		return p.accepting(o.Spec.Name, from, t.Name, true)
+	}
+	// The prompt names the device as this user named it when trusting it
+	// (clients show its short ID beside): what the peer calls itself in
+	// its offer is only its word.
 	req := &pendingRequest{HandoffRequest: HandoffRequest{
-		ID: fmt.Sprintf("%s-%d", o.Spec.Name, time.Now().UnixNano()%100000), Kind: "handoff", App: o.Spec.Name,
-		From: o.From, FromID: from, Since: time.Now().UTC(),
+		Kind: "handoff", App: o.Spec.Name, From: t.Name, FromID: from, Since: time.Now().UTC(),
 	}, answer: make(chan bool, 1)}
 	p.mu.Lock()
+	req.ID = p.newRequestIDLocked(o.Spec.Name)
 	p.requests[req.ID] = req
 	p.mu.Unlock()
 	defer func() {
@@ -319,7 +362,7 @@ func (p *peers) accept(ctx context.Context, o migration.Offer) error {
 	select {
 	case ok := <-req.answer:
 		if ok {
-			return nil
+			return p.accepting(o.Spec.Name, from, t.Name, true)
 		}
 		return migration.RefuseError(migration.RefusedDeclined, "the user of "+p.id.Name+" declined")
 	case <-time.After(2 * time.Minute):
@@ -339,6 +382,11 @@ func (p *peers) answer(id string, ok bool) error {
 	select {
 	case req.answer <- ok:
 	default:
+	}
+	if req.Kind == "pair" { // answered: the session waits for the other side
+		p.mu.Lock()
+		delete(p.requests, id)
+		p.mu.Unlock()
 	}
 	return nil
 }
@@ -419,6 +467,10 @@ func (p *peers) serveBringBack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	from, _ := discovery.RequestPeer(r.Context())
+	if err := p.handedBy(req.App, from); err != nil {
+		writeHandedByError(w, err, "bring it back")
+		return
+	}
 	if _, err := p.send(context.WithoutCancel(r.Context()), req.App, from.String()); err != nil {
 		writeError(w, http.StatusConflict, "send_failed", err.Error())
 		return
@@ -451,4 +503,126 @@ func (p *peers) saveRemote() {
 	if err := writeJSONFile(p.remotePath(), p.remoteApps()); err != nil {
 		p.d.log.Warn("save remote apps", "err", err)
 	}
+}
+
+// newRequestIDLocked returns a random request ID, unique among those
+// waiting: prefix-8 hex digits.
+func (p *peers) newRequestIDLocked(prefix string) string {
+	for {
+		id := newRequestID(prefix)
+		if _, taken := p.requests[id]; !taken {
+			return id
+		}
+	}
+}
+
+func newRequestID(prefix string) string {
+	var b [4]byte
+	rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+// accepting records, once an incoming handoff is accepted (commit), which
+// device sends the app; before that (commit false) it refuses a second
+// device's offer of an app of the same name while one is under way, so
+// that what arrives is put down to the device that sent it.
+func (p *peers) accepting(app string, from discovery.DeviceID, name string, commit bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a, ok := p.arriving[app]; ok && a.from != from && time.Since(a.started) < 30*time.Minute {
+		return migration.RefuseError(migration.RefusedBusy, fmt.Sprintf("another device is handing %s an app named %q", p.id.Name, app))
+	}
+	if commit {
+		p.arriving[app] = arrival{from: from, name: name, started: time.Now()}
+	}
+	return nil
+}
+
+// arrived moves an app from arriving to received, on record.
+func (p *peers) arrived(app string) {
+	p.mu.Lock()
+	a, ok := p.arriving[app]
+	delete(p.arriving, app)
+	if ok {
+		p.received[app] = ReceivedApp{Name: app, PeerID: a.from, PeerName: a.name, Since: time.Now().UTC()}
+	}
+	p.mu.Unlock()
+	if ok {
+		p.saveReceived()
+	}
+}
+
+// handedBy says whether device from handed app name to this device (and
+// so may bring it back or view it); the error says why not.
+func (p *peers) handedBy(app string, from discovery.DeviceID) error {
+	p.mu.Lock()
+	r, ok := p.received[app]
+	p.mu.Unlock()
+	if ok && r.PeerID == from {
+		return nil
+	}
+	if _, err := p.d.engine.Get(app); err != nil {
+		return fmt.Errorf("%w: no app named %q runs on %s", engine.ErrNotFound, app, p.id.Name)
+	}
+	return fmt.Errorf("%s did not hand %q to %s", from.Short(), app, p.id.Name)
+}
+
+// forgetReceived drops the record of an app that left or ended here.
+func (p *peers) forgetReceived(name string) {
+	p.mu.Lock()
+	_, ok := p.received[name]
+	delete(p.received, name)
+	p.mu.Unlock()
+	if ok {
+		p.saveReceived()
+	}
+}
+
+func (p *peers) receivedPath() string { return filepath.Join(p.d.cfg.StateDir, "received.json") }
+
+// loadReceived reads the record, keeping apps that are still here.
+func (p *peers) loadReceived() {
+	var list []ReceivedApp
+	if err := readJSONFile(p.receivedPath(), &list); err != nil {
+		return
+	}
+	for _, r := range list {
+		if _, err := p.d.engine.Get(r.Name); err == nil {
+			p.received[r.Name] = r
+		}
+	}
+	if len(p.received) != len(list) {
+		p.saveReceived()
+	}
+}
+
+func (p *peers) saveReceived() {
+	p.mu.Lock()
+	list := make([]ReceivedApp, 0, len(p.received))
+	for _, r := range p.received {
+		list = append(list, r)
+	}
+	p.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	if err := writeJSONFile(p.receivedPath(), list); err != nil {
+		p.d.log.Warn("save received apps", "err", err)
+	}
+}
+
+func writeHandedByError(w http.ResponseWriter, err error, what string) {
+	if errors.Is(err, engine.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+		return
+	}
+	writeError(w, http.StatusForbidden, "forbidden", err.Error()+"; only the device that handed it here may "+what)
+}
+
+// requestKind returns the kind of a pending request, or "".
+func (p *peers) requestKind(id string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r := p.requests[id]; r != nil {
+		return r.Kind
+	}
+	return ""
 }

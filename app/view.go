@@ -147,6 +147,12 @@ func (p *peers) serveView(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	from, _ := discovery.RequestPeer(r.Context())
+	// A peer sees and types into only what it handed here: its own app,
+	// running on this device for it.
+	if err := p.handedBy(name, from); err != nil {
+		writeHandedByError(w, err, "view it")
+		return
+	}
 	p.d.log.Info("peer opens a viewer", "app", name, "peer", from.Short())
 	ans, err := p.d.streams.answer(r.Context(), name, req.Offer)
 	if err != nil {

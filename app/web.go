@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"sync"
 	"time"
 
 	"github.com/handoff/handoff/assets"
@@ -20,18 +22,39 @@ import (
 const DefaultWebListen = "127.0.0.1:7467"
 
 // web serves the browser viewer page and its signalling. Any local user can
-// reach a loopback port, so each request must carry the token that only
-// callers with write access to the local API can read (GET /v0/web).
+// reach a loopback port, so each request must carry a token that only
+// callers with write access to the local API can get (GET /v0/web?app=…).
+// A token shows one app, must be opened within webOpenWithin, and ends
+// webSessionMax after it was made: a link left in a shell's history or a
+// browser's does not open the daemon's apps for good.
 type web struct {
 	d      *Daemon
-	token  string
 	addr   string
 	server *http.Server
+
+	mu     sync.Mutex
+	tokens map[string]*webToken
+	now    func() time.Time // tests move the clock
 }
+
+type webToken struct {
+	app    string
+	minted time.Time
+	opened bool
+}
+
+// Browser viewer token lifetimes.
+const (
+	webOpenWithin = 2 * time.Minute
+	webSessionMax = 12 * time.Hour
+	maxWebTokens  = 64 // the oldest goes first
+)
 
 // WebInfo is where a browser opens an app.
 type WebInfo struct {
-	URL string `json:"url"` // add &app=NAME
+	URL     string    `json:"url"`
+	App     string    `json:"app"`
+	Expires time.Time `json:"expires"` // the link must be opened before
 }
 
 func (d *Daemon) startWeb(listen string) error {
@@ -43,9 +66,7 @@ func (d *Daemon) startWeb(listen string) error {
 	if err != nil {
 		return fmt.Errorf("browser viewer: %w", err)
 	}
-	b := make([]byte, 16)
-	rand.Read(b)
-	w := &web{d: d, token: hex.EncodeToString(b), addr: ln.Addr().String()}
+	w := &web{d: d, addr: ln.Addr().String(), tokens: map[string]*webToken{}, now: time.Now}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", w.servePage)
 	mux.HandleFunc("POST /view/{name}", w.serveView)
@@ -59,23 +80,70 @@ func (d *Daemon) startWeb(listen string) error {
 	return nil
 }
 
-func (w *web) authorized(r *http.Request) bool {
-	return subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), []byte(w.token)) == 1
+// mint makes a token for app.
+func (w *web) mint(app string) (string, time.Time) {
+	b := make([]byte, 16)
+	rand.Read(b)
+	token := hex.EncodeToString(b)
+	now := w.now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.expireLocked(now)
+	for len(w.tokens) >= maxWebTokens {
+		var oldest string
+		for t, wt := range w.tokens {
+			if oldest == "" || wt.minted.Before(w.tokens[oldest].minted) {
+				oldest = t
+			}
+		}
+		delete(w.tokens, oldest)
+	}
+	w.tokens[token] = &webToken{app: app, minted: now}
+	return token, now.Add(webOpenWithin)
+}
+
+func (w *web) expireLocked(now time.Time) {
+	for t, wt := range w.tokens {
+		if age := now.Sub(wt.minted); age > webSessionMax || !wt.opened && age > webOpenWithin {
+			delete(w.tokens, t)
+		}
+	}
+}
+
+// authorized checks the request's token and returns the app it shows.
+func (w *web) authorized(r *http.Request) (string, bool) {
+	given := r.URL.Query().Get("token")
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.expireLocked(w.now())
+	for t, wt := range w.tokens {
+		if subtle.ConstantTimeCompare([]byte(given), []byte(t)) == 1 {
+			wt.opened = true
+			return wt.app, true
+		}
+	}
+	return "", false
 }
 
 func (w *web) servePage(rw http.ResponseWriter, r *http.Request) {
-	if !w.authorized(r) {
-		http.Error(rw, "open this page through `handoff web`, which adds the access token", http.StatusForbidden)
+	if _, ok := w.authorized(r); !ok {
+		http.Error(rw, "open this page through `handoff web APP`, which adds an access token (it must be opened within 2 minutes, and works for 12 hours)", http.StatusForbidden)
 		return
 	}
 	rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 	rw.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; media-src 'self' blob:")
+	rw.Header().Set("Referrer-Policy", "no-referrer")
 	rw.Write(assets.ViewerPage)
 }
 
 func (w *web) serveView(rw http.ResponseWriter, r *http.Request) {
-	if !w.authorized(r) {
-		writeError(rw, http.StatusForbidden, "forbidden", "missing or wrong access token")
+	app, ok := w.authorized(r)
+	if !ok {
+		writeError(rw, http.StatusForbidden, "forbidden", "missing, wrong or expired access token: get a new link with `handoff web APP`")
+		return
+	}
+	if app != r.PathValue("name") {
+		writeError(rw, http.StatusForbidden, "forbidden", fmt.Sprintf("this link shows %s only: get one for %s with `handoff web %s`", app, r.PathValue("name"), r.PathValue("name")))
 		return
 	}
 	r.Body = http.MaxBytesReader(rw, r.Body, maxRequestBody)
@@ -84,7 +152,7 @@ func (w *web) serveView(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusBadRequest, "bad_request", "a view request carries the browser's WebRTC offer")
 		return
 	}
-	ans, err := w.d.view(r.Context(), r.PathValue("name"), req.Offer)
+	ans, err := w.d.view(r.Context(), app, req.Offer)
 	if err != nil {
 		writeError(rw, http.StatusConflict, "view_failed", err.Error())
 		return
@@ -97,12 +165,37 @@ func (h *handler) serveWeb(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "the browser viewer is off (daemon --web)")
 		return
 	}
-	writeJSON(w, http.StatusOK, WebInfo{URL: fmt.Sprintf("http://%s/?token=%s", h.d.web.addr, h.d.web.token)})
+	app := r.URL.Query().Get("app")
+	if app == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "say which app the link is for: `handoff web APP`")
+		return
+	}
+	if !h.d.knowsApp(app) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no app named %q here or handed off from here", app))
+		return
+	}
+	token, expires := h.d.web.mint(app)
+	q := url.Values{"app": {app}, "token": {token}}
+	writeJSON(w, http.StatusOK, WebInfo{URL: fmt.Sprintf("http://%s/?%s", h.d.web.addr, q.Encode()), App: app, Expires: expires.UTC()})
 }
 
-// Web returns the browser viewer's address with its access token.
-func (c *Client) Web(ctx context.Context) (WebInfo, error) {
+// knowsApp reports whether app runs here or was handed off from here.
+func (d *Daemon) knowsApp(app string) bool {
+	if _, err := d.engine.Get(app); err == nil {
+		return true
+	}
+	if d.peers == nil {
+		return false
+	}
+	d.peers.mu.Lock()
+	defer d.peers.mu.Unlock()
+	_, ok := d.peers.remote[app]
+	return ok
+}
+
+// Web returns a browser viewer link for app, with its access token.
+func (c *Client) Web(ctx context.Context, app string) (WebInfo, error) {
 	var info WebInfo
-	err := c.do(ctx, http.MethodGet, "/v0/web", nil, &info)
+	err := c.do(ctx, http.MethodGet, "/v0/web?app="+urlQueryEscape(app), nil, &info)
 	return info, err
 }

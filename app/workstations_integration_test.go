@@ -5,7 +5,10 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"image"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/handoff/handoff/discovery"
 	"github.com/handoff/handoff/engine"
 	"github.com/handoff/handoff/internal/testnet"
 	"github.com/handoff/handoff/stream/fb"
@@ -280,51 +284,89 @@ func TestPairing(t *testing.T) {
 	defer b.stop(t)
 	ctx := context.Background()
 	waitPeer(t, a, "ws-b", true, 10*time.Second)
+	idA, _ := a.client.ID(ctx)
 
+	// Starting shows the same code on both screens at once.
 	pc, err := a.client.PairCode(ctx, "ws-b")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Declined by ws-b's user.
-	done := make(chan error, 1)
-	go func() { _, err := a.client.Pair(ctx, "ws-b", pc.Code); done <- err }()
 	req := waitRequest(t, b, "pair")
-	if req.Code != pc.Code || req.From != "ws-a" {
+	if req.Code != pc.Code || req.From != "ws-a" || req.FromID != idA.ID {
 		t.Fatalf("ws-b shows %+v, ws-a shows code %s", req, pc.Code)
 	}
+	// Declined by ws-b's user.
 	b.client.Answer(ctx, req.ID, false)
-	if err := <-done; err == nil || !strings.Contains(err.Error(), "declined") {
+	if _, err := a.client.Pair(ctx, "ws-b", pc.Code); err == nil || !strings.Contains(err.Error(), "declined") {
 		t.Fatalf("declined pairing: %v", err)
 	}
 
-	// Cancelled by ws-a: the request disappears on ws-b.
-	cctx, cancel := context.WithCancel(ctx)
-	go func() { _, err := a.client.Pair(cctx, "ws-b", pc.Code); done <- err }()
+	// Every attempt has a code of its own: the nonces make it.
+	codes := map[string]bool{pc.Code: true}
+	gone := func() {
+		t.Helper()
+		for i := 0; ; i++ {
+			rs, _ := b.client.Requests(ctx)
+			if len(rs) == 0 {
+				return
+			}
+			if i > 100 {
+				t.Fatalf("ws-b still shows a cancelled pairing: %+v", rs)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// Cancelled by ws-a's user before confirming: the request disappears on ws-b.
+	pc, err = a.client.PairCode(ctx, "ws-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes[pc.Code] = true
 	waitRequest(t, b, "pair")
+	if err := a.client.PairCancel(ctx, "ws-b"); err != nil {
+		t.Fatal(err)
+	}
+	gone()
+
+	// Cancelled by ws-a while waiting for ws-b's user: the same.
+	pc, err = a.client.PairCode(ctx, "ws-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes[pc.Code] = true
+	waitRequest(t, b, "pair")
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { _, err := a.client.Pair(cctx, "ws-b", pc.Code); done <- err }()
+	time.Sleep(300 * time.Millisecond)
 	cancel()
 	<-done
-	for i := 0; ; i++ {
-		rs, _ := b.client.Requests(ctx)
-		if len(rs) == 0 {
-			break
-		}
-		if i > 100 {
-			t.Fatalf("ws-b still shows a cancelled pairing: %+v", rs)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	gone()
 
-	// A wrong code is refused before anything is asked.
+	// A code other than the one shown is refused before anything is asked.
+	pc, err = a.client.PairCode(ctx, "ws-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes[pc.Code] = true
 	if _, err := a.client.Pair(ctx, "ws-b", "000 000"); err == nil {
 		t.Fatal("pairing with a wrong code went through")
 	}
 
-	// Confirmed on both sides: each trusts the other.
-	go func() { _, err := a.client.Pair(ctx, "ws-b", pc.Code); done <- err }()
+	// Confirmed on both sides: each trusts the other. ws-b's user may
+	// answer before ws-a's does.
 	req = waitRequest(t, b, "pair")
-	b.client.Answer(ctx, req.ID, true)
-	if err := <-done; err != nil {
+	if req.Code != pc.Code {
+		t.Fatalf("ws-b shows %s, ws-a %s", req.Code, pc.Code)
+	}
+	if err := b.client.Answer(ctx, req.ID, true); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := a.client.Pair(ctx, "ws-b", pc.Code); err != nil {
+		t.Fatal(err)
+	}
+	if len(codes) < 3 {
+		t.Errorf("four attempts showed only %d different codes: %v", len(codes), codes)
 	}
 	for _, w := range []*workstation{a, b} {
 		ps, _ := w.client.Peers(ctx)
@@ -336,6 +378,111 @@ func TestPairing(t *testing.T) {
 		}
 		if trusted != 1 {
 			t.Fatalf("%s trusts %d peers after pairing, want 1: %+v", w.name, trusted, ps)
+		}
+	}
+}
+
+// mallory is a device on the LAN with an identity of its own, talking the
+// peer protocol from its namespace with whatever it likes.
+type mallory struct {
+	host *testnet.Host
+	id   *discovery.Identity
+}
+
+func newMallory(t *testing.T, h *testnet.Host, dir string) *mallory {
+	t.Helper()
+	id, err := discovery.LoadOrCreateIdentity(dir, "ws-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &mallory{host: h, id: id}
+}
+
+// post sends a peer-channel request to w as mallory; it returns the status
+// and the body.
+func (m *mallory) post(t *testing.T, w *workstation, path string, body any) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	peerID, err := w.client.ID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := m.id.Client(peerID.ID)
+	client.Transport.(*http.Transport).DialContext = m.host.Dial
+	data, _ := json.Marshal(body)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+w.host.Addr.String()+":7466"+path, bytes.NewReader(data))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s from %s: %v", path, m.host.Name, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+// TestPairingFloodIsBounded: a device that is not trusted starts pairings
+// with one certificate, then with a new one each time, and reveals its
+// nonce properly so that ws-b shows prompts. ws-b shows one prompt per
+// device and a few in all, refuses the rest, and trusts nothing.
+func TestPairingFloodIsBounded(t *testing.T) {
+	net := testnet.New(t, "b", "m")
+	b := startWorkstation(t, net.Host("b"), "ws-b")
+	defer b.stop(t)
+	bID, _ := b.client.ID(context.Background())
+	attempt := func(m *mallory) (int, string) {
+		in, c, err := discovery.NewInitiator(m.id.ID, bID.ID, "ws-a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, body := m.post(t, b, peerPairCommit, c)
+		if code != http.StatusOK {
+			return code, body
+		}
+		var ch discovery.PairChallenge
+		if err := json.Unmarshal([]byte(body), &ch); err != nil {
+			t.Fatal(err)
+		}
+		_, rv := in.Reveal(ch)
+		return m.post(t, b, peerPairReveal, rv)
+	}
+
+	one := newMallory(t, net.Host("m"), t.TempDir())
+	if code, body := attempt(one); code != http.StatusOK {
+		t.Fatalf("a first pairing attempt: %d %s", code, body)
+	}
+	if code, body := attempt(one); code != http.StatusTooManyRequests || !strings.Contains(body, "already waiting") {
+		t.Fatalf("a second attempt of the same device while one waits: %d %s", code, body)
+	}
+	// New certificates cost nothing; ws-b's limits bound them anyway.
+	answered, refused := 1, 0
+	for i := 0; i < 30; i++ {
+		code, body := attempt(newMallory(t, net.Host("m"), t.TempDir()))
+		switch code {
+		case http.StatusOK:
+			answered++
+		case http.StatusTooManyRequests:
+			refused++
+		default:
+			t.Fatalf("attempt %d: %d %s", i, code, body)
+		}
+	}
+	rs, _ := b.client.Requests(context.Background())
+	t.Logf("31 pairing attempts from 31 certificates: %d answered, %d refused; ws-b shows %d prompts", answered, refused, len(rs))
+	if answered > 4 || len(rs) > 4 || refused == 0 {
+		t.Fatalf("%d attempts went through, %d prompts are up: want at most 4", answered, len(rs))
+	}
+	from := map[discovery.DeviceID]bool{}
+	for _, r := range rs {
+		if from[r.FromID] {
+			t.Fatalf("two prompts from one device: %+v", rs)
+		}
+		from[r.FromID] = true
+	}
+	ps, _ := b.client.Peers(context.Background())
+	for _, p := range ps {
+		if p.Trusted {
+			t.Fatalf("ws-b trusts %+v", p)
 		}
 	}
 }
@@ -558,4 +705,95 @@ func TestDestinationKilledMidHandoff(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(b.dir, "state", "transfers")); len(ents) != 0 {
 		t.Fatalf("the restarted ws-b keeps %d entries of the dead handoff", len(ents))
 	}
+}
+
+// TestPeerMayOnlyTouchWhatItHanded: ws-a hands notes to ws-b, which also
+// runs an app of its own. ws-a, even speaking the peer protocol itself
+// with its own key, can neither bring back nor view ws-b's app; a device
+// ws-b trusts that never had notes cannot take or view notes; ws-a still
+// can, also after ws-b's daemon restarted.
+func TestPeerMayOnlyTouchWhatItHanded(t *testing.T) {
+	net := testnet.New(t, "a", "b", "c")
+	a := startWorkstation(t, net.Host("a"), "ws-a")
+	b := startWorkstation(t, net.Host("b"), "ws-b")
+	defer a.stop(t)
+	ctx := context.Background()
+	waitPeer(t, a, "ws-b", true, 10*time.Second)
+	idA, _ := a.client.ID(ctx)
+	idB, _ := b.client.ID(ctx)
+	if _, err := a.client.Trust(ctx, idB.ID.String(), TrustRequest{AutoAccept: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.client.Trust(ctx, idA.ID.String(), TrustRequest{AutoAccept: true}); err != nil {
+		t.Fatal(err)
+	}
+	// ws-c is trusted by ws-b, and never had anything of it.
+	c := newMallory(t, net.Host("c"), t.TempDir())
+	if _, err := b.client.Trust(ctx, c.id.ID.String(), TrustRequest{Name: "ws-c"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.client.Run(ctx, RunRequest{Name: "mine", Args: []string{"xterm"}, Width: 640, Height: 480}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.client.Run(ctx, RunRequest{Name: "notes", Args: []string{"xterm"}, Width: 640, Height: 480}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if _, err := a.client.Send(ctx, "notes", "ws-b"); err != nil {
+		t.Fatal(err)
+	}
+	// ws-a's own key, used by hand.
+	asA := &mallory{host: net.Host("a"), id: loadIdentity(t, a)}
+
+	refused := func(m *mallory, path string, body any, who string) {
+		t.Helper()
+		code, msg := m.post(t, b, path, body)
+		if code != http.StatusForbidden || !strings.Contains(msg, "did not hand") {
+			t.Fatalf("%s: %s answered %d %s; want 403 saying it did not hand it", who, path, code, msg)
+		}
+	}
+	allowed := func(m *mallory, path string, body any, who string) {
+		t.Helper()
+		// A garbage offer fails after the check: 409, not 403.
+		if code, msg := m.post(t, b, path, body); code == http.StatusForbidden || code == http.StatusNotFound {
+			t.Fatalf("%s: %s answered %d %s", who, path, code, msg)
+		}
+	}
+	refused(asA, peerBringBack, map[string]string{"app": "mine"}, "ws-a bringing back ws-b's own app")
+	refused(asA, peerView+"mine", ViewRequest{Offer: "v=0"}, "ws-a viewing ws-b's own app")
+	refused(c, peerBringBack, map[string]string{"app": "notes"}, "ws-c bringing back ws-a's app")
+	refused(c, peerView+"notes", ViewRequest{Offer: "v=0"}, "ws-c viewing ws-a's app")
+	allowed(asA, peerView+"notes", ViewRequest{Offer: "v=0"}, "ws-a viewing its app")
+	if info, err := b.client.App(ctx, "mine"); err != nil || info.State != engine.StateRunning {
+		t.Fatalf("ws-b's own app after the attempts: %+v %v", info, err)
+	}
+
+	// ws-b's daemon restarts (its apps keep running); it still knows
+	// whose notes is.
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	b.cmd.Wait()
+	b.start(t)
+	defer b.stop(t)
+	waitPeer(t, a, "ws-b", true, 15*time.Second)
+	refused(c, peerView+"notes", ViewRequest{Offer: "v=0"}, "ws-c viewing ws-a's app after ws-b restarted")
+	allowed(asA, peerView+"notes", ViewRequest{Offer: "v=0"}, "ws-a viewing its app after ws-b restarted")
+	info, err := a.client.BringBack(ctx, "notes")
+	if err != nil || info.State != engine.StateRunning {
+		t.Fatalf("ws-a bringing its app back: %+v %v", info, err)
+	}
+	// Back here, ws-b keeps no record: ws-a may not view "notes" there.
+	code, _ := asA.post(t, b, peerView+"notes", ViewRequest{Offer: "v=0"})
+	if code != http.StatusNotFound {
+		t.Fatalf("viewing on ws-b an app that left it: %d", code)
+	}
+}
+
+// loadIdentity reads the identity of w's daemon from its state dir.
+func loadIdentity(t *testing.T, w *workstation) *discovery.Identity {
+	t.Helper()
+	id, err := discovery.LoadOrCreateIdentity(filepath.Join(w.dir, "state", "identity"), w.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

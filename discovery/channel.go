@@ -7,18 +7,23 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"sync"
 	"time"
-
-	"golang.org/x/net/netutil"
 )
 
 // Peer channel limits: garbage, floods and slow clients must not block it.
 const (
-	maxPeerConns      = 64
+	maxPeerConns      = 128 // connections in all
+	maxPeerConnsPerIP = 16  // from one address: a handoff uses a few at once
 	peerHeaderTimeout = 5 * time.Second
 	peerIdleTimeout   = 90 * time.Second
 	maxPeerHeader     = 16 << 10
 )
+
+// untrustedBodyTimeout bounds how long a device that is not trusted may
+// take to send a request body (pairing); a variable for tests.
+var untrustedBodyTimeout = 10 * time.Second
 
 type peerIDKey struct{}
 
@@ -36,14 +41,22 @@ func (id *Identity) PeerServer(h http.Handler, ts *TrustStore, open func(path st
 	guard := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		peer, ok := PeerID(r.TLS)
 		if !ok {
+			w.Header().Set("Connection", "close")
 			peerError(w, http.StatusUnauthorized, "a client certificate is required")
 			return
 		}
-		if !ts.IsTrusted(peer) && (open == nil || !open(r.URL.Path)) {
-			peerError(w, http.StatusForbidden, fmt.Sprintf(
-				"device %s is not trusted by %s: pair with it first (`handoff pair`), or trust it there with `handoff trust %s`",
-				peer.Short(), id.Name, peer))
-			return
+		if !ts.IsTrusted(peer) {
+			// A device that is not trusted gets one answer per
+			// connection, and a deadline for its body: it cannot hold
+			// the channel's connections.
+			w.Header().Set("Connection", "close")
+			if open == nil || !open(r.URL.Path) {
+				peerError(w, http.StatusForbidden, fmt.Sprintf(
+					"device %s is not trusted by %s: pair with it first (`handoff pair`), or trust it there with `sudo handoff trust %s`",
+					peer.Short(), id.Name, peer))
+				return
+			}
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(untrustedBodyTimeout))
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerIDKey{}, peer)))
 	})
@@ -57,9 +70,63 @@ func (id *Identity) PeerServer(h http.Handler, ts *TrustStore, open func(path st
 	}
 }
 
-// ServePeers serves srv on ln, limiting concurrent connections.
+// ServePeers serves srv on ln, limiting connections per address and in all.
 func ServePeers(srv *http.Server, ln net.Listener) error {
-	return srv.ServeTLS(netutil.LimitListener(ln, maxPeerConns), "", "")
+	return srv.ServeTLS(&limitListener{Listener: ln, perIP: maxPeerConnsPerIP, total: maxPeerConns, open: map[netip.Addr]int{}}, "", "")
+}
+
+// limitListener closes, at once, a connection past the limit of its
+// address or of all: a flood from one address then costs others nothing,
+// and a full channel refuses rather than queues (a queued peer would wait
+// for strangers' handshakes to time out).
+type limitListener struct {
+	net.Listener
+	perIP, total int
+	mu           sync.Mutex
+	open         map[netip.Addr]int
+	n            int
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var ip netip.Addr
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			ip = ap.Addr().Unmap()
+		}
+		l.mu.Lock()
+		if l.open[ip] >= l.perIP || l.n >= l.total {
+			l.mu.Unlock()
+			c.Close()
+			continue
+		}
+		l.open[ip]++
+		l.n++
+		l.mu.Unlock()
+		return &limitedConn{Conn: c, release: func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.n--
+			if l.open[ip]--; l.open[ip] <= 0 {
+				delete(l.open, ip)
+			}
+		}}, nil
+	}
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
 
 // Client returns an HTTP client for the peer with device ID want: every

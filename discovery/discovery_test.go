@@ -1,9 +1,11 @@
 package discovery
 
 import (
-	"bytes"
+	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -197,7 +199,10 @@ func TestPeerChannelSurvivesGarbageAndSlowClients(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+addr+"/x", nil)
-	resp, err := b.Client(a.ID).Do(req)
+	// The misbehaving clients share an address; the trusted peer has its own.
+	client := b.Client(a.ID)
+	client.Transport.(*http.Transport).DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("a trusted peer could not get through while others misbehave: %v", err)
 	}
@@ -213,19 +218,6 @@ func TestIdentityIsStable(t *testing.T) {
 	two, err := LoadOrCreateIdentity(dir, "x")
 	if err != nil || one.ID != two.ID {
 		t.Fatal("the identity changed between starts")
-	}
-}
-
-func TestPairingCodeIsSymmetric(t *testing.T) {
-	a, b, c := IDFromCert([]byte("a")), IDFromCert([]byte("b")), IDFromCert([]byte("c"))
-	if PairingCode(a, b) != PairingCode(b, a) {
-		t.Fatal("the code depends on who starts")
-	}
-	if PairingCode(a, b) == PairingCode(a, c) {
-		t.Fatal("different peers give the same code")
-	}
-	if len(PairingCode(a, b)) != 7 {
-		t.Fatalf("code %q", PairingCode(a, b))
 	}
 }
 
@@ -248,17 +240,142 @@ func TestRateLimiter(t *testing.T) {
 	}
 }
 
-func FuzzParsePairRequest(f *testing.F) {
-	f.Add([]byte(`{"version":1,"name":"ws-a","code":"123 456"}`))
-	f.Add([]byte(`{"version":1,"name":"\u0000"}`))
-	f.Add([]byte(`{"version":2}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		req, err := ParsePairRequest(bytes.NewReader(data))
+// rawPeer opens a TLS connection to addr as client, from the local address
+// from ("" for any), pinned to want.
+func rawPeer(t *testing.T, client *Identity, want DeviceID, addr, from string) *tls.Conn {
+	t.Helper()
+	d := &net.Dialer{Timeout: 3 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	c, err := tls.DialWithDialer(d, "tcp", addr, client.ClientTLS(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedSoon reports whether the server closed c within d (a read returns
+// EOF or a reset rather than timing out).
+func closedSoon(c net.Conn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 1024)
+	for {
+		_, err := c.Read(buf)
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		return !(errors.As(err, &ne) && ne.Timeout())
+	}
+}
+
+// TestPeerChannelClosesUntrustedAfter403: a device that is not trusted gets
+// its 403 and the connection ends; it cannot keep it for the idle timeout.
+func TestPeerChannelClosesUntrustedAfter403(t *testing.T) {
+	a, b, mallory := newIdentity(t, "ws-a"), newIdentity(t, "ws-b"), newIdentity(t, "mallory")
+	ts, _ := OpenTrustStore(filepath.Join(t.TempDir(), "trust.json"))
+	ts.Trust(b.ID, "ws-b", false)
+	addr := servePeers(t, a, ts)
+	for _, tc := range []struct {
+		name   string
+		client *Identity
+		path   string
+		closed bool
+		status int
+	}{
+		{"untrusted, refused", mallory, "/x", true, 403},
+		{"untrusted, on the pairing endpoint", mallory, "/pair", true, 200},
+		{"trusted", b, "/x", false, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := rawPeer(t, tc.client, a.ID, addr, "")
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: ws-a\r\n\r\n", tc.path)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if got := closedSoon(c, 2*time.Second); got != tc.closed {
+				t.Fatalf("connection closed after the answer: %v, want %v", got, tc.closed)
+			}
+		})
+	}
+}
+
+// TestPeerChannelLimitsPerAddress: connections from one address past its
+// limit are closed at once, and another address still gets through.
+func TestPeerChannelLimitsPerAddress(t *testing.T) {
+	a, b := newIdentity(t, "ws-a"), newIdentity(t, "ws-b")
+	ts, _ := OpenTrustStore(filepath.Join(t.TempDir(), "trust.json"))
+	ts.Trust(b.ID, "ws-b", false)
+	addr := servePeers(t, a, ts)
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := 0; i < maxPeerConnsPerIP; i++ { // connections that never start TLS
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	time.Sleep(200 * time.Millisecond) // let the server accept them
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	// The handshake timeout (5 s) would close it too, later: 2 s tells
+	// the limit from that.
+	if !closedSoon(extra, 2*time.Second) {
+		t.Fatalf("connection %d from one address was kept", maxPeerConnsPerIP+1)
+	}
+	for _, c := range held[:3] {
+		if closedSoon(c, 50*time.Millisecond) {
+			t.Fatal("a connection within the limit was closed")
+		}
+	}
+	// A trusted peer at another address is not affected.
+	c := rawPeer(t, b, a.ID, addr, "127.0.0.2")
+	fmt.Fprintf(c, "GET /x HTTP/1.1\r\nHost: ws-a\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a trusted peer from another address: %v %v", resp, err)
+	}
+}
+
+// TestPeerChannelBoundsUntrustedBody: a device that is not trusted starts
+// a pairing request and never finishes its body: it is cut off.
+func TestPeerChannelBoundsUntrustedBody(t *testing.T) {
+	old := untrustedBodyTimeout
+	untrustedBodyTimeout = 500 * time.Millisecond
+	defer func() { untrustedBodyTimeout = old }()
+	a, mallory := newIdentity(t, "ws-a"), newIdentity(t, "mallory")
+	ts, _ := OpenTrustStore(filepath.Join(t.TempDir(), "trust.json"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := a.PeerServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			w.WriteHeader(http.StatusRequestTimeout)
 			return
 		}
-		if req.Name == "" || len(req.Name) > maxNameLen+4 || req.Version != ProtocolVersion {
-			t.Fatalf("accepted %+v", req)
-		}
-	})
+		io.WriteString(w, "read it all")
+	}), ts, func(p string) bool { return p == "/pair" })
+	go ServePeers(srv, ln)
+	defer srv.Close()
+	c := rawPeer(t, mallory, a.ID, ln.Addr().String(), "")
+	fmt.Fprintf(c, "POST /pair HTTP/1.1\r\nHost: ws-a\r\nContent-Length: 1000\r\n\r\n{\"version\":")
+	if !closedSoon(c, 5*time.Second) {
+		t.Fatal("a body that never ends holds the connection")
+	}
 }

@@ -7,7 +7,11 @@
 // them impostors), remembers which device IDs its user trusts, and builds the
 // mutual-TLS configurations every peer connection uses: a connection is
 // pinned to the device ID the other side must have, so a peer announcing
-// someone else's ID cannot pass.
+// someone else's ID cannot pass. Pairing (pairing.go) compares a six-digit
+// code made from both IDs and a nonce from each side, committed before it
+// is revealed, so that a machine in the middle gets one guess in a million
+// per attempt; the peer channel (channel.go) bounds what a device that is
+// not trusted can hold.
 //
 // It knows nothing of containers, streams or the UI.
 package discovery

@@ -84,6 +84,8 @@ install -D -m 0644 $d/handoff.desktop "$stage/usr/share/applications/handoff.des
 size=$(file -b assets/icon.png | sed -n 's/.* \([0-9]*\) x \([0-9]*\),.*/\1x\2/p')
 install -D -m 0644 assets/icon.png "$stage/usr/share/icons/hicolor/${size:-256x256}/apps/dev.handoff.Handoff.png"
 install -D -m 0755 packaging/install-deps.sh "$stage/usr/share/handoff/install-deps.sh"
+# The polkit action the daemon asks about before trust changes (app/admin.go).
+install -D -m 0644 $d/dev.handoff.policy "$stage/usr/share/polkit-1/actions/dev.handoff.policy"
 install -d "$stage/usr/share/man/man1" "$stage/usr/share/doc/handoff"
 gzip -9n <$d/handoff.1 >"$stage/usr/share/man/man1/handoff.1.gz"
 if [ -f $d/lintian-overrides ]; then

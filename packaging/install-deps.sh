@@ -34,6 +34,8 @@ packages=(
 	chromium
 	# mDNS reference implementation for interop tests
 	avahi-daemon avahi-utils
+	# trust changes ask polkit (pkcheck); its test runs a private polkitd on a bus of its own
+	polkitd dbus-daemon
 	# benchmarks
 	ffmpeg
 	# packaging: make package (dpkg-deb, dpkg-shlibdeps, objcopy), lintian, and

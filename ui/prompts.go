@@ -55,9 +55,15 @@ func (t *Tray) showRequest(req app.HandoffRequest) {
 
 func newPrompt(t *Tray, req app.HandoffRequest) *prompt {
 	p := &prompt{t: t, req: req}
-	from := req.From
-	if from == "" {
-		from = "A device (" + req.FromID.Short() + ")"
+	// The name is the one this device stored when it trusted the other
+	// (for a pairing, what the other calls itself); the short ID is the
+	// part no device can choose.
+	name, from := req.From, req.From
+	switch {
+	case from == "":
+		name, from = "the other device", "A device ("+req.FromID.Short()+")"
+	case !req.FromID.IsZero():
+		from += " (" + req.FromID.Short() + ")"
 	}
 	p.status = widget.NewLabel("")
 	p.status.Wrapping = fyne.TextWrapWord
@@ -68,14 +74,14 @@ func newPrompt(t *Tray, req app.HandoffRequest) *prompt {
 	case "pair":
 		title = "Pair with " + from + "?"
 		question = from + " wants to pair with this device"
-		detail = "Pair only if " + from + " shows the same code:"
+		detail = "Pair only if " + name + " shows the same code:"
 		yes = "The codes match"
 		extra = append(extra, codeText(req.Code))
 	default:
 		title = "Incoming app"
 		question = from + " wants to hand you " + req.App
 		detail = req.App + " will run on this device with everything it has open, and " +
-			from + " will show it from here."
+			name + " will show it from here."
 		yes = "Accept"
 		p.always = widget.NewCheck("Always accept from this device", nil)
 		extra = append(extra, p.always)
@@ -117,7 +123,9 @@ func (p *prompt) answer(yes bool) {
 		defer cancel()
 		var err error
 		if always {
-			_, err = p.t.do.Trust(ctx, req.FromID.String(), app.TrustRequest{Name: req.From, AutoAccept: true})
+			// No name: the one stored when the device was trusted stays
+			// (req.From is that name with the device's short ID).
+			_, err = p.t.do.Trust(ctx, req.FromID.String(), app.TrustRequest{AutoAccept: true})
 		}
 		if err == nil {
 			err = p.t.do.Answer(ctx, req.ID, yes)
@@ -166,9 +174,9 @@ func (p *prompt) close() {
 	p.win.Close()
 }
 
-// pair runs the pairing dialog with a peer from the Devices window: show
-// the code, and once the user confirms it matches, ask the peer; its user
-// confirms there.
+// pair runs the pairing dialog with a peer from the Devices window: start
+// the pairing (both devices then show the code), and once the user
+// confirms it matches, wait for the peer's user to confirm there.
 func (t *Tray) pair(peer app.PeerView) {
 	if t.devices == nil {
 		return
@@ -216,6 +224,11 @@ func newPairDialog(t *Tray, peer app.PeerView, pc app.PairCode, parent fyne.Wind
 		if d.cancel != nil {
 			d.cancel() // the peer's prompt is withdrawn
 		}
+		t.async(func() { // the peer's prompt goes away
+			ctx, cancel := context.WithTimeout(t.ctx, 10*time.Second)
+			defer cancel()
+			_ = t.do.PairCancel(ctx, pc.ID.String())
+		})
 		d.Hide()
 	}
 	d.confirm.OnTapped = func() {

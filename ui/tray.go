@@ -42,6 +42,7 @@ type Actions interface {
 	BringBack(ctx context.Context, name string) (engine.Info, error)
 	PairCode(ctx context.Context, peer string) (app.PairCode, error)
 	Pair(ctx context.Context, peer, code string) (app.PeerView, error)
+	PairCancel(ctx context.Context, peer string) error
 	Answer(ctx context.Context, id string, accept bool) error
 	Trust(ctx context.Context, id string, req app.TrustRequest) (app.PeerView, error)
 }

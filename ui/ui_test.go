@@ -78,6 +78,10 @@ func (f *fakeActions) PairCode(_ context.Context, peer string) (app.PairCode, er
 	f.record("pair-code %s", peer)
 	return f.pairCode, nil
 }
+func (f *fakeActions) PairCancel(_ context.Context, peer string) error {
+	f.record("pair-cancel %s", peer)
+	return nil
+}
 func (f *fakeActions) Pair(_ context.Context, peer, code string) (app.PeerView, error) {
 	f.record("pair %s %s", peer, code)
 	return app.PeerView{Peer: discovery.Peer{ID: f.pairCode.ID, Name: f.pairCode.Peer}, Trusted: true}, nil
@@ -386,12 +390,13 @@ func TestIncomingRequest(t *testing.T) {
 	if p == nil {
 		t.Fatal("no prompt for the request")
 	}
-	if !strings.Contains(test.RenderToMarkup(p.win.Canvas()), "ws-b wants to hand you calc") {
+	if !strings.Contains(test.RenderToMarkup(p.win.Canvas()), "ws-b ("+testID(2).Short()+") wants to hand you calc") {
 		t.Error("the prompt does not say who hands what")
 	}
 	p.always.SetChecked(true)
 	test.Tap(p.accept)
-	want := []string{"trust " + testID(2).String() + " ws-b auto=true", "answer calc-1 true"}
+	// The name stored when the device was trusted stays.
+	want := []string{"trust " + testID(2).String() + "  auto=true", "answer calc-1 true"}
 	if got := fa.Calls(); !equal(got, want) {
 		t.Errorf("calls %q, want %q", got, want)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/handoff/handoff/engine"
 	"github.com/handoff/handoff/engine/delta"
+	"github.com/handoff/handoff/engine/handles"
 )
 
 // Peer is how the sender reaches the destination's handoff endpoint.
@@ -134,6 +136,13 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 		_ = first.wait()
 		return res, err
 	}
+	// The answer is the destination's word: only files the app's own
+	// manifest lists, with the same content, may go along.
+	extra, err := filesToShip(m.Required(), lacks.Files)
+	if err != nil {
+		_ = first.wait()
+		return res, fmt.Errorf("send %q: %s %w; the handoff is cancelled and the app keeps running here", name, peer.Name, err)
+	}
 	log.Debug("handles", "app", name, "entries", len(m.Handles), "scan", scanned.Sub(handlesStart), "check", time.Since(scanned))
 	done()
 
@@ -179,10 +188,6 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 		_ = os.RemoveAll(final)
 	}()
 	defer func() { <-removed }()
-	extra := make([]string, 0, len(lacks.Files))
-	for _, f := range lacks.Files {
-		extra = append(extra, f.Path)
-	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(s.Engine.ExportUpper(ctx, name, pw, extra)) }()
 	counted := &countingReader{r: pr}
@@ -703,4 +708,43 @@ func kernelRelease() string {
 		return ""
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// ErrUnlistedFile: the destination asked for a file that the app's manifest
+// does not list, or listed with other content. Only the files the app itself
+// holds open or mapped may travel; anything else would let a peer read the
+// sender's disk (a key, /etc/shadow) by naming it.
+var ErrUnlistedFile = errors.New("asked for files the app does not hold")
+
+// filesToShip checks the destination's answer to the manifest against what
+// the manifest required, and returns the paths to send: the manifest's own
+// strings, each once. Any entry that does not match a requirement in path,
+// kind and hash refuses the whole answer.
+func filesToShip(required []handles.Requirement, asked []handles.Requirement) ([]string, error) {
+	listed := make(map[string]handles.Requirement, len(required))
+	for _, r := range required {
+		listed[r.Path] = r
+	}
+	var out, refused []string
+	seen := map[string]bool{}
+	for _, a := range asked {
+		r, ok := listed[a.Path]
+		if !ok || r.Hash != a.Hash || r.Kind != a.Kind {
+			refused = append(refused, fmt.Sprintf("%q", a.Path))
+			continue
+		}
+		if !seen[r.Path] {
+			seen[r.Path] = true
+			out = append(out, r.Path)
+		}
+	}
+	if len(refused) > 0 {
+		more := ""
+		if len(refused) > 3 {
+			more = fmt.Sprintf(" and %d more", len(refused)-3)
+			refused = refused[:3]
+		}
+		return nil, fmt.Errorf("%w: %s%s; none was sent", ErrUnlistedFile, strings.Join(refused, ", "), more)
+	}
+	return out, nil
 }

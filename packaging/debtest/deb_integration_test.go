@@ -26,6 +26,7 @@ var installed = []string{
 	"/usr/share/applications/handoff.desktop",
 	"/usr/share/icons/hicolor/256x256/apps/dev.handoff.Handoff.png",
 	"/usr/share/handoff/install-deps.sh",
+	"/usr/share/polkit-1/actions/dev.handoff.policy",
 	"/usr/share/doc/handoff/copyright",
 	"/usr/share/doc/handoff/changelog.Debian.gz",
 	"/usr/share/man/man1/handoff.1.gz",
