@@ -26,7 +26,9 @@ func trayMenu(s State, do menuActions) *fyne.Menu {
 		it.Disabled = true
 		return it
 	}
-	if !s.Connected {
+	if s.Connecting() {
+		items = append(items, disabled("Connecting to the Handoff daemon…"))
+	} else if !s.Connected {
 		items = append(items, disabled("Handoff daemon not running"), disabled("Start it: sudo handoff daemon"))
 	} else if s.Self.Name != "" {
 		items = append(items, disabled("This device: "+s.Self.Name))

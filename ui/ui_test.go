@@ -192,6 +192,14 @@ func TestTrayMenu(t *testing.T) {
 		}
 	}
 
+	// Before the first attempt to reach the daemon: do not say it is not
+	// running yet.
+	menu = trayMenu(NewModel().State(), do)
+	if sig := menuSignature(menu); menu.Items[0].Label != "Connecting to the Handoff daemon…" ||
+		strings.Contains(sig, "not running") || !find(menu.Items, "Run app…").Disabled {
+		t.Errorf("menu before connecting:\n%s", sig)
+	}
+
 	// Without the daemon: say so, and nothing to run.
 	m.Disconnected(errors.New("connection refused"))
 	menu = trayMenu(m.State(), do)
@@ -218,6 +226,51 @@ func TestTrayMenuFollowsModel(t *testing.T) {
 	m.Apply(app.Event{Type: app.EventApp, App: running("calc")})
 	if !strings.Contains(tr.menuSig, "calc — running here") {
 		t.Errorf("menu not rebuilt after an app started:\n%s", tr.menuSig)
+	}
+}
+
+// lateTray stands for Fyne's desktop driver, which starts the
+// StatusNotifier item only once its event loop runs and then publishes the
+// first menu it was given, after any later SetSystemTrayMenu calls.
+type lateTray struct {
+	fyne.App
+	first, last *fyne.Menu
+}
+
+func (l *lateTray) SetSystemTrayMenu(m *fyne.Menu) {
+	if l.first == nil {
+		l.first = m
+	}
+	l.last = m
+}
+func (l *lateTray) SetSystemTrayIcon(fyne.Resource) {}
+func (l *lateTray) SetSystemTrayWindow(fyne.Window) {}
+
+// TestTrayMenuBeforeTheLoop: the menu made before the first connection is
+// the one Fyne publishes when its loop starts; it must show the state the
+// tray has by then, not the state it had when it was made.
+func TestTrayMenuBeforeTheLoop(t *testing.T) {
+	a := test.NewApp()
+	t.Cleanup(a.Quit)
+	late := &lateTray{App: a}
+	m := NewModel()
+	tr := NewTray(late, m, Options{Actions: &fakeActions{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(tr.Close)
+	tr.Start(true, false)
+	if sig := menuSignature(late.first); !strings.Contains(sig, "0|Connecting to the Handoff daemon…|true|false") ||
+		strings.Contains(sig, "not running") {
+		t.Errorf("menu before any connection:\n%s", sig)
+	}
+	m.Reset(testSnapshot())
+	if sig := menuSignature(late.first); !strings.Contains(sig, "0|This device: ws-a|true|false") ||
+		!strings.Contains(sig, "notes — running here") {
+		t.Errorf("the first menu, published after the first connection:\n%s", sig)
+	}
+	m.Disconnected(errors.New("connection refused"))
+	m.Reset(testSnapshot())
+	m.Apply(app.Event{Type: app.EventApp, App: running("calc")})
+	if late.last != late.first || !strings.Contains(menuSignature(late.first), "calc — running here") {
+		t.Errorf("after a reconnection and an event:\n%s", menuSignature(late.first))
 	}
 }
 
@@ -302,6 +355,26 @@ func TestDevicesDragAndDrop(t *testing.T) {
 	m.Apply(app.Event{Type: app.EventHandoff, Handoff: &app.HandoffEvent{App: "notes", Peer: "ws-b", Direction: "out", Phase: "done"}})
 	if tile := d.tiles["notes"]; tile == nil || tile.moving.Visible() || tile.status.Text != "on ws-b" {
 		t.Errorf("tile after the handoff: %+v", tile)
+	}
+}
+
+// TestDevicesWindowConnecting: opened before the tray reached the daemon,
+// the window does not claim the daemon is not running until an attempt
+// failed.
+func TestDevicesWindowConnecting(t *testing.T) {
+	tr, m, _ := newTestTray(t, false)
+	tr.Start(false, true)
+	d := tr.devices
+	if d.banner.Visible() || d.self.Text != "Connecting to the Handoff daemon…" {
+		t.Errorf("before connecting: banner %v, %q", d.banner.Visible(), d.self.Text)
+	}
+	m.Disconnected(errors.New("connection refused"))
+	if !d.banner.Visible() || d.self.Text != "Not connected" {
+		t.Errorf("after a failed attempt: banner %v, %q", d.banner.Visible(), d.self.Text)
+	}
+	m.Reset(testSnapshot())
+	if d.banner.Visible() || !strings.HasPrefix(d.self.Text, "This device: ws-a") {
+		t.Errorf("connected: banner %v, %q", d.banner.Visible(), d.self.Text)
 	}
 }
 
