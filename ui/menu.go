@@ -66,13 +66,15 @@ func menuLabel(a AppItem, s State) string {
 	return a.Name + " — " + appStatus(a, s)
 }
 
-// appItems is an app's submenu.
+// appItems is an app's submenu. Without the daemon nothing can be done to
+// an app (it keeps running where it is), so everything is disabled.
 func appItems(a AppItem, s State, do menuActions) []*fyne.MenuItem {
 	name := a.Name
-	_, busy := s.Handoffs[name]
+	_, moving := s.Handoffs[name]
+	off := moving || !s.Connected
 	item := func(label string, f func(string), enabled bool) *fyne.MenuItem {
 		it := fyne.NewMenuItem(label, func() { f(name) })
-		it.Disabled = !enabled || busy
+		it.Disabled = !enabled || off
 		return it
 	}
 	local := !a.Remote
@@ -84,7 +86,7 @@ func appItems(a AppItem, s State, do menuActions) []*fyne.MenuItem {
 		for _, p := range s.Targets() {
 			key := p.ID.String()
 			it := fyne.NewMenuItem(p.Name, func() { do.send(name, key) })
-			it.Disabled = !runs || busy
+			it.Disabled = !runs || off
 			peers = append(peers, it)
 		}
 		if len(peers) == 0 {
@@ -93,7 +95,7 @@ func appItems(a AppItem, s State, do menuActions) []*fyne.MenuItem {
 			peers = append(peers, none)
 		}
 		send.ChildMenu = fyne.NewMenu("", peers...)
-		send.Disabled = !runs || busy
+		send.Disabled = !runs || off
 		items = append(items, send)
 	} else {
 		items = append(items, item("Bring back", do.bringBack, !a.Pending))

@@ -206,6 +206,20 @@ func TestTrayMenu(t *testing.T) {
 	if menu.Items[0].Label != "Handoff daemon not running" || !find(menu.Items, "Run app…").Disabled {
 		t.Errorf("disconnected menu:\n%s", menuSignature(menu))
 	}
+	// The apps still run and stay listed, but nothing can be done to them.
+	if it := find(menu.Items, "clock — suspended"); it == nil {
+		t.Errorf("apps gone from the disconnected menu:\n%s", menuSignature(menu))
+	}
+	for _, it := range menu.Items {
+		if it.ChildMenu == nil {
+			continue
+		}
+		for _, sub := range it.ChildMenu.Items {
+			if !sub.IsSeparator && !sub.Disabled {
+				t.Errorf("%s ▸ %q enabled without the daemon", it.Label, sub.Label)
+			}
+		}
+	}
 	// No apps, no peers.
 	m.Reset(Snapshot{Self: app.Identity{Name: "ws-a", Short: "AAAAAAA"}})
 	if sig := menuSignature(trayMenu(m.State(), do)); !strings.Contains(sig, "0|No apps yet|true|false") {
