@@ -40,10 +40,23 @@ func trayMenu(s State, do menuActions) *fyne.Menu {
 	if len(s.Apps) == 0 && s.Connected {
 		items = append(items, disabled("No apps yet"))
 	}
-	for _, a := range s.Apps {
-		it := fyne.NewMenuItem(menuLabel(a, s), nil)
-		it.ChildMenu = fyne.NewMenu("", appItems(a, s, do)...)
-		items = append(items, it)
+	// Each app is a group: its name and status, then what can be done to
+	// it. Not a submenu: hosts built on libdbusmenu-gtk3 (xfce4-panel's
+	// status tray; Cinnamon's and MATE's use it too) often show a tray
+	// item's submenus empty after the menu was rebuilt, when the
+	// properties of an item's children reach them before the item's own
+	// (Fyne's tray answers D-Bus calls concurrently; fyne-io/systray#12).
+	for i, a := range s.Apps {
+		if i > 0 {
+			items = append(items, fyne.NewMenuItemSeparator())
+		}
+		items = append(items, disabled(menuLabel(a, s)))
+		for _, it := range appItems(a, s, do) {
+			if !it.IsSeparator {
+				it.Label = appItemIndent + it.Label
+				items = append(items, it)
+			}
+		}
 	}
 	items = append(items, fyne.NewMenuItemSeparator(),
 		fyne.NewMenuItem("Run app…", do.run),
@@ -62,12 +75,17 @@ func trayMenu(s State, do menuActions) *fyne.Menu {
 	return fyne.NewMenu("Handoff", items...)
 }
 
+// appItemIndent sets an app's actions off under its name in the tray menu.
+const appItemIndent = "    "
+
 func menuLabel(a AppItem, s State) string {
 	return a.Name + " — " + appStatus(a, s)
 }
 
-// appItems is an app's submenu. Without the daemon nothing can be done to
-// an app (it keeps running where it is), so everything is disabled.
+// appItems are what can be done to an app: in the tray menu under its
+// name, in the menu of its tile in the Devices window. Without the daemon
+// nothing can be done to an app (it keeps running where it is), so
+// everything is disabled.
 func appItems(a AppItem, s State, do menuActions) []*fyne.MenuItem {
 	name := a.Name
 	_, moving := s.Handoffs[name]
@@ -81,22 +99,19 @@ func appItems(a AppItem, s State, do menuActions) []*fyne.MenuItem {
 	runs := local && a.State == engine.StateRunning
 	items := []*fyne.MenuItem{item("Show", do.show, a.Remote || runs)}
 	if local {
-		send := fyne.NewMenuItem("Send to…", nil)
-		var peers []*fyne.MenuItem
-		for _, p := range s.Targets() {
+		// One "Send to <peer>" each, not a "Send to…" submenu: see trayMenu.
+		targets := s.Targets()
+		for _, p := range targets {
 			key := p.ID.String()
-			it := fyne.NewMenuItem(p.Name, func() { do.send(name, key) })
+			it := fyne.NewMenuItem("Send to "+p.Name, func() { do.send(name, key) })
 			it.Disabled = !runs || off
-			peers = append(peers, it)
+			items = append(items, it)
 		}
-		if len(peers) == 0 {
-			none := fyne.NewMenuItem("No paired device online", nil)
+		if len(targets) == 0 {
+			none := fyne.NewMenuItem("Send to… (no paired device online)", nil)
 			none.Disabled = true
-			peers = append(peers, none)
+			items = append(items, none)
 		}
-		send.ChildMenu = fyne.NewMenu("", peers...)
-		send.Disabled = !runs || off
-		items = append(items, send)
 	} else {
 		items = append(items, item("Bring back", do.bringBack, !a.Pending))
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -186,12 +187,12 @@ func menuAction(t *testing.T, tr *Tray, appName, label string) {
 	fyne.DoAndWait(func() {
 		menu := trayMenu(tr.state, tr.menuActions())
 		for _, it := range menu.Items {
-			if it.ChildMenu == nil || len(it.Label) < len(appName) || it.Label[:len(appName)] != appName {
+			if !strings.HasPrefix(it.Label, appName+" — ") {
 				continue
 			}
-			for _, sub := range it.ChildMenu.Items {
-				if sub.Label == label && !sub.Disabled {
-					sub.Action()
+			for _, action := range appGroup(menu.Items, it.Label) {
+				if strings.TrimSpace(action.Label) == label && !action.Disabled {
+					action.Action()
 					done = true
 				}
 			}
