@@ -102,13 +102,14 @@ func testTrayOnPanel(t *testing.T, host statusHost) {
 		t.Fatal(err)
 	}
 
+	started := time.Now()
 	tray := desk.startTray(t, a.client.Socket)
 	// From the first menu the panel can read on, and for as long as the
 	// daemon runs, the menu never says it is not running.
 	watch := tray.watch(t)
 	first := tray.waitMenu(t, followWithin, "the tray's first menu", func(m menuTree) bool { return len(m) > 0 })
-	t.Logf("first menu the panel read:\n%s", first)
-	tray.follow(t, "the first connection", time.Now(), func(m menuTree) bool {
+	t.Logf("first menu the panel read, %v after the tray started:\n%s", time.Since(started).Round(time.Millisecond), first)
+	tray.follow(t, "the tray's start", started, func(m menuTree) bool {
 		return m.find("This device: ws-a") != nil && m.find("No apps yet") != nil
 	})
 	desk.screenshotMenu(t, "1-connected.png")
