@@ -30,6 +30,9 @@ packages=(
 	openbox stress-ng
 	# the clipboard tests read and set X selections with xclip
 	xclip
+	# the tray test's real StatusNotifier hosts: xfce4-panel's status tray (GTK,
+	# with xfconfd for its settings) and LXQt's panel (Qt)
+	xfce4-panel xfconf lxqt-panel
 	# a real WebRTC client for the browser viewer test
 	chromium
 	# mDNS reference implementation for interop tests

@@ -80,6 +80,8 @@ func (c *chooser) update(s State) {
 		c.peers.Add(b)
 	}
 	switch {
+	case s.Connecting():
+		c.note.SetText("Connecting to the Handoff daemon…")
 	case !s.Connected:
 		c.note.SetText("The Handoff daemon is not running.")
 	case len(names) == 0:

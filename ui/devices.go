@@ -120,6 +120,9 @@ func (d *devicesWindow) update(s State) {
 		} else {
 			d.self.SetText("This device: " + name)
 		}
+	} else if s.Connecting() {
+		d.banner.Hide()
+		d.self.SetText("Connecting to the Handoff daemon…")
 	} else {
 		d.bannerMsg.SetText("The Handoff daemon is not running, so nothing can be shown or moved. " +
 			"Start it with: sudo handoff daemon (or sudo systemctl start handoffd). Retrying…")

@@ -26,7 +26,9 @@ func trayMenu(s State, do menuActions) *fyne.Menu {
 		it.Disabled = true
 		return it
 	}
-	if !s.Connected {
+	if s.Connecting() {
+		items = append(items, disabled("Connecting to the Handoff daemon…"))
+	} else if !s.Connected {
 		items = append(items, disabled("Handoff daemon not running"), disabled("Start it: sudo handoff daemon"))
 	} else if s.Self.Name != "" {
 		items = append(items, disabled("This device: "+s.Self.Name))
@@ -38,10 +40,23 @@ func trayMenu(s State, do menuActions) *fyne.Menu {
 	if len(s.Apps) == 0 && s.Connected {
 		items = append(items, disabled("No apps yet"))
 	}
-	for _, a := range s.Apps {
-		it := fyne.NewMenuItem(menuLabel(a, s), nil)
-		it.ChildMenu = fyne.NewMenu("", appItems(a, s, do)...)
-		items = append(items, it)
+	// Each app is a group: its name and status, then what can be done to
+	// it. Not a submenu: hosts built on libdbusmenu-gtk3 (xfce4-panel's
+	// status tray; Cinnamon's and MATE's use it too) often show a tray
+	// item's submenus empty after the menu was rebuilt, when the
+	// properties of an item's children reach them before the item's own
+	// (Fyne's tray answers D-Bus calls concurrently; fyne-io/systray#12).
+	for i, a := range s.Apps {
+		if i > 0 {
+			items = append(items, fyne.NewMenuItemSeparator())
+		}
+		items = append(items, disabled(menuLabel(a, s)))
+		for _, it := range appItems(a, s, do) {
+			if !it.IsSeparator {
+				it.Label = appItemIndent + it.Label
+				items = append(items, it)
+			}
+		}
 	}
 	items = append(items, fyne.NewMenuItemSeparator(),
 		fyne.NewMenuItem("Run app…", do.run),
@@ -60,39 +75,43 @@ func trayMenu(s State, do menuActions) *fyne.Menu {
 	return fyne.NewMenu("Handoff", items...)
 }
 
+// appItemIndent sets an app's actions off under its name in the tray menu.
+const appItemIndent = "    "
+
 func menuLabel(a AppItem, s State) string {
 	return a.Name + " — " + appStatus(a, s)
 }
 
-// appItems is an app's submenu.
+// appItems are what can be done to an app: in the tray menu under its
+// name, in the menu of its tile in the Devices window. Without the daemon
+// nothing can be done to an app (it keeps running where it is), so
+// everything is disabled.
 func appItems(a AppItem, s State, do menuActions) []*fyne.MenuItem {
 	name := a.Name
-	_, busy := s.Handoffs[name]
+	_, moving := s.Handoffs[name]
+	off := moving || !s.Connected
 	item := func(label string, f func(string), enabled bool) *fyne.MenuItem {
 		it := fyne.NewMenuItem(label, func() { f(name) })
-		it.Disabled = !enabled || busy
+		it.Disabled = !enabled || off
 		return it
 	}
 	local := !a.Remote
 	runs := local && a.State == engine.StateRunning
 	items := []*fyne.MenuItem{item("Show", do.show, a.Remote || runs)}
 	if local {
-		send := fyne.NewMenuItem("Send to…", nil)
-		var peers []*fyne.MenuItem
-		for _, p := range s.Targets() {
+		// One "Send to <peer>" each, not a "Send to…" submenu: see trayMenu.
+		targets := s.Targets()
+		for _, p := range targets {
 			key := p.ID.String()
-			it := fyne.NewMenuItem(p.Name, func() { do.send(name, key) })
-			it.Disabled = !runs || busy
-			peers = append(peers, it)
+			it := fyne.NewMenuItem("Send to "+p.Name, func() { do.send(name, key) })
+			it.Disabled = !runs || off
+			items = append(items, it)
 		}
-		if len(peers) == 0 {
-			none := fyne.NewMenuItem("No paired device online", nil)
+		if len(targets) == 0 {
+			none := fyne.NewMenuItem("Send to… (no paired device online)", nil)
 			none.Disabled = true
-			peers = append(peers, none)
+			items = append(items, none)
 		}
-		send.ChildMenu = fyne.NewMenu("", peers...)
-		send.Disabled = !runs || busy
-		items = append(items, send)
 	} else {
 		items = append(items, item("Bring back", do.bringBack, !a.Pending))
 	}

@@ -15,7 +15,8 @@ import (
 // State is what the tray knows about the daemon at one moment. The Model
 // hands out copies: a State never changes after it was given out.
 type State struct {
-	// Connected says the event stream is up; Err says why it is not.
+	// Connected says the event stream is up; Err says why it is not. Both
+	// are empty until the first attempt to connect ended (Connecting).
 	Connected bool
 	Err       string
 	Self      app.Identity
@@ -80,6 +81,10 @@ func preCopyPart(round int, part float64) float64 {
 	left := math.Pow(rest, float64(max(round, 1)-1))
 	return 1 - left*(1-(1-rest)*part)
 }
+
+// Connecting reports that the tray has not reached the daemon yet and no
+// attempt failed either: too early to say the daemon is not running.
+func (s State) Connecting() bool { return !s.Connected && s.Err == "" }
 
 // App returns the named app.
 func (s State) App(name string) (AppItem, bool) {

@@ -66,6 +66,9 @@ type Tray struct {
 	// hasTray: a StatusNotifier host shows our menu.
 	hasTray bool
 	menuSig string
+	// menu is the one menu the tray shows: later states replace its items
+	// (see updateMenu).
+	menu *fyne.Menu
 
 	state    State // as last rendered
 	devices  *devicesWindow
@@ -193,6 +196,14 @@ func (t *Tray) notifyFailed(name, peer, reason string) {
 }
 
 // updateMenu rebuilds the tray menu when what it shows changed.
+//
+// Fyne starts the StatusNotifier item only once its event loop runs, and
+// then publishes the menu it was first given, after any later
+// SetSystemTrayMenu call. Handing it a new *fyne.Menu each time left the
+// panel showing the first menu ("daemon not running", made before the
+// first connection) until the next change. So there is one menu whose
+// items are replaced: whatever Fyne publishes, and whenever, it is the
+// current state.
 func (t *Tray) updateMenu(s State) {
 	m := trayMenu(s, t.menuActions())
 	sig := menuSignature(m)
@@ -200,8 +211,13 @@ func (t *Tray) updateMenu(s State) {
 		return
 	}
 	t.menuSig = sig
+	if t.menu == nil {
+		t.menu = m
+	} else {
+		t.menu.Label, t.menu.Items = m.Label, m.Items
+	}
 	if desk, ok := t.fa.(desktop.App); ok {
-		desk.SetSystemTrayMenu(m)
+		desk.SetSystemTrayMenu(t.menu)
 	}
 }
 

@@ -5,11 +5,13 @@ package ui
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -26,7 +28,11 @@ import (
 
 func TestMain(m *testing.M) {
 	// Daemons in other network namespaces run this binary as `handoff`.
+	// The desktop tests run it as `handoff tray`.
 	if os.Getenv("HANDOFF_TEST_MAIN") == "1" && (len(os.Args) < 2 || os.Args[1] != "init") {
+		if IsTray(os.Args[1:]) {
+			os.Exit(Main(os.Args[1:]))
+		}
 		os.Exit(app.Main(os.Args[1:]))
 	}
 	testutil.Main(m)
@@ -181,12 +187,12 @@ func menuAction(t *testing.T, tr *Tray, appName, label string) {
 	fyne.DoAndWait(func() {
 		menu := trayMenu(tr.state, tr.menuActions())
 		for _, it := range menu.Items {
-			if it.ChildMenu == nil || len(it.Label) < len(appName) || it.Label[:len(appName)] != appName {
+			if !strings.HasPrefix(it.Label, appName+" — ") {
 				continue
 			}
-			for _, sub := range it.ChildMenu.Items {
-				if sub.Label == label && !sub.Disabled {
-					sub.Action()
+			for _, action := range appGroup(menu.Items, it.Label) {
+				if strings.TrimSpace(action.Label) == label && !action.Disabled {
+					action.Action()
 					done = true
 				}
 			}
@@ -200,48 +206,94 @@ func menuAction(t *testing.T, tr *Tray, appName, label string) {
 // workstation is a daemon in a network namespace of its own.
 type workstation struct {
 	host   *testnet.Host
+	name   string
+	dir    string // its state, socket and log
 	client *app.Client
 	pid    int
-	done   chan struct{}
+	done   chan struct{} // closed when the daemon exited; nil when stopped
 }
 
+// startWorkstation starts a daemon named name on a workstation; it is
+// stopped, with its apps, when the test ends.
 func startWorkstation(t *testing.T, h *testnet.Host, name string) *workstation {
 	t.Helper()
 	dir := t.TempDir()
-	w := &workstation{host: h, client: app.NewClient(filepath.Join(dir, "h.sock")), done: make(chan struct{})}
-	cmd := h.Command(context.Background(), os.Args[0], "--socket", w.client.Socket, "daemon",
-		"--state-dir", filepath.Join(dir, "state"), "--listen", ":7466", "--name", name, "--web", "")
-	cmd.Env = append(os.Environ(), "HANDOFF_TEST_MAIN=1")
-	logf, _ := os.Create(filepath.Join(dir, "daemon.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := h.Start(cmd); err != nil {
-		t.Fatal(err)
-	}
-	w.pid = cmd.Process.Pid
-	go func() { cmd.Wait(); close(w.done) }()
+	w := &workstation{host: h, name: name, dir: dir, client: app.NewClient(filepath.Join(dir, "h.sock"))}
 	t.Cleanup(func() {
 		ctx := context.Background()
+		if w.done == nil { // stopped by the test, which then failed: its apps still run
+			if err := w.launch(); err != nil {
+				t.Logf("restart %s to stop its apps: %v", name, err)
+			}
+		}
 		if apps, err := w.client.Apps(ctx); err == nil {
 			for _, a := range apps {
 				w.client.Stop(ctx, a.Name)
 			}
 		}
-		syscall.Kill(w.pid, syscall.SIGTERM)
-		select {
-		case <-w.done:
-		case <-time.After(15 * time.Second):
-			syscall.Kill(w.pid, syscall.SIGKILL)
-		}
+		w.stop()
 		if t.Failed() {
 			data, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
 			t.Logf("%s daemon log:\n%s", name, data)
 		}
 	})
-	eventually(t, 20*time.Second, name+"'s daemon", func() bool {
-		_, err := w.client.Status(context.Background())
-		return err == nil
-	})
+	w.start(t)
 	return w
+}
+
+// start starts the daemon (again) and waits until it answers.
+func (w *workstation) start(t *testing.T) {
+	t.Helper()
+	if err := w.launch(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *workstation) launch() error {
+	cmd := w.host.Command(context.Background(), os.Args[0], "--socket", w.client.Socket, "daemon",
+		"--state-dir", filepath.Join(w.dir, "state"), "--listen", ":7466", "--name", w.name, "--web", "")
+	cmd.Env = append(os.Environ(), "HANDOFF_TEST_MAIN=1")
+	logf, err := os.OpenFile(filepath.Join(w.dir, "daemon.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := w.host.Start(cmd); err != nil {
+		return fmt.Errorf("start %s's daemon: %w", w.name, err)
+	}
+	w.pid = cmd.Process.Pid
+	done := make(chan struct{})
+	w.done = done
+	go func() { cmd.Wait(); close(done) }()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := w.client.Status(context.Background()); err == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("%s's daemon exited (see its log)", w.name)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s's daemon does not answer after 20s", w.name)
+		}
+	}
+}
+
+// stop ends the daemon (its apps keep running) and waits until it exited.
+func (w *workstation) stop() {
+	if w.done == nil {
+		return
+	}
+	syscall.Kill(w.pid, syscall.SIGTERM)
+	select {
+	case <-w.done:
+	case <-time.After(15 * time.Second):
+		syscall.Kill(w.pid, syscall.SIGKILL)
+		<-w.done
+	}
+	w.done = nil
 }
 
 // TestDragToWorkstation is the handoff as a user does it: two workstations

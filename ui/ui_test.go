@@ -140,23 +140,21 @@ func TestTrayMenu(t *testing.T) {
 	want := `0|This device: ws-a|true|false
 0|Copy device ID ` + testID(1).Short() + `|false|false
 0||false|true
-0|clock — suspended|false|false
-1|Show|true|false
-1|Send to…|true|false
-2|ws-b|true|false
-1||false|true
-1|Resume|false|false
-1|Stop|false|false
-0|eyes — on ws-b|false|false
-1|Show|false|false
-1|Bring back|false|false
-0|notes — running here|false|false
-1|Show|false|false
-1|Send to…|false|false
-2|ws-b|false|false
-1||false|true
-1|Suspend|false|false
-1|Stop|false|false
+0|clock — suspended|true|false
+0|    Show|true|false
+0|    Send to ws-b|true|false
+0|    Resume|false|false
+0|    Stop|false|false
+0||false|true
+0|eyes — on ws-b|true|false
+0|    Show|false|false
+0|    Bring back|false|false
+0||false|true
+0|notes — running here|true|false
+0|    Show|false|false
+0|    Send to ws-b|false|false
+0|    Suspend|false|false
+0|    Stop|false|false
 0||false|true
 0|Run app…|false|false
 0|Devices…|false|false
@@ -169,18 +167,18 @@ func TestTrayMenu(t *testing.T) {
 	// The items do what they say.
 	find := func(items []*fyne.MenuItem, label string) *fyne.MenuItem {
 		for _, it := range items {
-			if it.Label == label {
+			if strings.TrimSpace(it.Label) == label {
 				return it
 			}
 		}
 		t.Fatalf("no item %q", label)
 		return nil
 	}
-	notes := find(menu.Items, "notes — running here").ChildMenu.Items
-	find(find(notes, "Send to…").ChildMenu.Items, "ws-b").Action()
+	notes := appGroup(menu.Items, "notes — running here")
+	find(notes, "Send to ws-b").Action()
 	find(notes, "Suspend").Action()
-	find(find(menu.Items, "eyes — on ws-b").ChildMenu.Items, "Bring back").Action()
-	find(find(menu.Items, "clock — suspended").ChildMenu.Items, "Resume").Action()
+	find(appGroup(menu.Items, "eyes — on ws-b"), "Bring back").Action()
+	find(appGroup(menu.Items, "clock — suspended"), "Resume").Action()
 	find(menu.Items, "Run app…").Action()
 	if w := []string{"send notes " + testID(2).String(), "suspend notes", "back eyes", "resume clock", "run"}; !equal(got, w) {
 		t.Errorf("actions %q, want %q", got, w)
@@ -189,11 +187,22 @@ func TestTrayMenu(t *testing.T) {
 	// While notes moves its items are disabled and its label says so.
 	m.Apply(app.Event{Type: app.EventHandoff, Handoff: &app.HandoffEvent{App: "notes", Peer: "ws-b", Direction: "out", Phase: "final"}})
 	menu = trayMenu(m.State(), do)
-	it := find(menu.Items, "notes — moving to ws-b — 66%")
-	for _, sub := range it.ChildMenu.Items {
-		if !sub.IsSeparator && !sub.Disabled {
-			t.Errorf("%q enabled during a handoff", sub.Label)
+	moving := appGroup(menu.Items, "notes — moving to ws-b — 66%")
+	if len(moving) == 0 {
+		t.Errorf("no notes during the handoff:\n%s", menuSignature(menu))
+	}
+	for _, it := range moving {
+		if !it.Disabled {
+			t.Errorf("%q enabled during a handoff", it.Label)
 		}
+	}
+
+	// Before the first attempt to reach the daemon: do not say it is not
+	// running yet.
+	menu = trayMenu(NewModel().State(), do)
+	if sig := menuSignature(menu); menu.Items[0].Label != "Connecting to the Handoff daemon…" ||
+		strings.Contains(sig, "not running") || !find(menu.Items, "Run app…").Disabled {
+		t.Errorf("menu before connecting:\n%s", sig)
 	}
 
 	// Without the daemon: say so, and nothing to run.
@@ -202,11 +211,45 @@ func TestTrayMenu(t *testing.T) {
 	if menu.Items[0].Label != "Handoff daemon not running" || !find(menu.Items, "Run app…").Disabled {
 		t.Errorf("disconnected menu:\n%s", menuSignature(menu))
 	}
+	// The apps still run and stay listed, but nothing can be done to them.
+	if it := find(menu.Items, "clock — suspended"); it == nil {
+		t.Errorf("apps gone from the disconnected menu:\n%s", menuSignature(menu))
+	}
+	for _, header := range []string{"clock — suspended", "eyes — on ws-b", "notes — running here"} {
+		group := appGroup(menu.Items, header)
+		if len(group) == 0 {
+			t.Errorf("no %s in the disconnected menu:\n%s", header, menuSignature(menu))
+		}
+		for _, it := range group {
+			if !it.Disabled {
+				t.Errorf("%s: %q enabled without the daemon", header, it.Label)
+			}
+		}
+	}
 	// No apps, no peers.
 	m.Reset(Snapshot{Self: app.Identity{Name: "ws-a", Short: "AAAAAAA"}})
 	if sig := menuSignature(trayMenu(m.State(), do)); !strings.Contains(sig, "0|No apps yet|true|false") {
 		t.Errorf("empty menu:\n%s", sig)
 	}
+}
+
+// appGroup returns an app's items in the tray menu: those after its
+// header (its name and status) up to the next separator.
+func appGroup(items []*fyne.MenuItem, header string) []*fyne.MenuItem {
+	for i, it := range items {
+		if it.Label != header {
+			continue
+		}
+		var group []*fyne.MenuItem
+		for _, g := range items[i+1:] {
+			if g.IsSeparator {
+				break
+			}
+			group = append(group, g)
+		}
+		return group
+	}
+	return nil
 }
 
 // TestTrayMenuFollowsModel: the tray's menu is rebuilt when the model
@@ -222,6 +265,51 @@ func TestTrayMenuFollowsModel(t *testing.T) {
 	m.Apply(app.Event{Type: app.EventApp, App: running("calc")})
 	if !strings.Contains(tr.menuSig, "calc — running here") {
 		t.Errorf("menu not rebuilt after an app started:\n%s", tr.menuSig)
+	}
+}
+
+// lateTray stands for Fyne's desktop driver, which starts the
+// StatusNotifier item only once its event loop runs and then publishes the
+// first menu it was given, after any later SetSystemTrayMenu calls.
+type lateTray struct {
+	fyne.App
+	first, last *fyne.Menu
+}
+
+func (l *lateTray) SetSystemTrayMenu(m *fyne.Menu) {
+	if l.first == nil {
+		l.first = m
+	}
+	l.last = m
+}
+func (l *lateTray) SetSystemTrayIcon(fyne.Resource) {}
+func (l *lateTray) SetSystemTrayWindow(fyne.Window) {}
+
+// TestTrayMenuBeforeTheLoop: the menu made before the first connection is
+// the one Fyne publishes when its loop starts; it must show the state the
+// tray has by then, not the state it had when it was made.
+func TestTrayMenuBeforeTheLoop(t *testing.T) {
+	a := test.NewApp()
+	t.Cleanup(a.Quit)
+	late := &lateTray{App: a}
+	m := NewModel()
+	tr := NewTray(late, m, Options{Actions: &fakeActions{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	t.Cleanup(tr.Close)
+	tr.Start(true, false)
+	if sig := menuSignature(late.first); !strings.Contains(sig, "0|Connecting to the Handoff daemon…|true|false") ||
+		strings.Contains(sig, "not running") {
+		t.Errorf("menu before any connection:\n%s", sig)
+	}
+	m.Reset(testSnapshot())
+	if sig := menuSignature(late.first); !strings.Contains(sig, "0|This device: ws-a|true|false") ||
+		!strings.Contains(sig, "notes — running here") {
+		t.Errorf("the first menu, published after the first connection:\n%s", sig)
+	}
+	m.Disconnected(errors.New("connection refused"))
+	m.Reset(testSnapshot())
+	m.Apply(app.Event{Type: app.EventApp, App: running("calc")})
+	if late.last != late.first || !strings.Contains(menuSignature(late.first), "calc — running here") {
+		t.Errorf("after a reconnection and an event:\n%s", menuSignature(late.first))
 	}
 }
 
@@ -306,6 +394,26 @@ func TestDevicesDragAndDrop(t *testing.T) {
 	m.Apply(app.Event{Type: app.EventHandoff, Handoff: &app.HandoffEvent{App: "notes", Peer: "ws-b", Direction: "out", Phase: "done"}})
 	if tile := d.tiles["notes"]; tile == nil || tile.moving.Visible() || tile.status.Text != "on ws-b" {
 		t.Errorf("tile after the handoff: %+v", tile)
+	}
+}
+
+// TestDevicesWindowConnecting: opened before the tray reached the daemon,
+// the window does not claim the daemon is not running until an attempt
+// failed.
+func TestDevicesWindowConnecting(t *testing.T) {
+	tr, m, _ := newTestTray(t, false)
+	tr.Start(false, true)
+	d := tr.devices
+	if d.banner.Visible() || d.self.Text != "Connecting to the Handoff daemon…" {
+		t.Errorf("before connecting: banner %v, %q", d.banner.Visible(), d.self.Text)
+	}
+	m.Disconnected(errors.New("connection refused"))
+	if !d.banner.Visible() || d.self.Text != "Not connected" {
+		t.Errorf("after a failed attempt: banner %v, %q", d.banner.Visible(), d.self.Text)
+	}
+	m.Reset(testSnapshot())
+	if d.banner.Visible() || !strings.HasPrefix(d.self.Text, "This device: ws-a") {
+		t.Errorf("connected: banner %v, %q", d.banner.Visible(), d.self.Text)
 	}
 }
 

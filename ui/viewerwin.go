@@ -185,6 +185,8 @@ func (v *viewerWindow) update(s State) {
 		machine = "this device"
 	}
 	switch {
+	case s.Connecting():
+		v.where.SetText("connecting…")
 	case !s.Connected:
 		v.where.SetText("daemon not running")
 	case !ok:
