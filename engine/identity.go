@@ -21,7 +21,7 @@ type User struct {
 	UID    int     `json:"uid"`
 	GID    int     `json:"gid"`
 	Groups []Group `json:"groups,omitempty"` // supplementary groups
-	Home   string  `json:"home"`            // inside the container
+	Home   string  `json:"home"`             // inside the container
 	Shell  string  `json:"shell,omitempty"`
 }
 
