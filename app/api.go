@@ -40,8 +40,23 @@ type Status struct {
 	Apps     int              `json:"apps"`
 }
 
-// RunRequest is the body of POST /v0/apps.
-type RunRequest = engine.Spec
+// RunRequest is the body of POST /v0/apps. The app runs as the caller
+// (from the socket's peer credentials), unless root asks otherwise.
+type RunRequest struct {
+	Name        string   `json:"name"`
+	Args        []string `json:"args"`
+	Env         []string `json:"env,omitempty"` // e.g. the caller's LANG
+	Width       int      `json:"width,omitempty"`
+	Height      int      `json:"height,omitempty"`
+	Depth       int      `json:"depth,omitempty"`
+	MemoryLimit int64    `json:"memory_limit,omitempty"` // bytes
+	// As names the user the app runs as: only root may name another user,
+	// or root itself.
+	As string `json:"as,omitempty"`
+	// SudoUser is $SUDO_USER of a root caller that names nobody: the
+	// user who ran `sudo handoff run …` gets the app.
+	SudoUser string `json:"sudo_user,omitempty"`
+}
 
 // apiError is the body of every error response.
 type apiError struct {
@@ -138,16 +153,13 @@ func (h *handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) serveApps(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, h.d.engine.List())
+	writeJSON(w, http.StatusOK, visible(r.Context(), h.d.engine.List()))
 }
 
 func (h *handler) serveApp(w http.ResponseWriter, r *http.Request) {
-	info, err := h.d.engine.Get(r.PathValue("name"))
-	if err != nil {
-		h.writeEngineError(w, err)
-		return
+	if info, ok := h.ownApp(w, r); ok {
+		writeJSON(w, http.StatusOK, info)
 	}
-	writeJSON(w, http.StatusOK, info)
 }
 
 func (h *handler) serveRun(w http.ResponseWriter, r *http.Request) {
@@ -158,7 +170,20 @@ func (h *handler) serveRun(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "cannot read the request: "+err.Error())
 		return
 	}
-	info, err := h.d.engine.Run(r.Context(), req)
+	c, ok := callerOf(r.Context())
+	if !ok {
+		writeError(w, http.StatusForbidden, "forbidden", "the daemon cannot tell who you are (no peer credentials)")
+		return
+	}
+	user, err := appUser(c, req.As, req.SudoUser)
+	if err != nil {
+		h.writeEngineError(w, err)
+		return
+	}
+	info, err := h.d.engine.Run(r.Context(), engine.Spec{
+		Name: req.Name, Args: req.Args, Env: req.Env, User: user,
+		Width: req.Width, Height: req.Height, Depth: req.Depth, MemoryLimit: req.MemoryLimit,
+	})
 	if err != nil {
 		h.writeEngineError(w, err)
 		return
@@ -184,6 +209,9 @@ func contextWithoutCancel(r *http.Request) context.Context { return context.With
 // the client goes away: half a checkpoint helps nobody.
 func (h *handler) lifecycle(w http.ResponseWriter, r *http.Request, op func(context.Context, string) error) {
 	name := r.PathValue("name")
+	if _, ok := h.ownApp(w, r); !ok {
+		return
+	}
 	if err := op(context.WithoutCancel(r.Context()), name); err != nil {
 		h.writeEngineError(w, err)
 		return
@@ -196,6 +224,9 @@ func (h *handler) lifecycle(w http.ResponseWriter, r *http.Request, op func(cont
 }
 
 func (h *handler) serveHandles(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.ownApp(w, r); !ok {
+		return
+	}
 	m, err := h.d.engine.Handles(r.Context(), r.PathValue("name"))
 	if err != nil {
 		h.writeEngineError(w, err)
@@ -205,12 +236,15 @@ func (h *handler) serveHandles(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) serveScreenshot(w http.ResponseWriter, r *http.Request) {
-	path, err := h.d.engine.FramebufferPath(r.PathValue("name"))
+	if _, ok := h.ownApp(w, r); !ok {
+		return
+	}
+	f, err := h.d.engine.OpenFramebuffer(r.PathValue("name"))
 	if err != nil {
 		h.writeEngineError(w, err)
 		return
 	}
-	img, err := fb.SnapshotFile(path)
+	img, err := fb.SnapshotOf(f)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", "read the app's display: "+err.Error())
 		return
@@ -228,6 +262,7 @@ func (h *handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "internal", "streaming unsupported")
 		return
 	}
+	who, _ := callerOf(r.Context())
 	ch, cancel := h.d.events.subscribe()
 	defer cancel()
 	w.Header().Set("Content-Type", "application/x-ndjson")
@@ -242,6 +277,9 @@ func (h *handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case ev := <-ch:
+			if ev.User != "" && !who.owns(ev.User) {
+				continue
+			}
 			if err := enc.Encode(ev); err != nil {
 				return
 			}
@@ -262,6 +300,10 @@ func (h *handler) writeEngineError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
 		status, code = http.StatusNotFound, "not_found"
+	case errors.Is(err, errForbidden):
+		status, code = http.StatusForbidden, "forbidden"
+	case errors.Is(err, engine.ErrNoSuchUser):
+		status, code = http.StatusBadRequest, "no_such_user"
 	case errors.Is(err, engine.ErrInvalidName), errors.Is(err, engine.ErrInvalidSpec):
 		status, code = http.StatusBadRequest, "bad_request"
 	case errors.Is(err, engine.ErrExists):

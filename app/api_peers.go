@@ -88,6 +88,9 @@ func (h *handler) serveSend(w http.ResponseWriter, r *http.Request) {
 	if h.servePeersNotReady(w) {
 		return
 	}
+	if _, ok := h.ownApp(w, r); !ok {
+		return
+	}
 	var req SendRequest
 	if err := decodeJSON(r, &req); err != nil || req.Peer == "" {
 		writeError(w, http.StatusBadRequest, "bad_request", "say which peer to send to")
@@ -107,7 +110,8 @@ func (h *handler) serveBringBack(w http.ResponseWriter, r *http.Request) {
 	if h.servePeersNotReady(w) {
 		return
 	}
-	if err := h.d.peers.bringBack(contextWithoutCancel(r), r.PathValue("name")); err != nil {
+	c, _ := callerOf(r.Context())
+	if err := h.d.peers.bringBack(contextWithoutCancel(r), r.PathValue("name"), c); err != nil {
 		h.writeSendError(w, err)
 		return
 	}
@@ -135,14 +139,28 @@ func (h *handler) serveRemote(w http.ResponseWriter, r *http.Request) {
 	if h.servePeersNotReady(w) {
 		return
 	}
-	writeJSON(w, http.StatusOK, h.d.peers.remoteApps())
+	c, _ := callerOf(r.Context())
+	var mine []RemoteApp
+	for _, a := range h.d.peers.remoteApps() {
+		if c.owns(a.User) {
+			mine = append(mine, a)
+		}
+	}
+	writeJSON(w, http.StatusOK, append([]RemoteApp{}, mine...))
 }
 
 func (h *handler) serveRequests(w http.ResponseWriter, r *http.Request) {
 	if h.servePeersNotReady(w) {
 		return
 	}
-	writeJSON(w, http.StatusOK, h.d.peers.pending())
+	c, _ := callerOf(r.Context())
+	mine := []HandoffRequest{}
+	for _, req := range h.d.peers.pending() {
+		if req.User == "" || c.owns(req.User) {
+			mine = append(mine, req)
+		}
+	}
+	writeJSON(w, http.StatusOK, mine)
 }
 
 func (h *handler) serveAnswer(ok bool) http.HandlerFunc {
@@ -154,7 +172,8 @@ func (h *handler) serveAnswer(ok bool) http.HandlerFunc {
 		if ok && h.d.peers.requestKind(r.PathValue("id")) == "pair" && !h.requireAdmin(w, r, "handoff accept "+r.PathValue("id")) {
 			return
 		}
-		if err := h.d.peers.answer(r.PathValue("id"), ok); err != nil {
+		c, _ := callerOf(r.Context())
+		if err := h.d.peers.answer(r.PathValue("id"), ok, c); err != nil {
 			h.writeEngineError(w, err)
 			return
 		}

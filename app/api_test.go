@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"github.com/handoff/handoff/internal/testutil"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,7 +19,7 @@ import (
 // container is started by these tests.
 func newTestHandler(t testing.TB) *handler {
 	t.Helper()
-	eng, err := engine.New(engine.Config{StateDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	eng, err := engine.New(engine.Config{StateDir: testutil.StateDir(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,9 +50,12 @@ func TestAPIErrors(t *testing.T) {
 		{"screenshot unknown", "GET", "/v0/apps/nope/screenshot", "", nil, false, 404, "no such app"},
 		{"bad json", "POST", "/v0/apps", "{not json", nil, true, 400, "cannot read the request"},
 		{"unknown field", "POST", "/v0/apps", `{"name":"a","args":["x"],"bogus":1}`, nil, true, 400, "unknown field"},
-		{"bad name", "POST", "/v0/apps", `{"name":"../etc","args":["xterm"]}`, nil, true, 400, "invalid app name"},
-		{"no command", "POST", "/v0/apps", `{"name":"a"}`, nil, true, 400, "no command given"},
-		{"bad display", "POST", "/v0/apps", `{"name":"a","args":["x"],"width":-5}`, nil, true, 400, "out of range"},
+		{"bad name", "POST", "/v0/apps", `{"name":"../etc","args":["xterm"],"as":"root"}`, nil, true, 400, "invalid app name"},
+		{"no command", "POST", "/v0/apps", `{"name":"a","as":"root"}`, nil, true, 400, "no command given"},
+		{"bad display", "POST", "/v0/apps", `{"name":"a","args":["x"],"width":-5,"as":"root"}`, nil, true, 400, "out of range"},
+		{"root names no user", "POST", "/v0/apps", `{"name":"a","args":["x"]}`, nil, true, 400, "pass --as USER"},
+		{"no such user", "POST", "/v0/apps", `{"name":"a","args":["x"],"as":"nobody-here"}`, nil, true, 400, "no such user"},
+		{"reserved env", "POST", "/v0/apps", `{"name":"a","args":["x"],"as":"root","env":["HANDOFF_UID=0"]}`, nil, true, 400, "reserved"},
 		{"huge body", "POST", "/v0/apps", `{"name":"` + strings.Repeat("a", 2<<20) + `"}`, nil, true, 400, "too large"},
 		{"write without creds", "POST", "/v0/apps", `{"name":"a","args":["x"]}`, nil, false, 403, "root or membership"},
 		{"browser origin", "GET", "/v0/apps", "", map[string]string{"Origin": "http://evil.example"}, true, 403, "browsers"},

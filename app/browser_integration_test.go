@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/handoff/handoff/internal/testutil"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -77,7 +78,7 @@ func TestBrowserViewer(t *testing.T) {
 	net := testnet.New(t, "a")
 	a := startWorkstation(t, net.Host("a"), "ws-a")
 	ctx := context.Background()
-	if _, err := a.client.Run(ctx, RunRequest{Name: "notes", Args: []string{"xterm", "-geometry", "80x24+0+0"}, Width: 800, Height: 600}); err != nil {
+	if _, err := a.client.Run(ctx, RunRequest{As: testutil.AppUser(t), Name: "notes", Args: []string{"xterm", "-geometry", "80x24+0+0"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)

@@ -42,7 +42,7 @@ func init() {
 	commands = []command{
 		{"daemon", "[--state-dir DIR] [--listen ADDR] [--name N] [--no-mdns] [--log-level L]", "run the daemon (root)", runDaemon},
 		{"tray", "[--devices] [--hotkey KEYS] [--no-hotkey]", "the desktop tray: menu, Devices window, viewer windows (as the desktop user)", runTray},
-		{"run", "[--name N] [--size WxH] [--memory BYTES] -- CMD [ARG…]", "start an app in its own container", runRun},
+		{"run", "[--name N] [--size WxH] [--memory BYTES] [--as USER] -- CMD [ARG…]", "start an app in its own container, as you (root: --as USER, or --as root)", runRun},
 		{"ls", "[--json]", "list apps", runLs},
 		{"handles", "NAME [--json]", "show the handles an app holds and whether each can move", runHandles},
 		{"screenshot", "NAME OUT.png", "save the app's display as PNG", runScreenshot},
@@ -186,6 +186,7 @@ func runRun(ctx context.Context, env *cliEnv, args []string) error {
 	name := fs.String("name", "", "the app's name (default: the command's name)")
 	size := fs.String("size", "", "display size WxH (default 1280x800)")
 	memory := fs.String("memory", "", "memory limit, e.g. 2G (default 4G)")
+	as := fs.String("as", "", "the user the app runs as (only root may name another user, or root)")
 	// The command's own flags follow it: stop at the first positional (or --).
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
@@ -198,7 +199,10 @@ func runRun(ctx context.Context, env *cliEnv, args []string) error {
 	if len(cmd) == 0 {
 		return usageError{"no command given"}
 	}
-	req := RunRequest{Name: *name, Args: cmd}
+	req := RunRequest{Name: *name, Args: cmd, As: *as, Env: LocaleEnv(os.Environ())}
+	if os.Geteuid() == 0 {
+		req.SudoUser = os.Getenv("SUDO_USER")
+	}
 	if req.Name == "" {
 		req.Name = filepath.Base(cmd[0])
 	}

@@ -166,10 +166,10 @@ func (d *Daemon) appChanged(info engine.Info) {
 		d.peers.forgetReceived(info.Name) // it left or ended: nobody's to bring back
 	}
 	if info.State == "" {
-		d.events.publish(Event{Type: EventAppRemoved, App: &info})
+		d.events.publish(Event{Type: EventAppRemoved, App: &info, User: info.User})
 		return
 	}
-	d.events.publish(Event{Type: EventApp, App: &info})
+	d.events.publish(Event{Type: EventApp, App: &info, User: info.User})
 }
 
 // listenSocket creates the API socket: mode 0660, group handoff when that

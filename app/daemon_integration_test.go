@@ -5,6 +5,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"github.com/handoff/handoff/internal/testutil"
 	"image/png"
 	"io"
 	"log/slog"
@@ -34,7 +35,7 @@ func startTestDaemon(t *testing.T, stateDir, socket string) *Daemon {
 // TestDaemonLifecycle drives a real daemon through the client the CLI and the
 // tray use: run, events, handles, screenshot, suspend, resume, restart, stop.
 func TestDaemonLifecycle(t *testing.T) {
-	dir := t.TempDir()
+	dir := testutil.StateDir(t)
 	state, socket := filepath.Join(dir, "state"), filepath.Join(dir, "handoff.sock")
 	d := startTestDaemon(t, state, socket)
 	closed := false
@@ -56,14 +57,14 @@ func TestDaemonLifecycle(t *testing.T) {
 		t.Fatalf("first event %+v, want hello", ev)
 	}
 
-	info, err := c.Run(ctx, RunRequest{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600})
+	info, err := c.Run(ctx, RunRequest{As: testutil.AppUser(t), Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info.State != engine.StateRunning || info.PID == 0 || info.Width != 800 {
 		t.Fatalf("run returned %+v", info)
 	}
-	if _, err := c.Run(ctx, RunRequest{Name: "notes", Args: []string{"xterm"}}); err == nil {
+	if _, err := c.Run(ctx, RunRequest{As: testutil.AppUser(t), Name: "notes", Args: []string{"xterm"}}); err == nil {
 		t.Fatal("a second app with the same name was accepted")
 	}
 
@@ -148,7 +149,7 @@ func TestDaemonLifecycle(t *testing.T) {
 }
 
 func TestDaemonRefusesSecondInstance(t *testing.T) {
-	dir := t.TempDir()
+	dir := testutil.StateDir(t)
 	socket := filepath.Join(dir, "handoff.sock")
 	d := startTestDaemon(t, filepath.Join(dir, "a"), socket)
 	defer d.Close()

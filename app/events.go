@@ -26,6 +26,9 @@ type Event struct {
 	Change  string          `json:"change,omitempty"`
 	Handoff *HandoffEvent   `json:"handoff,omitempty"`
 	Request *HandoffRequest `json:"request,omitempty"`
+	// User is whose app the event is about: only that user (and root)
+	// sees it. Empty for events about devices, which everyone sees.
+	User string `json:"user,omitempty"`
 }
 
 // hub fans events out to subscribers. A subscriber that does not keep up

@@ -66,6 +66,7 @@ type HandoffRequest struct {
 	Kind   string             `json:"kind"`           // "handoff", "pair", or "pair-cancelled"
 	Code   string             `json:"code,omitempty"` // pairing: compare with the other screen
 	App    string             `json:"app,omitempty"`
+	User   string             `json:"user,omitempty"` // whose app it is: only they (and root) answer
 	From   string             `json:"from"`
 	FromID discovery.DeviceID `json:"from_id"`
 	Since  time.Time          `json:"since"`
@@ -74,6 +75,7 @@ type HandoffRequest struct {
 // RemoteApp is an app this device handed to a peer.
 type RemoteApp struct {
 	Name     string             `json:"name"`
+	User     string             `json:"user"` // whose app it is
 	PeerID   discovery.DeviceID `json:"peer_id"`
 	PeerName string             `json:"peer_name"`
 	Since    time.Time          `json:"since"`
@@ -82,6 +84,7 @@ type RemoteApp struct {
 // HandoffEvent reports a handoff in progress (event type "handoff").
 type HandoffEvent struct {
 	App       string        `json:"app"`
+	User      string        `json:"user,omitempty"` // whose app it is
 	Peer      string        `json:"peer"`
 	PeerID    string        `json:"peer_id,omitempty"`
 	Direction string        `json:"direction"` // "out" or "in"
@@ -172,7 +175,7 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 				Finished: time.Now().UTC(), Outcome: "done", PhasesMS: map[string]int64{"assemble": c.AssembleMillis, "restore": c.RestoreMillis}})
 		},
 		Progress: func(o migration.Offer, phase string, err error) {
-			ev := HandoffEvent{App: o.Spec.Name, Peer: o.From, Direction: "in", Phase: phase}
+			ev := HandoffEvent{App: o.Spec.Name, User: o.Spec.User.Name, Peer: o.From, Direction: "in", Phase: phase}
 			if err != nil {
 				ev.Error = err.Error()
 			}
@@ -181,7 +184,7 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 				delete(p.arriving, o.Spec.Name)
 				p.mu.Unlock()
 			}
-			d.events.publish(Event{Type: EventHandoff, Handoff: &ev})
+			d.events.publish(Event{Type: EventHandoff, Handoff: &ev, User: ev.User})
 		}}
 	p.sender = &migration.Sender{Engine: d.engine, From: id.Name, WorkDir: work, Log: d.log}
 
@@ -303,7 +306,14 @@ func (p *peers) send(ctx context.Context, name, to string) (migration.Result, er
 	if err != nil {
 		return migration.Result{}, err
 	}
-	ev := HandoffEvent{App: name, Peer: v.Name, PeerID: v.ID.String(), Direction: "out"}
+	spec, err := p.d.engine.Spec(name)
+	if err != nil {
+		return migration.Result{}, err
+	}
+	if spec.User.IsRoot() {
+		return migration.Result{}, fmt.Errorf("send %q: %w", name, engine.ErrRootApp)
+	}
+	ev := HandoffEvent{App: name, User: spec.User.Name, Peer: v.Name, PeerID: v.ID.String(), Direction: "out"}
 	started := time.Now()
 	res, err := p.sender.Send(ctx, name, migration.Peer{
 		HTTP: p.id.Client(v.ID), Base: "https://" + v.Endpoint() + peerHandoffPrefix, Name: v.Name,
@@ -313,21 +323,21 @@ func (p *peers) send(ctx context.Context, name, to string) (migration.Result, er
 			return // announced once the app is on record as remote
 		}
 		e := ev
-		p.d.events.publish(Event{Type: EventHandoff, Handoff: &e})
+		p.d.events.publish(Event{Type: EventHandoff, Handoff: &e, User: e.User})
 	})
 	p.history.add(recordOf(name, "out", v.Name, started, res, err))
 	if err != nil {
 		ev.Phase, ev.Error = migration.PhaseRollback, err.Error()
-		p.d.events.publish(Event{Type: EventHandoff, Handoff: &ev})
+		p.d.events.publish(Event{Type: EventHandoff, Handoff: &ev, User: ev.User})
 		return res, fmt.Errorf("send %q to %s: %w", name, v.Name, err)
 	}
 	p.mu.Lock()
-	p.remote[name] = RemoteApp{Name: name, PeerID: v.ID, PeerName: v.Name, Since: time.Now().UTC()}
+	p.remote[name] = RemoteApp{Name: name, User: spec.User.Name, PeerID: v.ID, PeerName: v.Name, Since: time.Now().UTC()}
 	p.mu.Unlock()
 	p.saveRemote() // the engine's release already announced the app's removal here
 	// Only now: a client told "done" may at once bring the app back.
 	ev.Phase = migration.PhaseDone
-	p.d.events.publish(Event{Type: EventHandoff, Handoff: &ev})
+	p.d.events.publish(Event{Type: EventHandoff, Handoff: &ev, User: ev.User})
 	return res, nil
 }
 
@@ -346,7 +356,7 @@ func (p *peers) accept(ctx context.Context, o migration.Offer) error {
 	// (clients show its short ID beside): what the peer calls itself in
 	// its offer is only its word.
 	req := &pendingRequest{HandoffRequest: HandoffRequest{
-		Kind: "handoff", App: o.Spec.Name, From: t.Name, FromID: from, Since: time.Now().UTC(),
+		Kind: "handoff", App: o.Spec.Name, User: o.Spec.User.Name, From: t.Name, FromID: from, Since: time.Now().UTC(),
 	}, answer: make(chan bool, 1)}
 	p.mu.Lock()
 	req.ID = p.newRequestIDLocked(o.Spec.Name)
@@ -358,7 +368,7 @@ func (p *peers) accept(ctx context.Context, o migration.Offer) error {
 		p.mu.Unlock()
 	}()
 	hr := req.HandoffRequest
-	p.d.events.publish(Event{Type: EventRequest, Request: &hr})
+	p.d.events.publish(Event{Type: EventRequest, Request: &hr, User: hr.User})
 	select {
 	case ok := <-req.answer:
 		if ok {
@@ -372,10 +382,13 @@ func (p *peers) accept(ctx context.Context, o migration.Offer) error {
 	}
 }
 
-func (p *peers) answer(id string, ok bool) error {
+func (p *peers) answer(id string, ok bool, c caller) error {
 	p.mu.Lock()
 	req := p.requests[id]
 	p.mu.Unlock()
+	if req != nil && req.User != "" && !c.owns(req.User) {
+		req = nil // another user's request: not theirs to answer
+	}
 	if req == nil {
 		return fmt.Errorf("%w: no pending handoff request %q (`handoff requests` lists them)", engine.ErrNotFound, id)
 	}
@@ -414,11 +427,11 @@ func (p *peers) remoteApps() []RemoteApp {
 }
 
 // bringBack asks the peer running app name (handed off from here) to send it back.
-func (p *peers) bringBack(ctx context.Context, name string) error {
+func (p *peers) bringBack(ctx context.Context, name string, c caller) error {
 	p.mu.Lock()
 	r, ok := p.remote[name]
 	p.mu.Unlock()
-	if !ok {
+	if !ok || !c.owns(r.User) {
 		return fmt.Errorf("%w: %q was not handed to another device from here", engine.ErrNotFound, name)
 	}
 	v, err := p.find(r.PeerID.String())

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 
@@ -26,8 +28,8 @@ type ViewAnswer struct {
 }
 
 // streams keeps a stream host for each app that has viewers. A host is
-// bound to one incarnation of the app: its framebuffer path names the
-// container's init, which changes with every restore.
+// bound to one incarnation of the app: the PID of its container's init,
+// which changes with every restore.
 type streams struct {
 	d     *Daemon
 	mu    sync.Mutex
@@ -36,7 +38,7 @@ type streams struct {
 
 type streamHost struct {
 	*stream.Host
-	framebuffer string
+	pid int
 }
 
 func newStreams(d *Daemon) *streams {
@@ -52,21 +54,17 @@ func (s *streams) answer(ctx context.Context, name, offer string) (string, error
 	if info.State != engine.StateRunning {
 		return "", &engine.StateError{App: name, Op: "show", State: info.State}
 	}
-	fbPath, err := s.d.engine.FramebufferPath(name)
-	if err != nil {
-		return "", err
-	}
-	sock, err := s.d.engine.DisplaySocket(name)
-	if err != nil {
-		return "", err
-	}
 	s.mu.Lock()
 	h := s.hosts[name]
-	if h == nil || h.framebuffer != fbPath {
+	if h == nil || h.pid != info.PID {
 		if h != nil {
 			go h.Close()
 		}
-		h = &streamHost{Host: stream.NewHost(stream.HostConfig{Framebuffer: fbPath, Display: sock, Logger: s.d.log.With("app", name)}), framebuffer: fbPath}
+		display := stream.Display{
+			OpenFramebuffer: func() (*os.File, error) { return s.d.engine.OpenFramebuffer(name) },
+			Dial:            func(ctx context.Context) (net.Conn, error) { return s.d.engine.DialDisplay(ctx, name) },
+		}
+		h = &streamHost{Host: stream.NewHost(stream.HostConfig{Display: display, Logger: s.d.log.With("app", name)}), pid: info.PID}
 		s.hosts[name] = h
 	}
 	s.mu.Unlock()
@@ -101,15 +99,19 @@ func (s *streams) closeAll() {
 
 // view routes a viewer's offer to wherever the app runs: here, or on the
 // peer it was handed to.
-func (d *Daemon) view(ctx context.Context, name, offer string) (ViewAnswer, error) {
-	if _, err := d.engine.Get(name); err == nil {
+// Only the app's user (or root) may see and type into it.
+func (d *Daemon) view(ctx context.Context, name, offer string, c caller) (ViewAnswer, error) {
+	if info, err := d.engine.Get(name); err == nil {
+		if !c.owns(info.User) {
+			return ViewAnswer{}, errNotYours(name)
+		}
 		ans, err := d.streams.answer(ctx, name, offer)
 		return ViewAnswer{Answer: ans, Where: d.deviceName()}, err
 	}
 	if d.peers == nil {
 		return ViewAnswer{}, fmt.Errorf("%w: no app named %q", engine.ErrNotFound, name)
 	}
-	return d.peers.viewRemote(ctx, name, offer)
+	return d.peers.viewRemote(ctx, name, offer, c)
 }
 
 func (d *Daemon) deviceName() string {
@@ -120,11 +122,11 @@ func (d *Daemon) deviceName() string {
 }
 
 // view asks the peer running app name (handed off from here) for its stream.
-func (p *peers) viewRemote(ctx context.Context, name, offer string) (ViewAnswer, error) {
+func (p *peers) viewRemote(ctx context.Context, name, offer string, c caller) (ViewAnswer, error) {
 	p.mu.Lock()
 	r, ok := p.remote[name]
 	p.mu.Unlock()
-	if !ok {
+	if !ok || !c.owns(r.User) {
 		return ViewAnswer{}, fmt.Errorf("%w: no app named %q here or handed off from here", engine.ErrNotFound, name)
 	}
 	v, err := p.find(r.PeerID.String())
@@ -173,7 +175,8 @@ func (h *handler) serveView(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "a view request carries the viewer's WebRTC offer")
 		return
 	}
-	ans, err := h.d.view(r.Context(), r.PathValue("name"), req.Offer)
+	c, _ := callerOf(r.Context())
+	ans, err := h.d.view(r.Context(), r.PathValue("name"), req.Offer, c)
 	if err != nil {
 		h.writeEngineError(w, err)
 		return

@@ -5,6 +5,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"github.com/handoff/handoff/internal/testutil"
 	"image"
 	"image/draw"
 	"image/png"
@@ -72,7 +73,7 @@ func eventually(t *testing.T, what string, within time.Duration, cond func() boo
 // into it, survives a suspend (its X connection must not block the dump) and
 // reconnects by itself after the resume.
 func TestViewLocal(t *testing.T) {
-	dir := t.TempDir()
+	dir := testutil.StateDir(t)
 	state, socket := filepath.Join(dir, "state"), filepath.Join(dir, "handoff.sock")
 	d := startTestDaemon(t, state, socket)
 	t.Cleanup(func() {
@@ -82,7 +83,7 @@ func TestViewLocal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := NewClient(socket)
-	if _, err := c.Run(ctx, RunRequest{Name: "term", Args: []string{"xterm", "-geometry", "80x24+0+0"}, Width: 800, Height: 600}); err != nil {
+	if _, err := c.Run(ctx, RunRequest{As: testutil.AppUser(t), Name: "term", Args: []string{"xterm", "-geometry", "80x24+0+0"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
 	var whereMu sync.Mutex
@@ -162,7 +163,7 @@ func TestViewAcrossWorkstations(t *testing.T) {
 	if _, err := b.client.Trust(ctx, idA.ID.String(), TrustRequest{AutoAccept: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.client.Run(ctx, RunRequest{Name: "notes", Args: []string{"xterm", "-geometry", "80x24+0+0"}, Width: 800, Height: 600}); err != nil {
+	if _, err := a.client.Run(ctx, RunRequest{As: testutil.AppUser(t), Name: "notes", Args: []string{"xterm", "-geometry", "80x24+0+0"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)

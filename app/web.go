@@ -39,6 +39,7 @@ type web struct {
 
 type webToken struct {
 	app    string
+	who    caller // who asked for the link: the viewer sees with their rights
 	minted time.Time
 	opened bool
 }
@@ -80,8 +81,8 @@ func (d *Daemon) startWeb(listen string) error {
 	return nil
 }
 
-// mint makes a token for app.
-func (w *web) mint(app string) (string, time.Time) {
+// mint makes a token for app, for who.
+func (w *web) mint(app string, who caller) (string, time.Time) {
 	b := make([]byte, 16)
 	rand.Read(b)
 	token := hex.EncodeToString(b)
@@ -98,7 +99,7 @@ func (w *web) mint(app string) (string, time.Time) {
 		}
 		delete(w.tokens, oldest)
 	}
-	w.tokens[token] = &webToken{app: app, minted: now}
+	w.tokens[token] = &webToken{app: app, who: who, minted: now}
 	return token, now.Add(webOpenWithin)
 }
 
@@ -110,8 +111,9 @@ func (w *web) expireLocked(now time.Time) {
 	}
 }
 
-// authorized checks the request's token and returns the app it shows.
-func (w *web) authorized(r *http.Request) (string, bool) {
+// authorized checks the request's token and returns the app it shows and
+// whom it was made for.
+func (w *web) authorized(r *http.Request) (string, caller, bool) {
 	given := r.URL.Query().Get("token")
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -119,14 +121,14 @@ func (w *web) authorized(r *http.Request) (string, bool) {
 	for t, wt := range w.tokens {
 		if subtle.ConstantTimeCompare([]byte(given), []byte(t)) == 1 {
 			wt.opened = true
-			return wt.app, true
+			return wt.app, wt.who, true
 		}
 	}
-	return "", false
+	return "", caller{}, false
 }
 
 func (w *web) servePage(rw http.ResponseWriter, r *http.Request) {
-	if _, ok := w.authorized(r); !ok {
+	if _, _, ok := w.authorized(r); !ok {
 		http.Error(rw, "open this page through `handoff web APP`, which adds an access token (it must be opened within 2 minutes, and works for 12 hours)", http.StatusForbidden)
 		return
 	}
@@ -137,7 +139,7 @@ func (w *web) servePage(rw http.ResponseWriter, r *http.Request) {
 }
 
 func (w *web) serveView(rw http.ResponseWriter, r *http.Request) {
-	app, ok := w.authorized(r)
+	app, who, ok := w.authorized(r)
 	if !ok {
 		writeError(rw, http.StatusForbidden, "forbidden", "missing, wrong or expired access token: get a new link with `handoff web APP`")
 		return
@@ -152,7 +154,7 @@ func (w *web) serveView(rw http.ResponseWriter, r *http.Request) {
 		writeError(rw, http.StatusBadRequest, "bad_request", "a view request carries the browser's WebRTC offer")
 		return
 	}
-	ans, err := w.d.view(r.Context(), app, req.Offer)
+	ans, err := w.d.view(r.Context(), app, req.Offer, who)
 	if err != nil {
 		writeError(rw, http.StatusConflict, "view_failed", err.Error())
 		return
@@ -170,27 +172,29 @@ func (h *handler) serveWeb(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "say which app the link is for: `handoff web APP`")
 		return
 	}
-	if !h.d.knowsApp(app) {
+	who, _ := callerOf(r.Context())
+	if !h.d.knowsApp(app, who) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no app named %q here or handed off from here", app))
 		return
 	}
-	token, expires := h.d.web.mint(app)
+	token, expires := h.d.web.mint(app, who)
 	q := url.Values{"app": {app}, "token": {token}}
 	writeJSON(w, http.StatusOK, WebInfo{URL: fmt.Sprintf("http://%s/?%s", h.d.web.addr, q.Encode()), App: app, Expires: expires.UTC()})
 }
 
-// knowsApp reports whether app runs here or was handed off from here.
-func (d *Daemon) knowsApp(app string) bool {
-	if _, err := d.engine.Get(app); err == nil {
-		return true
+// knowsApp reports whether app, one of who's, runs here or was handed off
+// from here.
+func (d *Daemon) knowsApp(app string, who caller) bool {
+	if info, err := d.engine.Get(app); err == nil {
+		return who.owns(info.User)
 	}
 	if d.peers == nil {
 		return false
 	}
 	d.peers.mu.Lock()
 	defer d.peers.mu.Unlock()
-	_, ok := d.peers.remote[app]
-	return ok
+	r, ok := d.peers.remote[app]
+	return ok && who.owns(r.User)
 }
 
 // Web returns a browser viewer link for app, with its access token.

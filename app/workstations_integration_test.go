@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/handoff/handoff/internal/testutil"
 	"image"
 	"io"
 	"net/http"
@@ -36,7 +37,7 @@ type workstation struct {
 
 func startWorkstation(t testing.TB, h *testnet.Host, name string) *workstation {
 	t.Helper()
-	dir := t.TempDir()
+	dir := testutil.StateDir(t)
 	w := &workstation{name: name, host: h, dir: dir, client: NewClient(filepath.Join(dir, "handoff.sock"))}
 	w.start(t)
 	// Stop its apps before the harness kills the daemon: containers outlive
@@ -168,7 +169,7 @@ func TestTwoWorkstations(t *testing.T) {
 	t.Logf("ws-a saw ws-b after %v", waitPeer(t, a, "ws-b", true, 10*time.Second))
 	waitPeer(t, b, "ws-a", true, 10*time.Second)
 
-	if _, err := a.client.Run(ctx, RunRequest{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+	if _, err := a.client.Run(ctx, RunRequest{As: testutil.AppUser(t), Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
@@ -613,7 +614,7 @@ func TestLinkCutDuringHandoff(t *testing.T) {
 	idB, _ := b.client.ID(ctx)
 	a.client.Trust(ctx, idB.ID.String(), TrustRequest{AutoAccept: true})
 	b.client.Trust(ctx, idA.ID.String(), TrustRequest{AutoAccept: true})
-	if _, err := a.client.Run(ctx, RunRequest{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+	if _, err := a.client.Run(ctx, RunRequest{As: testutil.AppUser(t), Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
 	// A slow link (4 Mbit/s) makes the pre-copy of ~16 MB last ~30 s.
@@ -671,7 +672,7 @@ func TestDestinationKilledMidHandoff(t *testing.T) {
 	idB, _ := b.client.ID(ctx)
 	a.client.Trust(ctx, idB.ID.String(), TrustRequest{AutoAccept: true})
 	b.client.Trust(ctx, idA.ID.String(), TrustRequest{AutoAccept: true})
-	if _, err := a.client.Run(ctx, RunRequest{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+	if _, err := a.client.Run(ctx, RunRequest{As: testutil.AppUser(t), Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
 	// A slow link keeps the pre-copy going long enough to kill ws-b in it.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/handoff/handoff/internal/testutil"
 	"io"
 	"log/slog"
 	"os"
@@ -57,7 +58,7 @@ func benchEngine(b *testing.B, args []string) (suspend, resume time.Duration, im
 	if os.Getenv("HANDOFF_BENCH_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	e, err := New(Config{StateDir: b.TempDir(), Logger: log})
+	e, err := New(Config{StateDir: testutil.StateDir(b), Logger: log})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func benchEngine(b *testing.B, args []string) (suspend, resume time.Duration, im
 	if _, err := e.Criu(ctx); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := e.Run(ctx, Spec{Name: "bench", Args: args, Width: 1024, Height: 768}); err != nil {
+	if _, err := e.Run(ctx, Spec{User: appUser(b), Name: "bench", Args: args, Width: 1024, Height: 768}); err != nil {
 		b.Fatal(err)
 	}
 	defer e.Stop(ctx, "bench")
@@ -100,10 +101,17 @@ type RuncApp struct {
 func StartRunc(tb testing.TB, args []string) *RuncApp {
 	dir := tb.TempDir()
 	d := appDirs{root: filepath.Join(dir, "app")}
-	if err := prepareRootfs(d, "/"); err != nil {
+	root := User{Name: "root", Home: "/root", Shell: "/bin/sh"}
+	if err := makeAppDirs(d, 0); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { unmountRootfs(d) })
+	if err := prepareUpper(d.upper(), upperLayout{user: root, host: hostIDs{Home: "/root"}, base: "/"}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := mountOverlay(d, "/"); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { unmountAll(d) })
 	r := &RuncApp{Dir: dir, Bundle: filepath.Join(dir, "bundle"), ID: "bench-" + strconv.Itoa(os.Getpid()), root: filepath.Join(dir, "runc-state")}
 	os.MkdirAll(r.Bundle, 0o700)
 	if out, err := exec.Command("runc", "spec", "--bundle", r.Bundle).CombinedOutput(); err != nil {
@@ -116,10 +124,10 @@ func StartRunc(tb testing.TB, args []string) *RuncApp {
 	proc["terminal"] = false
 	// The same capabilities as the engine's containers: runc spec's minimal
 	// set has no CAP_CHOWN, and xterm cannot set up its pty without it.
-	caps := toAny(defaultCaps)
+	caps := toAny(rootAppCaps)
 	proc["capabilities"] = map[string]any{"bounding": caps, "effective": caps, "permitted": caps}
 	proc["args"] = append([]any{"/bin/sh", initPath}, toAny(args)...)
-	proc["env"] = toAny(containerEnv(Spec{Name: "bench", Width: 1024, Height: 768, Depth: 24}))
+	proc["env"] = toAny(containerEnv(Spec{Name: "bench", User: root, Width: 1024, Height: 768, Depth: 24}))
 	spec["root"] = map[string]any{"path": d.rootfs(), "readonly": false}
 	mounts := spec["mounts"].([]any)
 	spec["mounts"] = append(mounts, map[string]any{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []any{"nosuid", "nodev", "mode=1777"}})

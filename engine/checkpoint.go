@@ -288,10 +288,13 @@ func (t *restoreTarget) abandon() {
 func (e *Engine) createForRestore(a *app, lazy *exec.Cmd) (*restoreTarget, error) {
 	spec := a.rec.Spec
 	ctr, err := func() (*libcontainer.Container, error) {
-		if err := makeAppDirs(a.dirs); err != nil {
+		if err := makeAppDirs(a.dirs, a.containerRoot()); err != nil {
 			return nil, err
 		}
-		cfg := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec)
+		cfg, err := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec, a.rec.Host)
+		if err != nil {
+			return nil, err
+		}
 		ctr, err := libcontainer.Create(e.runcRoot, spec.Name, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("create container: %w", err)
@@ -317,7 +320,13 @@ func (e *Engine) createForRestore(a *app, lazy *exec.Cmd) (*restoreTarget, error
 		err = createNetns(a.dirs.netns())
 	}
 	if err == nil {
-		err = placeFramebuffer(a.dirs, a.dirs.checkpoint())
+		err = mountSysfs(a.dirs)
+	}
+	if err == nil {
+		err = placeFramebuffer(a.dirs, a.dirs.checkpoint(), a.containerRoot())
+	}
+	if err == nil {
+		err = e.prepareImages(a)
 	}
 	if err != nil {
 		target.abandon()

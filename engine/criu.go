@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 
@@ -23,8 +24,30 @@ type CriuInfo struct {
 	Version int    `json:"version"` // e.g. 40101 for 4.1.1
 	// MemTrack reports soft-dirty tracking; without it incremental pre-dumps do not work.
 	MemTrack bool `json:"mem_track"`
-	// LazyPages reports userfaultfd support for lazy restore.
+	// LazyPages reports userfaultfd support for lazy restore: CRIU's and
+	// the kernel's, for processes in a user namespace of their own (see
+	// lazyInUserns).
 	LazyPages bool `json:"lazy_pages"`
+	// LazyPagesOff says, when CRIU could restore lazily but the kernel does
+	// not let apps' user namespaces do it, why, and what would.
+	LazyPagesOff string `json:"lazy_pages_off,omitempty"`
+}
+
+// lazyInUserns reports whether a process in a user namespace of its own may
+// make a userfaultfd that handles the kernel's faults too, which CRIU's lazy
+// restore needs: only with vm.unprivileged_userfaultfd=1 (Debian's default
+// is 0, and the kernel asks for CAP_SYS_PTRACE of the host otherwise).
+// Handoff does not change that setting: it widens what every local user may
+// do. Without it restores are eager: the app runs once all its memory is in.
+func lazyInUserns() (bool, string) {
+	data, err := os.ReadFile("/proc/sys/vm/unprivileged_userfaultfd")
+	if err != nil {
+		return false, "the kernel has no vm.unprivileged_userfaultfd"
+	}
+	if strings.TrimSpace(string(data)) == "1" {
+		return true, ""
+	}
+	return false, "vm.unprivileged_userfaultfd=0: apps in their own user namespaces restore eagerly (an administrator may set it to 1 for faster restores of large apps)"
 }
 
 // VersionString formats Version as major.minor.sublevel.
@@ -75,8 +98,8 @@ func ProbeCriu(ctx context.Context) (CriuInfo, error) {
 		return info, &CriuError{Check: "version", Detail: fmt.Sprintf("CRIU %s is too old, need 4.0 or newer", info.VersionString())}
 	}
 	feat, err := c.FeatureCheck(&rpc.CriuFeatures{LazyPages: proto.Bool(true)})
-	if err == nil {
-		info.LazyPages = feat.GetLazyPages()
+	if err == nil && feat.GetLazyPages() {
+		info.LazyPages, info.LazyPagesOff = lazyInUserns()
 	}
 	// The RPC feature check reports mem_track from what the kernel advertises;
 	// on these VMs it says yes while soft-dirty bits never get set. The CLI

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -96,10 +97,13 @@ type Spec struct {
 	Name        string   `json:"name"`
 	Args        []string `json:"args"`
 	Env         []string `json:"env,omitempty"`
+	User        User     `json:"user"` // whom it runs as
 	Width       int      `json:"width"`
 	Height      int      `json:"height"`
 	Depth       int      `json:"depth"`
-	MemoryLimit int64    `json:"memory_limit"` // bytes
+	MemoryLimit int64    `json:"memory_limit"`   // bytes
+	Pids        int64    `json:"pids,omitempty"` // most processes and threads at once
+	CPUs        float64  `json:"cpus,omitempty"` // CPU time, in CPUs; 0: no quota
 }
 
 // Defaults for a Spec's zero fields.
@@ -123,7 +127,74 @@ func (s *Spec) fillDefaults() {
 	if s.MemoryLimit == 0 {
 		s.MemoryLimit = DefaultMemoryLimit
 	}
+	if s.Pids == 0 {
+		s.Pids = DefaultPids
+	}
 }
+
+// reservedEnv are variables an app's spec may not set: the container's init
+// reads them as root of the container, before it drops to the app's user.
+var reservedEnv = []string{"HANDOFF_", "LD_"}
+
+// validate checks a spec from anywhere (a local caller, or a peer's offer)
+// against the limits every app has, with words that say what to change.
+func (s *Spec) validate() error {
+	if !ValidName(s.Name) {
+		return fmt.Errorf("%w %q: use letters, digits, '.', '_' or '-' (at most 63)", ErrInvalidName, s.Name)
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%q: %w: %s", s.Name, ErrInvalidSpec, fmt.Sprintf(format, args...))
+	}
+	if len(s.Args) == 0 {
+		return bad("no command given")
+	}
+	if s.Width < 64 || s.Height < 64 || s.Width > 8192 || s.Height > 8192 || (s.Depth != 24 && s.Depth != 16) {
+		return bad("display %dx%dx%d is out of range (64–8192 pixels, depth 16 or 24)", s.Width, s.Height, s.Depth)
+	}
+	if s.MemoryLimit < 64<<20 || s.MemoryLimit > 1<<40 {
+		return bad("memory limit %d is out of range (64 MiB to 1 TiB)", s.MemoryLimit)
+	}
+	if s.Pids < 16 || s.Pids > 1<<20 {
+		return bad("process limit %d is out of range (16 to 1048576)", s.Pids)
+	}
+	if s.CPUs < 0 || s.CPUs > 1024 {
+		return bad("CPU limit %g is out of range (0: none, up to 1024)", s.CPUs)
+	}
+	for _, kv := range s.Env {
+		name, _, ok := strings.Cut(kv, "=")
+		if !ok || name == "" {
+			return bad("environment entry %q is not NAME=VALUE", kv)
+		}
+		for _, r := range reservedEnv {
+			if strings.HasPrefix(name, r) {
+				return bad("the environment variable %s is reserved", name)
+			}
+		}
+	}
+	u := s.User
+	if !validUserName(u.Name) {
+		return bad("no valid user (%q)", u.Name)
+	}
+	if u.UID < 0 || u.GID < 0 || u.UID == overflowID || (u.UID == 0) != (u.Name == "root") {
+		return bad("user %s has ids out of range (uid %d, gid %d)", u.Name, u.UID, u.GID)
+	}
+	if !filepath.IsAbs(u.Home) || filepath.Clean(u.Home) != u.Home || u.Home == "/" {
+		return bad("user %s has no usable home (%q)", u.Name, u.Home)
+	}
+	if len(u.Groups) > idBlock-1 {
+		return bad("user %s is in %d groups; an app may keep at most %d", u.Name, len(u.Groups), idBlock-1)
+	}
+	for _, g := range u.Groups {
+		if g.GID < 0 || g.GID == overflowID || !validUserName(g.Name) {
+			return bad("group %q (%d) of user %s is out of range", g.Name, g.GID, u.Name)
+		}
+	}
+	return nil
+}
+
+var userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}\$?$`)
+
+func validUserName(n string) bool { return userNameRE.MatchString(n) }
 
 // Info is the public view of an app.
 type Info struct {
@@ -137,12 +208,14 @@ type Info struct {
 	ImageBytes  int64     `json:"image_bytes,omitempty"` // size of the checkpoint while suspended
 	Width       int       `json:"width"`
 	Height      int       `json:"height"`
+	User        string    `json:"user"`            // whose app it is
 	Error       string    `json:"error,omitempty"` // the last failure, in words
 }
 
 // record is what the engine persists per app.
 type record struct {
 	Spec       Spec      `json:"spec"`
+	Host       hostIDs   `json:"host"` // the app's user on this machine
 	State      State     `json:"state"`
 	Created    time.Time `json:"created"`
 	Started    time.Time `json:"started,omitzero"`
@@ -223,6 +296,7 @@ type Engine struct {
 	log      *slog.Logger
 	runcRoot string
 	cgroup   string // parent cgroup path of this engine's apps
+	idBase   int    // the first host id of this engine's apps' blocks (userns.go)
 
 	mu   sync.Mutex
 	apps map[string]*app
@@ -262,10 +336,8 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	cfg.StateDir = abs
-	for _, d := range []string{filepath.Join(abs, "apps"), filepath.Join(abs, "runc")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("engine: create %s: %w", d, err)
-		}
+	if err := makeStateDirs(abs); err != nil {
+		return nil, err
 	}
 	sum := sha256.Sum256([]byte(abs))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -274,6 +346,7 @@ func New(cfg Config) (*Engine, error) {
 		log:      cfg.Logger.With("component", "engine"),
 		runcRoot: filepath.Join(abs, "runc"),
 		cgroup:   "/handoff/" + hex.EncodeToString(sum[:4]),
+		idBase:   idBase + int(binary.BigEndian.Uint16(sum[4:6])%idEngines)*idApps*idBlock,
 		apps:     map[string]*app{},
 		hashes:   handles.NewHashCache(),
 		ctx:      ctx,
@@ -349,7 +422,7 @@ func (a *app) info() Info {
 	r := a.rec
 	in := Info{
 		Name: r.Spec.Name, State: r.State, Command: r.Spec.Args, Created: r.Created,
-		Width: r.Spec.Width, Height: r.Spec.Height, Error: r.Error,
+		Width: r.Spec.Width, Height: r.Spec.Height, User: r.Spec.User.Name, Error: r.Error,
 	}
 	if r.State == StateRunning || r.State == StateFrozen {
 		in.PID = r.InitPID
@@ -389,40 +462,22 @@ func (e *Engine) forget(a *app) {
 		e.removeCgroupParents()
 	}
 	if e.cfg.OnChange != nil {
-		e.cfg.OnChange(Info{Name: a.rec.Spec.Name})
+		e.cfg.OnChange(Info{Name: a.rec.Spec.Name, User: a.rec.Spec.User.Name})
 	}
 }
 
 // Run starts an app in a new container and returns once its display is up.
+// The spec names its user (see LookupUser), who must have an account here.
 func (e *Engine) Run(ctx context.Context, spec Spec) (Info, error) {
 	spec.fillDefaults()
-	if !ValidName(spec.Name) {
-		return Info{}, fmt.Errorf("%w %q: use letters, digits, '.', '_' or '-' (at most 63)", ErrInvalidName, spec.Name)
+	if err := spec.validate(); err != nil {
+		return Info{}, fmt.Errorf("run %w", err)
 	}
-	if len(spec.Args) == 0 {
-		return Info{}, fmt.Errorf("run %q: %w: no command given", spec.Name, ErrInvalidSpec)
-	}
-	if spec.Width < 64 || spec.Height < 64 || spec.Width > 8192 || spec.Height > 8192 || (spec.Depth != 24 && spec.Depth != 16) {
-		return Info{}, fmt.Errorf("run %q: %w: display %dx%dx%d is out of range (64–8192 pixels, depth 16 or 24)", spec.Name, ErrInvalidSpec, spec.Width, spec.Height, spec.Depth)
-	}
-	if spec.MemoryLimit < 64<<20 {
-		return Info{}, fmt.Errorf("run %q: %w: memory limit %d is below 64 MiB", spec.Name, ErrInvalidSpec, spec.MemoryLimit)
-	}
-	a := &app{dirs: e.dirsOf(spec.Name), rec: record{Spec: spec, State: StateStarting, Created: time.Now().UTC()}}
-	e.mu.Lock()
-	if _, ok := e.apps[spec.Name]; ok {
-		e.mu.Unlock()
-		return Info{}, fmt.Errorf("run %q: %w; pick another name or `handoff stop %s` first", spec.Name, ErrExists, spec.Name)
-	}
-	e.apps[spec.Name] = a
-	e.mu.Unlock()
-	a.op.Lock()
-	defer a.op.Unlock()
-
-	if err := os.MkdirAll(a.dirs.root, 0o700); err != nil {
-		e.forget(a)
+	a, err := e.add(spec, StateStarting, false)
+	if err != nil {
 		return Info{}, fmt.Errorf("run %q: %w", spec.Name, err)
 	}
+	defer a.op.Unlock()
 	e.update(a, func(*record) {})
 	if err := e.start(ctx, a); err != nil {
 		e.removeAll(a)
@@ -431,6 +486,55 @@ func (e *Engine) Run(ctx context.Context, spec Spec) (Info, error) {
 	}
 	e.warmHandles(spec.Name)
 	return a.info(), nil
+}
+
+// add registers a new app in state with its user's account here and a
+// block of ids of its own, and returns it with its operation lock held.
+func (e *Engine) add(spec Spec, state State, arriving bool) (*app, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.apps[spec.Name]; ok {
+		return nil, fmt.Errorf("%w; pick another name or `handoff stop %s` first", ErrExists, spec.Name)
+	}
+	used := map[int]bool{}
+	for _, o := range e.apps {
+		used[o.rec.Host.Root] = true
+	}
+	root := -1
+	for i := 0; i < idApps; i++ {
+		if id := e.idBase + i*idBlock; !used[id] {
+			root = id
+			break
+		}
+	}
+	if root < 0 {
+		return nil, fmt.Errorf("too many apps: at most %d", idApps)
+	}
+	host, err := resolveHost(spec.User, root)
+	if err != nil {
+		return nil, err
+	}
+	if spec.User.UID != host.UID && !arriving {
+		return nil, fmt.Errorf("user %s has uid %d here, not %d", spec.User.Name, host.UID, spec.User.UID)
+	}
+	a := &app{dirs: e.dirsOf(spec.Name), rec: record{Spec: spec, Host: host, State: state, Created: time.Now().UTC()}}
+	e.apps[spec.Name] = a
+	a.op.Lock()
+	if err := makeAppDirs(a.dirs, a.containerRoot()); err != nil {
+		a.op.Unlock()
+		delete(e.apps, spec.Name)
+		_ = os.RemoveAll(a.dirs.root)
+		return nil, err
+	}
+	return a, nil
+}
+
+// containerRoot is the host id of the container's root.
+func (a *app) containerRoot() int {
+	if a.rec.Spec.User.IsRoot() {
+		return 0
+	}
+	return a.rec.Host.Root
 }
 
 // warmDelay lets an app finish starting (open its files, connect to its
@@ -458,19 +562,25 @@ func (e *Engine) warmHandles(name string) {
 func (e *Engine) cgroupPath(name string) string { return e.cgroup + "/" + name }
 
 // start creates the container and runs the init; the app is running when
-// its framebuffer exists.
+// its display is up.
 func (e *Engine) start(ctx context.Context, a *app) error {
 	spec := a.rec.Spec
 	if _, err := os.Stat(filepath.Join(e.cfg.Base, "usr/bin/Xvfb")); err != nil {
 		return errors.New("Xvfb is not installed in the base system (apt-get install xvfb)")
 	}
-	if err := prepareRootfs(a.dirs, e.cfg.Base); err != nil {
+	if err := e.prepareRoot(a); err != nil {
 		return err
 	}
 	if err := createNetns(a.dirs.netns()); err != nil {
 		return err
 	}
-	cfg := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec)
+	if err := mountSysfs(a.dirs); err != nil {
+		return err
+	}
+	cfg, err := containerConfig(spec.Name, a.dirs, e.cgroupPath(spec.Name), spec, a.rec.Host)
+	if err != nil {
+		return err
+	}
 	ctr, err := libcontainer.Create(e.runcRoot, spec.Name, cfg)
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
@@ -492,56 +602,44 @@ func (e *Engine) start(ctx context.Context, a *app) error {
 		return fmt.Errorf("start container: %w", err)
 	}
 	e.watch(a, pid, proc)
-	if err := waitDisplay(ctx, pid); err != nil {
+	if err := e.waitDisplay(ctx, a, pid); err != nil {
 		return fmt.Errorf("%w%s", err, a.logTail())
 	}
 	e.update(a, func(r *record) {
 		r.State, r.InitPID, r.Started, r.Error = StateRunning, pid, time.Now().UTC(), ""
 	})
-	e.log.Info("app running", "app", spec.Name, "pid", pid, "cmd", spec.Args)
+	e.log.Info("app running", "app", spec.Name, "user", spec.User.Name, "pid", pid, "cmd", spec.Args)
 	return nil
 }
 
-// FramebufferPath is the host path of the app's framebuffer (an XWD file kept
-// current by the app's Xvfb). It exists while the app runs.
-func (e *Engine) FramebufferPath(name string) (string, error) {
-	a, err := e.lookup(name)
-	if err != nil {
-		return "", err
+// prepareRoot puts the app's root filesystem in place: the container's
+// own files in its upper dir, then the overlay.
+func (e *Engine) prepareRoot(a *app) error {
+	if err := e.prepareUpper(a); err != nil {
+		return err
 	}
-	in := a.info()
-	if in.State != StateRunning && in.State != StateFrozen {
-		return "", &StateError{App: name, Op: "show", State: in.State}
-	}
-	return framebufferPath(in.PID), nil
+	return mountOverlay(a.dirs, e.cfg.Base)
 }
 
-// DisplaySocket is the host path of the app's X server socket.
-func (e *Engine) DisplaySocket(name string) (string, error) {
-	fb, err := e.FramebufferPath(name)
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSuffix(fb, fbFile) + "/tmp/.X11-unix/X1", nil
+// prepareUpper writes the container's own files into the app's upper dir.
+func (e *Engine) prepareUpper(a *app) error {
+	return prepareUpper(a.dirs.upper(), upperLayout{
+		user: a.rec.Spec.User, host: a.rec.Host, base: e.cfg.Base,
+		stateDir: stateDirInBase(e.cfg.Base, e.cfg.StateDir),
+	})
 }
 
-func framebufferPath(pid int) string {
-	return fmt.Sprintf("/proc/%d/root%s", pid, fbFile)
-}
-
-func waitDisplay(ctx context.Context, pid int) error {
+// waitDisplay waits until the app's X server has made its framebuffer and
+// its socket, looking at the host's side of both, not through the app's root.
+func (e *Engine) waitDisplay(ctx context.Context, a *app, pid int) error {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	fb := framebufferPath(pid)
-	sock := fmt.Sprintf("/proc/%d/root/tmp/.X11-unix/X1", pid)
 	for {
 		if err := unix.Kill(pid, 0); err != nil {
 			return errors.New("the app's container ended while starting")
 		}
-		if _, err := os.Stat(fb); err == nil {
-			if _, err := os.Stat(sock); err == nil {
-				return nil
-			}
+		if fbReady(a.dirs) && displayReady(a.dirs) {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -549,24 +647,6 @@ func waitDisplay(ctx context.Context, pid int) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// logTail returns the end of the container's init log, for error messages.
-func (a *app) logTail() string {
-	a.mu.Lock()
-	pid := a.rec.InitPID
-	a.mu.Unlock()
-	if pid == 0 {
-		return ""
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/root%s/init.log", pid, handoffDir))
-	if err != nil || len(data) == 0 {
-		return ""
-	}
-	if len(data) > 400 {
-		data = data[len(data)-400:]
-	}
-	return "; container log: " + strings.TrimSpace(string(data))
 }
 
 // Stop ends the app and removes its container, mounts, cgroup and files.
@@ -652,7 +732,7 @@ func (e *Engine) destroyContainer(a *app) {
 			e.log.Warn("destroy container", "app", a.rec.Spec.Name, "err", err)
 		}
 	}
-	if err := unmountRootfs(a.dirs); err != nil {
+	if err := unmountAll(a.dirs); err != nil {
 		e.log.Warn("unmount root", "app", a.rec.Spec.Name, "err", err)
 	}
 	if err := removeNetns(a.dirs.netns()); err != nil {

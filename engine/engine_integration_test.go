@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/handoff/handoff/engine/handles"
 	"image"
 	"io"
 	"net"
@@ -17,6 +16,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/handoff/handoff/engine/handles"
+	"github.com/handoff/handoff/internal/testutil"
 
 	"github.com/opencontainers/runc/libcontainer"
 
@@ -45,8 +47,8 @@ func waitForPrompt(t *testing.T, e *Engine, name string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if path, err := e.FramebufferPath(name); err == nil {
-			if img, err := fb.SnapshotFile(path); err == nil && promptInk(fb.Ink(img, shellPrompt)) {
+		{
+			if img, err := snapshot(e, name); err == nil && promptInk(fb.Ink(img, shellPrompt)) {
 				return
 			}
 		}
@@ -62,7 +64,7 @@ func waitForPrompt(t *testing.T, e *Engine, name string) {
 func TestSuspendResumeKeepsTheScreen(t *testing.T) {
 	ctx := context.Background()
 	e := newTestEngine(t)
-	if _, err := e.Run(ctx, Spec{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
@@ -100,7 +102,7 @@ func TestSuspendResumeKeepsTheScreen(t *testing.T) {
 func TestContainerMountsAcrossResume(t *testing.T) {
 	ctx := context.Background()
 	e := newTestEngine(t)
-	if _, err := e.Run(ctx, Spec{Name: "mounts", Args: []string{"xterm"}, Width: 300, Height: 200}); err != nil {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "mounts", Args: []string{"xterm"}, Width: 300, Height: 200}); err != nil {
 		t.Fatal(err)
 	}
 	// The host's /tmp must not show through the container's.
@@ -138,7 +140,7 @@ func TestCgroupsAcrossResume(t *testing.T) {
 	ctx := context.Background()
 	e := newTestEngine(t)
 	const limit = 300 << 20
-	if _, err := e.Run(ctx, Spec{Name: "cg", Args: []string{"xterm"}, Width: 300, Height: 200, MemoryLimit: limit}); err != nil {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "cg", Args: []string{"xterm"}, Width: 300, Height: 200, MemoryLimit: limit}); err != nil {
 		t.Fatal(err)
 	}
 	waitForPrompt(t, e, "cg")
@@ -237,7 +239,7 @@ func memoryLimit(t *testing.T, cgroup string) int64 {
 func TestClockTicksAfterResume(t *testing.T) {
 	ctx := context.Background()
 	e := newTestEngine(t)
-	if _, err := e.Run(ctx, Spec{Name: "clock", Args: []string{"xclock", "-update", "1"}, Width: 300, Height: 300}); err != nil {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "clock", Args: []string{"xclock", "-update", "1"}, Width: 300, Height: 300}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
@@ -247,13 +249,13 @@ func TestClockTicksAfterResume(t *testing.T) {
 	if err := e.Resume(ctx, "clock"); err != nil {
 		t.Fatal(err)
 	}
-	path, _ := e.FramebufferPath("clock")
-	first, err := fb.SnapshotFile(path)
+	shot := func() (*image.RGBA, error) { return snapshot(e, "clock") }
+	first, err := shot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		img, err := fb.SnapshotFile(path)
+		img, err := shot()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -275,7 +277,7 @@ func TestCheckpointRightAfterHostHangUp(t *testing.T) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	var viewer net.Conn
-	e, err := New(Config{StateDir: t.TempDir(), BeforeCheckpoint: func(string) bool {
+	e, err := New(Config{StateDir: testutil.StateDir(t), BeforeCheckpoint: func(string) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		if viewer == nil {
@@ -294,16 +296,13 @@ func TestCheckpointRightAfterHostHangUp(t *testing.T) {
 		}
 		e.Close()
 	})
-	if _, err := e.Run(ctx, Spec{Name: "viewed", Args: []string{"xclock"}, Width: 320, Height: 240}); err != nil {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "viewed", Args: []string{"xclock"}, Width: 320, Height: 240}); err != nil {
 		t.Fatal(err)
 	}
-	sock, err := e.DisplaySocket("viewed")
-	if err != nil {
-		t.Fatal(err)
-	}
+	dial := func() (net.Conn, error) { return e.DialDisplay(context.Background(), "viewed") }
 	connect := func() {
 		t.Helper()
-		conn, err := net.Dial("unix", sock)
+		conn, err := dial()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -344,14 +343,11 @@ func TestCheckpointRightAfterHostHangUp(t *testing.T) {
 func TestHostSocketBlocksSuspend(t *testing.T) {
 	ctx := context.Background()
 	e := newTestEngine(t)
-	if _, err := e.Run(ctx, Spec{Name: "viewed", Args: []string{"xclock"}, Width: 320, Height: 240}); err != nil {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "viewed", Args: []string{"xclock"}, Width: 320, Height: 240}); err != nil {
 		t.Fatal(err)
 	}
-	sock, err := e.DisplaySocket("viewed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.Dial("unix", sock)
+	dial := func() (net.Conn, error) { return e.DialDisplay(context.Background(), "viewed") }
+	conn, err := dial()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,13 +389,13 @@ func TestHostSocketBlocksSuspend(t *testing.T) {
 // dir lists both apps; both are usable.
 func TestRestartKeepsRunningAndSuspendedApps(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
+	dir := testutil.StateDir(t)
 	e, err := New(Config{StateDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"running", "sleeping"} {
-		if _, err := e.Run(ctx, Spec{Name: n, Args: []string{"xclock"}, Width: 200, Height: 200}); err != nil {
+		if _, err := e.Run(ctx, Spec{User: appUser(t), Name: n, Args: []string{"xclock"}, Width: 200, Height: 200}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -446,8 +442,9 @@ func mustGet(t *testing.T, e *Engine, name string) Info {
 	return in
 }
 
-// mountsPerApp: a running app's overlay root and its pinned network namespace.
-const mountsPerApp = 2
+// mountsPerApp: a running app's overlay root, its pinned network namespace
+// and the sysfs of that namespace.
+const mountsPerApp = 3
 
 // leftovers counts what an engine could leak: mounts under its
 // state dir, its cgroup dirs, processes whose root is in its state dir, and
@@ -482,7 +479,7 @@ func TestCyclesLeakNothing(t *testing.T) {
 	ctx := context.Background()
 	e := newTestEngine(t)
 	_, _, _, fdsBefore := leftovers(t, e)
-	if _, err := e.Run(ctx, Spec{Name: "cycle", Args: []string{"xterm"}, Width: 400, Height: 300}); err != nil {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "cycle", Args: []string{"xterm"}, Width: 400, Height: 300}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 20; i++ {
@@ -517,13 +514,13 @@ func TestErrorsNameTheProblem(t *testing.T) {
 	if err := e.Suspend(ctx, "ghost"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown app: %v", err)
 	}
-	if _, err := e.Run(ctx, Spec{Name: "../x", Args: []string{"xterm"}}); !errors.Is(err, ErrInvalidName) {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "../x", Args: []string{"xterm"}}); !errors.Is(err, ErrInvalidName) {
 		t.Fatalf("bad name: %v", err)
 	}
-	if _, err := e.Run(ctx, Spec{Name: "one", Args: []string{"xclock"}, Width: 200, Height: 200}); err != nil {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "one", Args: []string{"xclock"}, Width: 200, Height: 200}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Run(ctx, Spec{Name: "one", Args: []string{"xclock"}}); !errors.Is(err, ErrExists) {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "one", Args: []string{"xclock"}}); !errors.Is(err, ErrExists) {
 		t.Fatalf("duplicate: %v", err)
 	}
 	if err := e.Resume(ctx, "one"); !errors.Is(err, ErrWrongState) {
@@ -556,7 +553,7 @@ func TestErrorsNameTheProblem(t *testing.T) {
 func TestWarmHandlesCachesHashes(t *testing.T) {
 	ctx := context.Background()
 	for _, warm := range []bool{false, true} {
-		e, err := New(Config{StateDir: t.TempDir(), WarmHandles: warm})
+		e, err := New(Config{StateDir: testutil.StateDir(t), WarmHandles: warm})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -566,7 +563,7 @@ func TestWarmHandlesCachesHashes(t *testing.T) {
 			}
 			e.Close()
 		})
-		if _, err := e.Run(ctx, Spec{Name: "warm", Args: []string{"xterm"}, Width: 400, Height: 300}); err != nil {
+		if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "warm", Args: []string{"xterm"}, Width: 400, Height: 300}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(warmDelay + 2*time.Second)
@@ -591,7 +588,7 @@ func TestWarmHandlesCachesHashes(t *testing.T) {
 func TestDumpRunsFrozen(t *testing.T) {
 	ctx := context.Background()
 	e := newTestEngine(t)
-	if _, err := e.Run(ctx, Spec{Name: "frozen", Args: []string{"xclock"}, Width: 200, Height: 200}); err != nil {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "frozen", Args: []string{"xclock"}, Width: 200, Height: 200}); err != nil {
 		t.Fatal(err)
 	}
 	a, err := e.lookup("frozen")
@@ -636,7 +633,7 @@ func TestHashesServeEveryContainerAndTheHost(t *testing.T) {
 	ctx := context.Background()
 	e := newTestEngine(t)
 	manifest := func(name string) *handles.Manifest {
-		if _, err := e.Run(ctx, Spec{Name: name, Args: []string{"xterm"}, Width: 400, Height: 300}); err != nil {
+		if _, err := e.Run(ctx, Spec{User: appUser(t), Name: name, Args: []string{"xterm"}, Width: 400, Height: 300}); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { e.Stop(ctx, name) })

@@ -6,12 +6,14 @@ import (
 	"fmt"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"golang.org/x/sys/unix"
 )
 
-// Exec runs a command inside a running app's container (with the app's
-// display) and returns its combined output. The process must end before the
-// app is suspended: its stdio is connected to the daemon.
+// Exec runs a command inside a running app's container as the app's user
+// (with the app's display, and no capabilities) and returns its combined
+// output. The process must end before the app is suspended: its stdio is
+// connected to the daemon.
 func (e *Engine) Exec(ctx context.Context, name string, args ...string) ([]byte, error) {
 	a, end, err := e.begin(name)
 	if err != nil {
@@ -25,12 +27,20 @@ func (e *Engine) Exec(ctx context.Context, name string, args ...string) ([]byte,
 		return nil, &StateError{App: name, Op: "exec in", State: state}
 	}
 	var out bytes.Buffer
+	groups := make([]int, 0, len(spec.User.Groups))
+	for _, g := range spec.User.Groups {
+		groups = append(groups, g.GID)
+	}
 	proc := &libcontainer.Process{
-		Args:   args,
-		Env:    append(containerEnv(spec), "DISPLAY="+containerDisplay),
-		Cwd:    "/",
-		Stdout: &out,
-		Stderr: &out,
+		Args:             args,
+		Env:              append(containerEnv(spec), "DISPLAY="+containerDisplay),
+		Cwd:              "/",
+		UID:              spec.User.UID,
+		GID:              spec.User.GID,
+		AdditionalGroups: groups,
+		Capabilities:     &configs.Capabilities{},
+		Stdout:           &out,
+		Stderr:           &out,
 	}
 	if err := ctr.Run(proc); err != nil {
 		return nil, fmt.Errorf("exec in %q: %w", name, err)

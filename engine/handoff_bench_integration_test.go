@@ -6,7 +6,7 @@ import (
 	"archive/tar"
 	"context"
 	"fmt"
-	"golang.org/x/sys/unix"
+	"github.com/handoff/handoff/internal/testutil"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/handoff/handoff/engine"
 	"github.com/handoff/handoff/engine/migration"
@@ -118,7 +120,7 @@ func benchOurs(b *testing.B, hosts []*testnet.Host, args []string) oursResult {
 	}
 	var sides [2]side
 	for i, h := range hosts {
-		dir := b.TempDir()
+		dir := testutil.StateDir(b)
 		// As the daemon does: the first send of an app does not hash its files.
 		e, err := engine.New(engine.Config{StateDir: filepath.Join(dir, "state"), WarmHandles: true})
 		if err != nil {
@@ -152,7 +154,7 @@ func benchOurs(b *testing.B, hosts []*testnet.Host, args []string) oursResult {
 		tr.TLSClientConfig.ServerName = "example.com" // httptest's certificate has no 192.0.2.x
 		sides[i].peer.HTTP = &http.Client{Transport: tr}
 	}
-	if _, err := sides[0].eng.Run(ctx, engine.Spec{Name: "bench", Args: args, Width: 1024, Height: 768}); err != nil {
+	if _, err := sides[0].eng.Run(ctx, engine.Spec{User: benchUser(b), Name: "bench", Args: args, Width: 1024, Height: 768}); err != nil {
 		b.Fatal(err)
 	}
 	waitReady(b, func() error {
@@ -355,3 +357,12 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // 2.8 s; on a workstation, handoffs are further apart than the 30 s in
 // which the kernel writes dirty pages back anyway.
 func settleDisk() { unix.Sync() }
+
+// benchUser is the account the benchmark's app runs as.
+func benchUser(b *testing.B) engine.User {
+	u, err := engine.LookupUser(testutil.AppUser(b), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return u
+}

@@ -24,7 +24,7 @@ open("/tmp/done", "w").close()
 while True:
     time.sleep(1)
 `
-	if _, err := e.Run(ctx, Spec{Name: "mem", Args: []string{"xterm", "-e", "python3", "-c", script}, Width: 320, Height: 200}); err != nil {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "mem", Args: []string{"xterm", "-e", "python3", "-c", script}, Width: 320, Height: 200}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Stop(ctx, "mem") })

@@ -104,7 +104,7 @@ func (e *Engine) checkpointTo(a *app, dir string, leaveRunning bool) error {
 			})
 		})
 		if err == nil {
-			return copyFramebuffer(a.dirs, dir)
+			return copyFramebuffer(a.dirs, dir, a.rec.Spec)
 		}
 		cause := criuLogErrors(filepath.Join(work, "dump.log"))
 		if !isTransientDumpError(cause) || attempt == 3 {
@@ -149,41 +149,42 @@ func (e *Engine) ExportUpper(ctx context.Context, name string, w io.Writer, extr
 	if err != nil {
 		return err
 	}
-	return writeUpperTar(a.dirs.upper(), w, e.cfg.Base, extra)
+	a.mu.Lock()
+	uids, gids := idMaps(a.rec.Spec.User, a.rec.Host)
+	a.mu.Unlock()
+	return writeUpperTar(a.dirs.upper(), w, e.cfg.Base, extra, func(uid, gid int) (int, int) {
+		return toInside(uids, uid), toInside(gids, gid)
+	})
 }
 
 // Instantiate creates an app from a received image: its spec, its upper dir
-// (a tar stream from ExportUpper) and a CRIU image dir. The image dir is
-// moved into the app's place; on failure everything received is removed and
-// the error says why.
+// (a tar stream from ExportUpper) and a CRIU image dir. The spec is checked
+// like a local one, and its user must have an account here (see
+// CanReceive); the app runs as that account. The image dir is moved into
+// the app's place; on failure everything received is removed and the error
+// says why.
 func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, imageDir string) (Info, error) {
 	spec.fillDefaults()
-	if !ValidName(spec.Name) {
-		return Info{}, fmt.Errorf("%w %q", ErrInvalidName, spec.Name)
+	if err := spec.validate(); err != nil {
+		return Info{}, fmt.Errorf("receive %w", err)
+	}
+	if spec.User.IsRoot() {
+		return Info{}, fmt.Errorf("receive %q: %w", spec.Name, ErrRootApp)
 	}
 	if _, err := e.Criu(ctx); err != nil {
 		return Info{}, err
 	}
-	a := &app{dirs: e.dirsOf(spec.Name), rec: record{Spec: spec, State: StateResuming, Created: time.Now().UTC()}}
-	e.mu.Lock()
-	if _, ok := e.apps[spec.Name]; ok {
-		e.mu.Unlock()
-		return Info{}, fmt.Errorf("receive %q: %w", spec.Name, ErrExists)
+	a, err := e.add(spec, StateResuming, true)
+	if err != nil {
+		return Info{}, fmt.Errorf("receive %q: %w", spec.Name, err)
 	}
-	e.apps[spec.Name] = a
-	e.mu.Unlock()
-	a.op.Lock()
 	defer a.op.Unlock()
-	a.settle()
 	fail := func(err error) (Info, error) {
 		e.removeAll(a)
 		e.forget(a)
 		return Info{}, fmt.Errorf("receive %q: %w", spec.Name, err)
 	}
 	t0 := time.Now()
-	if err := os.MkdirAll(a.dirs.root, 0o700); err != nil {
-		return fail(err)
-	}
 	if err := os.Rename(imageDir, a.dirs.checkpoint()); err != nil {
 		return fail(fmt.Errorf("take the image: %w", err))
 	}
@@ -191,11 +192,14 @@ func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, im
 	if err != nil {
 		return fail(err)
 	}
-	if err := extractUpperTar(upper, a.dirs.upper()); err != nil {
+	uids, gids := idMaps(spec.User, a.rec.Host)
+	if err := extractUpperTar(upper, a.dirs.upper(), func(uid, gid int) (int, int) {
+		return toHost(uids, uid), toHost(gids, gid)
+	}); err != nil {
 		target.abandon()
 		return fail(err)
 	}
-	if err := prepareRootfs(a.dirs, e.cfg.Base); err != nil {
+	if err := e.prepareUpper(a); err != nil {
 		target.abandon()
 		return fail(err)
 	}
@@ -208,10 +212,34 @@ func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, im
 	e.dropImages(a, lazy)
 	e.log.Debug("instantiate timings", "app", spec.Name, "prepare", t1.Sub(t0), "restore", time.Since(t1))
 	e.update(a, func(r *record) { r.State, r.InitPID, r.Started = StateRunning, pid, time.Now().UTC() })
-	e.log.Info("app received and running", "app", spec.Name, "pid", pid)
+	e.log.Info("app received and running", "app", spec.Name, "user", spec.User.Name, "pid", pid)
 	e.warmHandles(spec.Name)
 	return a.info(), nil
 }
+
+// CanReceive says, before anything is sent, whether an app with spec could
+// run here: its spec within limits, its user with an account here, not
+// root. The error says why not, in words for the sending user.
+func (e *Engine) CanReceive(spec Spec) error {
+	spec.fillDefaults()
+	if err := spec.validate(); err != nil {
+		return err
+	}
+	if spec.User.IsRoot() {
+		return ErrRootApp
+	}
+	if _, err := LookupUser(spec.User.Name, 0); err != nil {
+		return err
+	}
+	if _, err := e.lookup(spec.Name); err == nil {
+		return fmt.Errorf("%w: %q", ErrExists, spec.Name)
+	}
+	return nil
+}
+
+// ErrRootApp refuses to move an app that runs as root: it would run as
+// root on the other machine too, with whatever a peer put in its image.
+var ErrRootApp = errors.New("apps run as root stay on the machine that started them")
 
 // Spec returns the spec an app was started with (the destination needs it).
 func (e *Engine) Spec(name string) (Spec, error) {
@@ -227,9 +255,11 @@ func (e *Engine) Spec(name string) (Spec, error) {
 // copyFramebuffer puts a copy of the app's framebuffer into an image dir:
 // the display's memory travels with the process memory (see appDirs.fb).
 // A copy, not a link: the display keeps drawing into its file while a
-// pre-copy image is hashed and sent.
-func copyFramebuffer(d appDirs, imageDir string) error {
-	src, err := os.Open(filepath.Join(d.fb(), fbName))
+// pre-copy image is hashed and sent. The file is the X server's, in a place
+// the container can write: it is opened without following links, and no
+// more is copied than a framebuffer of the app's display can hold.
+func copyFramebuffer(d appDirs, imageDir string, spec Spec) error {
+	src, err := openRegularIn(d.fb(), fbName)
 	if err != nil {
 		return fmt.Errorf("copy the display's framebuffer: %w", err)
 	}
@@ -238,17 +268,24 @@ func copyFramebuffer(d appDirs, imageDir string) error {
 	if err != nil {
 		return fmt.Errorf("copy the display's framebuffer: %w", err)
 	}
-	if _, err := io.Copy(dst, src); err != nil {
+	if _, err := io.Copy(dst, io.LimitReader(src, maxFramebufferBytes(spec))); err != nil {
 		dst.Close()
 		return fmt.Errorf("copy the display's framebuffer: %w", err)
 	}
 	return dst.Close()
 }
 
+// maxFramebufferBytes bounds an XWD framebuffer of spec's display: 32 bits a
+// pixel, plus a header and colour map far larger than Xvfb writes.
+func maxFramebufferBytes(spec Spec) int64 {
+	return int64(spec.Width)*int64(spec.Height)*4 + 1<<20
+}
+
 // placeFramebuffer moves a framebuffer that came in an image dir to where
-// the display expects it. An image without one (a local suspend, where the
-// file never left) is fine.
-func placeFramebuffer(d appDirs, imageDir string) error {
+// the display expects it, owned by the container's root as the X server
+// made it. An image without one (a local suspend, where the file never
+// left) is fine.
+func placeFramebuffer(d appDirs, imageDir string, owner int) error {
 	if err := os.MkdirAll(d.fb(), 0o755); err != nil {
 		return err
 	}
@@ -261,6 +298,9 @@ func placeFramebuffer(d appDirs, imageDir string) error {
 		// The mode Xvfb gave it (umask 022), which CRIU checks on restore;
 		// received image files are made owner-only.
 		err = os.Chmod(dst, 0o644)
+	}
+	if err == nil {
+		err = os.Chown(dst, owner, owner)
 	}
 	if err != nil {
 		return fmt.Errorf("put the display's framebuffer in place: %w", err)

@@ -12,13 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/handoff/handoff/internal/testutil"
+
 	"github.com/handoff/handoff/engine/delta"
 	"github.com/handoff/handoff/stream/fb"
 )
 
 func newTestEngine(t *testing.T) *Engine {
 	t.Helper()
-	e, err := New(Config{StateDir: t.TempDir()})
+	e, err := New(Config{StateDir: testutil.StateDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,11 +41,7 @@ func stableShot(t *testing.T, e *Engine, name string) []byte {
 	var last []byte
 	same := 0
 	for i := 0; i < 60; i++ {
-		path, err := e.FramebufferPath(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := fb.SnapshotFile(path)
+		img, err := snapshot(e, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +67,7 @@ func stableShot(t *testing.T, e *Engine, name string) []byte {
 func TestHandoffBetweenEngines(t *testing.T) {
 	ctx := context.Background()
 	src, dst := newTestEngine(t), newTestEngine(t)
-	if _, err := src.Run(ctx, Spec{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+	if _, err := src.Run(ctx, Spec{User: appUser(t), Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
 	typeText(t, src, "notes", "unsaved words")
@@ -169,7 +167,7 @@ func TestHandoffBetweenEngines(t *testing.T) {
 func TestHandoffRollback(t *testing.T) {
 	ctx := context.Background()
 	e := newTestEngine(t)
-	if _, err := e.Run(ctx, Spec{Name: "clock", Args: []string{"xclock", "-update", "1"}, Width: 400, Height: 300}); err != nil {
+	if _, err := e.Run(ctx, Spec{User: appUser(t), Name: "clock", Args: []string{"xclock", "-update", "1"}, Width: 400, Height: 300}); err != nil {
 		t.Fatal(err)
 	}
 	// A handoff freezes an app that has been running (it was pre-copied
@@ -184,7 +182,7 @@ func TestHandoffRollback(t *testing.T) {
 	}
 	frozen := stableShot(t, e, "clock")
 	time.Sleep(1200 * time.Millisecond)
-	if path, _ := e.FramebufferPath("clock"); path == "" {
+	if _, err := snapshot(e, "clock"); err != nil {
 		t.Fatal("no framebuffer while frozen")
 	}
 	if err := e.Suspend(ctx, "clock"); err == nil {
@@ -194,9 +192,9 @@ func TestHandoffRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The clock ticks every second; on a loaded machine give it time.
-	path, _ := e.FramebufferPath("clock")
+	shot := func() (*image.RGBA, error) { return snapshot(e, "clock") }
 	for deadline := time.Now().Add(15 * time.Second); ; {
-		img, err := fb.SnapshotFile(path)
+		img, err := shot()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -63,6 +63,28 @@ func enterNewNetns() (int, error) {
 	return unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 }
 
+// mountSysfs mounts a sysfs of the app's network namespace at d.sys(), for
+// the container's /sys. The kernel lets only the owner of a network
+// namespace mount a sysfs showing it, and the app's user namespace does not
+// own the namespace the engine made; and a bind of the host's /sys would
+// bring its submounts, locked, which CRIU cannot bind again. A fresh sysfs
+// has none.
+func mountSysfs(d appDirs) error {
+	if mounted, _ := isMountpoint(d.sys()); mounted {
+		return nil
+	}
+	if err := os.MkdirAll(d.sys(), 0o755); err != nil {
+		return err
+	}
+	return inNetns(d.netns(), func() error {
+		err := unix.Mount("sysfs", d.sys(), "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+		if err != nil {
+			return fmt.Errorf("mount the app's sysfs: %w", err)
+		}
+		return nil
+	})
+}
+
 // pinNetns pins the network namespace of the fd ns at path.
 func pinNetns(ns int, path string) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)

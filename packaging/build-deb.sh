@@ -71,7 +71,7 @@ umask 022
 eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)"
 install -d "$stage/usr/bin"
 CGO_CFLAGS="$CPPFLAGS $CFLAGS" CGO_LDFLAGS="$LDFLAGS" \
-	$GO build -trimpath -buildmode=pie \
+	$GO build -trimpath -buildmode=pie -tags seccomp \
 	-ldflags "-s -w -X github.com/handoff/handoff/app.Version=$upstream" \
 	-o "$stage/usr/bin/handoff" .
 objcopy --remove-section=.comment "$stage/usr/bin/handoff" # the C compiler's version strings

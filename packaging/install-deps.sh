@@ -21,6 +21,8 @@ fi
 packages=(
 	# build: cgo, Fyne (GL + X headers), VP8, colour conversion (libyuv)
 	gcc pkg-config libgl1-mesa-dev xorg-dev libvpx-dev libyuv-dev
+	# apps run behind a seccomp filter: libcontainer's seccomp support (cgo)
+	libseccomp-dev
 	# containers and CRIU's runtime needs (iptables locks a container's netns during dump)
 	iptables runc iproute2 criu
 	# displays, test apps, input, screenshots

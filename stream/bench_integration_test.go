@@ -116,7 +116,7 @@ func BenchmarkGlassToGlass(b *testing.B) {
 
 func glassToGlass(b *testing.B, link, size string) {
 	d := startDisplay(b, size)
-	host := NewHost(HostConfig{Framebuffer: d.framebuffer, Display: d.socket})
+	host := NewHost(HostConfig{Display: DisplayAt(d.framebuffer, d.socket)})
 	b.Cleanup(func() { host.Close() })
 	v := NewViewer(host.Answer, nil)
 	if link == "netns" {
@@ -250,7 +250,7 @@ func cpuTime() time.Duration {
 // decoded under that motion.
 func BenchmarkStreamCPU(b *testing.B) {
 	d := startDisplay(b, "1920x1080x24")
-	host := NewHost(HostConfig{Framebuffer: d.framebuffer, Display: d.socket})
+	host := NewHost(HostConfig{Display: DisplayAt(d.framebuffer, d.socket)})
 	b.Cleanup(func() { host.Close() })
 	v := NewViewer(host.Answer, nil)
 	frames := make(chan struct{}, 1024)

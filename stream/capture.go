@@ -23,14 +23,18 @@ type capturer struct {
 	look    []bool // tiles GrabIn compares
 }
 
-func newCapturer(path string) (*capturer, error) {
-	f, err := fb.Open(path)
+func newCapturer(display Display) (*capturer, error) {
+	file, err := display.OpenFramebuffer()
+	if err != nil {
+		return nil, fmt.Errorf("open framebuffer: %w", err)
+	}
+	f, err := fb.OpenFile(file)
 	if err != nil {
 		return nil, err
 	}
 	if f.BitsPerPixel != 32 || f.RedMask != 0xff0000 || f.GreenMask != 0xff00 || f.BlueMask != 0xff || !f.LittleEndianPixels {
 		f.Close()
-		return nil, fmt.Errorf("framebuffer %s: pixels are not 32-bit BGRX (bits %d, red mask %#x); start the display with depth 24", path, f.BitsPerPixel, f.RedMask)
+		return nil, fmt.Errorf("framebuffer: pixels are not 32-bit BGRX (bits %d, red mask %#x); start the display with depth 24", f.BitsPerPixel, f.RedMask)
 	}
 	return &capturer{src: f, frame: make([]byte, f.Stride*f.Height)}, nil
 }

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/jezek/xgb"
 	"github.com/jezek/xgb/xfixes"
@@ -64,20 +62,12 @@ type clipboard struct {
 	incrOn      bool
 }
 
-// dialClipboard connects to the X display on the unix socket and starts
-// watching its CLIPBOARD; copied hears each text the app copies.
-func dialClipboard(ctx context.Context, socket string, log *slog.Logger, copied func(string)) (*clipboard, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", socket)
+// dialClipboard connects to the X display and starts watching its
+// CLIPBOARD; copied hears each text the app copies.
+func dialClipboard(ctx context.Context, display Display, log *slog.Logger, copied func(string)) (*clipboard, error) {
+	conn, err := dialX(ctx, display, " for the clipboard")
 	if err != nil {
-		return nil, fmt.Errorf("connect to the app's display for the clipboard: %w", err)
-	}
-	conn, err := xgb.NewConnNet(nc)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("connect to the app's display for the clipboard: %w", err)
+		return nil, err
 	}
 	c := &clipboard{conn: conn, log: log, copied: copied, done: make(chan struct{})}
 	if err := c.setup(); err != nil {

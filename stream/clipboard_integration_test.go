@@ -72,7 +72,7 @@ func randomWord(t *testing.T) string {
 // until input can be sent.
 func connectedViewer(t *testing.T, d display) (*Host, *Viewer) {
 	t.Helper()
-	host := NewHost(HostConfig{Framebuffer: d.framebuffer, Display: d.socket})
+	host := NewHost(HostConfig{Display: DisplayAt(d.framebuffer, d.socket)})
 	t.Cleanup(func() { host.Close() })
 	v := NewViewer(host.Answer, nil)
 	ctx, cancel := context.WithCancel(context.Background())

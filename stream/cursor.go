@@ -8,9 +8,7 @@ import (
 	"image"
 	"image/png"
 	"log/slog"
-	"net"
 	"sync"
-	"time"
 
 	"github.com/jezek/xgb"
 	"github.com/jezek/xgb/xfixes"
@@ -154,20 +152,12 @@ type cursorWatch struct {
 	serial uint32 // the current cursor's serial number
 }
 
-// dialCursor connects to the X display on the unix socket, reads its
-// current cursor and starts following it; changed hears each new one.
-func dialCursor(ctx context.Context, socket string, log *slog.Logger, changed func([]byte)) (*cursorWatch, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", socket)
+// dialCursor connects to the X display, reads its current cursor and
+// starts following it; changed hears each new one.
+func dialCursor(ctx context.Context, display Display, log *slog.Logger, changed func([]byte)) (*cursorWatch, error) {
+	conn, err := dialX(ctx, display, " for its cursor")
 	if err != nil {
-		return nil, fmt.Errorf("connect to the app's display for its cursor: %w", err)
-	}
-	conn, err := xgb.NewConnNet(nc)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("connect to the app's display for its cursor: %w", err)
+		return nil, err
 	}
 	c := &cursorWatch{conn: conn, log: log, changed: changed, done: make(chan struct{})}
 	if err := c.setup(); err != nil {

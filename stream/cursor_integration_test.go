@@ -141,7 +141,7 @@ func TestCursorShape(t *testing.T) {
 	// desktop's cursor stays until the test moves it.
 	startApp(t, d, t.TempDir(), "xterm", "-geometry", "40x10+380+10")
 
-	host := NewHost(HostConfig{Framebuffer: d.framebuffer, Display: d.socket})
+	host := NewHost(HostConfig{Display: DisplayAt(d.framebuffer, d.socket)})
 	t.Cleanup(func() { host.Close() })
 	v := NewViewer(host.Answer, nil)
 	var got cursors
@@ -236,7 +236,7 @@ func hasClient(t *testing.T, conn *xgb.Conn, base uint32) bool {
 // data channel carries no cursor.)
 func TestCursorWithoutXFixes(t *testing.T) {
 	d := startDisplay(t, "320x240x24", "-extension", "XFIXES")
-	host := NewHost(HostConfig{Framebuffer: d.framebuffer, Display: d.socket})
+	host := NewHost(HostConfig{Display: DisplayAt(d.framebuffer, d.socket)})
 	t.Cleanup(func() { host.Close() })
 	v := NewViewer(host.Answer, nil)
 	var got cursors

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"net"
 	"sync"
-	"time"
 
 	"github.com/jezek/xgb"
 	xdamage "github.com/jezek/xgb/damage"
@@ -29,20 +27,12 @@ type damageWatch struct {
 	once   sync.Once
 }
 
-// watchDamage connects to the X display listening on the unix socket path
-// and starts watching its root window, which sees every window's drawing.
-func watchDamage(ctx context.Context, socket string) (*damageWatch, error) {
-	var d net.Dialer
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	nc, err := d.DialContext(ctx, "unix", socket)
+// watchDamage connects to the X display and starts watching its root
+// window, which sees every window's drawing.
+func watchDamage(ctx context.Context, display Display) (*damageWatch, error) {
+	conn, err := dialX(ctx, display, "")
 	if err != nil {
-		return nil, fmt.Errorf("connect to the app's display: %w", err)
-	}
-	conn, err := xgb.NewConnNet(nc)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("connect to the app's display: %w", err)
+		return nil, err
 	}
 	w, err := startWatch(conn)
 	if err != nil {

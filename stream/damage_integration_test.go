@@ -18,7 +18,7 @@ func TestStreamWithoutDamage(t *testing.T) {
 	d := startDisplay(t, "640x480x24")
 	p := newPainter(t, d)
 	p.fill(image.Rect(0, 0, 640, 480), 0x204060)
-	host := NewHost(HostConfig{Framebuffer: d.framebuffer, Display: filepath.Join(t.TempDir(), "no-display")})
+	host := NewHost(HostConfig{Display: DisplayAt(d.framebuffer, filepath.Join(t.TempDir(), "no-display"))})
 	t.Cleanup(func() { host.Close() })
 	v := NewViewer(host.Answer, nil)
 	got := newFrames(v)

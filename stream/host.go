@@ -21,10 +21,9 @@ import (
 
 // HostConfig says which display a Host streams.
 type HostConfig struct {
-	Framebuffer string // the display's XWD framebuffer file (Xvfb -fbdir)
-	Display     string // the display's X socket, for input
-	MaxFPS      int    // frames per second at most; 0 means 60
-	Logger      *slog.Logger
+	Display Display // the app's framebuffer and X server
+	MaxFPS  int     // frames per second at most; 0 means 60
+	Logger  *slog.Logger
 }
 
 // Host streams one app's display to viewers over WebRTC and types their
@@ -93,7 +92,7 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 	if closed {
 		return "", ErrClosed
 	}
-	c, err := newCapturer(h.cfg.Framebuffer)
+	c, err := newCapturer(h.cfg.Display)
 	if err != nil {
 		return "", fmt.Errorf("capture the app's display: %w", err)
 	}

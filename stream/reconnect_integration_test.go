@@ -127,7 +127,7 @@ func TestViewerReconnectsAfterBlip(t *testing.T) {
 	p := newPainter(t, d)
 	p.fill(box, 0xd02020)
 
-	host := NewHost(HostConfig{Framebuffer: d.framebuffer, Display: d.socket})
+	host := NewHost(HostConfig{Display: DisplayAt(d.framebuffer, d.socket)})
 	host.udpMux = udpMuxIn(t, b)
 	t.Cleanup(func() { host.Close() })
 

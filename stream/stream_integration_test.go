@@ -143,7 +143,7 @@ func TestLoopbackStream(t *testing.T) {
 	d := startDisplay(t, "1024x768x24")
 	work := t.TempDir()
 	startApp(t, d, work, "xterm", "-geometry", "80x24+0+0", "-e", "sh", "-c", "touch shell-started; exec sh")
-	host := NewHost(HostConfig{Framebuffer: d.framebuffer, Display: d.socket})
+	host := NewHost(HostConfig{Display: DisplayAt(d.framebuffer, d.socket)})
 	t.Cleanup(func() { host.Close() })
 	v := NewViewer(host.Answer, nil)
 	got := newFrames(v)

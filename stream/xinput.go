@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
-	"time"
 
 	"github.com/jezek/xgb"
 	"github.com/jezek/xgb/xproto"
@@ -46,19 +44,11 @@ type keyPos struct {
 	shifted bool
 }
 
-// dialInjector connects to the X display listening on the unix socket path.
-func dialInjector(ctx context.Context, socket string) (*injector, error) {
-	var d net.Dialer
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	nc, err := d.DialContext(ctx, "unix", socket)
+// dialInjector connects to the X display for input.
+func dialInjector(ctx context.Context, display Display) (*injector, error) {
+	conn, err := dialX(ctx, display, " for input")
 	if err != nil {
-		return nil, fmt.Errorf("connect to the app's display: %w", err)
-	}
-	conn, err := xgb.NewConnNet(nc)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("connect to the app's display: %w", err)
+		return nil, err
 	}
 	in := &injector{conn: conn, buttons: map[int]bool{}}
 	if err := xtest.Init(conn); err != nil {

@@ -4,6 +4,7 @@ package ui
 
 import (
 	"context"
+	"github.com/handoff/handoff/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,7 +109,7 @@ func testTrayOnPanel(t *testing.T, host statusHost) {
 
 	// An app starts, is suspended and resumed (from the menu, as the panel
 	// clicks), handed to ws-b, brought back (from the menu) and stopped.
-	if _, err := a.client.Run(ctx, app.RunRequest{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+	if _, err := a.client.Run(ctx, app.RunRequest{As: testutil.AppUser(t), Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
 	tray.follow(t, "the app's start", time.Now(), func(m menuTree) bool {
@@ -196,7 +197,7 @@ func testTrayOnPanel(t *testing.T, host statusHost) {
 func testTrayWithoutHost(t *testing.T) {
 	out := testOut(t)
 	desk := startDesktop(t, out)
-	dir := t.TempDir()
+	dir := testutil.StateDir(t)
 	state, socket := filepath.Join(dir, "state"), filepath.Join(dir, "h.sock")
 	d := startDaemon(t, state, socket)
 	t.Cleanup(func() { d.Close() })

@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"time"
 
@@ -157,7 +158,7 @@ func (r *runWindow) start() {
 	t.async(func() {
 		ctx, cancel := context.WithTimeout(t.ctx, 2*time.Minute)
 		defer cancel()
-		_, err := t.do.Run(ctx, app.RunRequest{Name: name, Args: args})
+		_, err := t.do.Run(ctx, app.RunRequest{Name: name, Args: args, Env: app.LocaleEnv(os.Environ())})
 		fyne.Do(func() {
 			r.updateButton()
 			if err != nil {

@@ -92,7 +92,7 @@ func appState(m *Model, name string) engine.State {
 // it, suspend and resume it from the menu, lose and regain the daemon,
 // stop the app.
 func TestTrayWithDaemon(t *testing.T) {
-	dir := t.TempDir()
+	dir := testutil.StateDir(t)
 	state, socket := filepath.Join(dir, "state"), filepath.Join(dir, "h.sock")
 	d := startDaemon(t, state, socket)
 	t.Cleanup(func() {
@@ -217,7 +217,7 @@ type workstation struct {
 // stopped, with its apps, when the test ends.
 func startWorkstation(t *testing.T, h *testnet.Host, name string) *workstation {
 	t.Helper()
-	dir := t.TempDir()
+	dir := testutil.StateDir(t)
 	w := &workstation{host: h, name: name, dir: dir, client: app.NewClient(filepath.Join(dir, "h.sock"))}
 	t.Cleanup(func() {
 		ctx := context.Background()
@@ -316,7 +316,7 @@ func TestDragToWorkstation(t *testing.T) {
 	if _, err := b.client.Trust(ctx, idA.ID.String(), app.TrustRequest{Name: "ws-a", AutoAccept: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.client.Run(ctx, app.RunRequest{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+	if _, err := a.client.Run(ctx, app.RunRequest{As: testutil.AppUser(t), Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/handoff/handoff/engine"
+	"github.com/handoff/handoff/internal/testutil"
 	"github.com/handoff/handoff/stream/fb"
 )
 
@@ -33,7 +34,7 @@ type side struct {
 
 func newSide(t *testing.T) side {
 	t.Helper()
-	dir := t.TempDir()
+	dir := testutil.StateDir(t)
 	e, err := engine.New(engine.Config{StateDir: filepath.Join(dir, "state")})
 	if err != nil {
 		t.Fatal(err)
@@ -67,11 +68,7 @@ func screen(t *testing.T, e *engine.Engine, name string) []byte {
 	t.Helper()
 	var last []byte
 	for i := 0; i < 40; i++ {
-		path, err := e.FramebufferPath(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := fb.SnapshotFile(path)
+		img, err := screenshotOf(e, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,16 +85,15 @@ func screen(t *testing.T, e *engine.Engine, name string) []byte {
 func runXterm(t *testing.T, s side) {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := s.eng.Run(ctx, engine.Spec{Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
+	if _, err := s.eng.Run(ctx, engine.Spec{User: appUser(t), Name: "notes", Args: []string{"xterm"}, Width: 800, Height: 600}); err != nil {
 		t.Fatal(err)
 	}
 	// Type only once the shell drew its prompt (a few hundred dark pixels
 	// inside xterm's border): keys typed earlier are echoed twice.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		path, err := s.eng.FramebufferPath("notes")
-		if err == nil {
-			if img, err := fb.SnapshotFile(path); err == nil {
+		{
+			if img, err := screenshotOf(s.eng, "notes"); err == nil {
 				if ink := fb.Ink(img, image.Rect(4, 3, 300, 16)); ink > 150 && ink < 1800 {
 					break
 				}
@@ -361,7 +357,7 @@ func TestTwoHandoffsAtOnce(t *testing.T) {
 	a, b := newSide(t), newSide(t)
 	ctx := context.Background()
 	for _, name := range []string{"one", "two"} {
-		if _, err := a.eng.Run(ctx, engine.Spec{Name: name, Args: []string{"xclock", "-update", "1"}, Width: 320, Height: 240}); err != nil {
+		if _, err := a.eng.Run(ctx, engine.Spec{User: appUser(t), Name: name, Args: []string{"xclock", "-update", "1"}, Width: 320, Height: 240}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -409,7 +405,7 @@ func TestRestoreFailsOnDestination(t *testing.T) {
 	ctx := context.Background()
 	peer := serve(t, rv, func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.HasSuffix(r.URL.Path, "/commit") {
-			if _, err := b.eng.Run(ctx, engine.Spec{Name: "notes", Args: []string{"xclock"}, Width: 200, Height: 200}); err != nil {
+			if _, err := b.eng.Run(ctx, engine.Spec{User: appUser(t), Name: "notes", Args: []string{"xclock"}, Width: 200, Height: 200}); err != nil {
 				t.Errorf("run the conflicting app: %v", err)
 			}
 		}
@@ -497,8 +493,8 @@ func TestDestinationDiskFull(t *testing.T) {
 func TestUpperDirFilesArrive(t *testing.T) {
 	a, b := newSide(t), newSide(t)
 	ctx := context.Background()
-	script := `mkdir -p /root/work && echo "draft 1" > /root/work/notes.txt && exec 3>>/root/work/journal.log && echo started >&3 && exec xclock -update 1`
-	if _, err := a.eng.Run(ctx, engine.Spec{Name: "writer", Args: []string{"sh", "-c", script}, Width: 320, Height: 240}); err != nil {
+	script := `mkdir -p /tmp/work && echo "draft 1" > /tmp/work/notes.txt && exec 3>>/tmp/work/journal.log && echo started >&3 && exec xclock -update 1`
+	if _, err := a.eng.Run(ctx, engine.Spec{User: appUser(t), Name: "writer", Args: []string{"sh", "-c", script}, Width: 320, Height: 240}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
@@ -512,7 +508,7 @@ func TestUpperDirFilesArrive(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := filepath.Join("/proc", fmt.Sprint(info.PID), "root")
-	for file, want := range map[string]string{"root/work/notes.txt": "draft 1\n", "root/work/journal.log": "started\n"} {
+	for file, want := range map[string]string{"tmp/work/notes.txt": "draft 1\n", "tmp/work/journal.log": "started\n"} {
 		got, err := os.ReadFile(filepath.Join(root, file))
 		if err != nil || string(got) != want {
 			t.Errorf("/%s on the destination: %q, %v; want %q", file, got, err, want)
@@ -525,10 +521,10 @@ func TestUpperDirFilesArrive(t *testing.T) {
 	}
 	held := false
 	for _, h := range m.Handles {
-		held = held || strings.HasSuffix(h.Path, "/root/work/journal.log")
+		held = held || strings.HasSuffix(h.Path, "/tmp/work/journal.log")
 	}
 	if !held {
-		t.Error("the restored app no longer holds /root/work/journal.log open")
+		t.Error("the restored app no longer holds /tmp/work/journal.log open")
 	}
 }
 
@@ -549,7 +545,7 @@ func TestRoundTrips(t *testing.T) {
 	a, b := newSide(t), newSide(t)
 	ctx := context.Background()
 	fdsBefore := openFDs()
-	if _, err := a.eng.Run(ctx, engine.Spec{Name: "clock", Args: []string{"xclock", "-update", "1"}, Width: 240, Height: 240}); err != nil {
+	if _, err := a.eng.Run(ctx, engine.Spec{User: appUser(t), Name: "clock", Args: []string{"xclock", "-update", "1"}, Width: 240, Height: 240}); err != nil {
 		t.Fatal(err)
 	}
 	sides := [2]side{a, b}
@@ -580,9 +576,9 @@ func TestRoundTrips(t *testing.T) {
 	}
 	stateA := filepath.Join(filepath.Dir(a.work), "state")
 	stateB := filepath.Join(filepath.Dir(b.work), "state")
-	// The app's overlay root and its network namespace.
-	if m := mountsUnder(stateA); m != 2 {
-		t.Errorf("ws-a has %d mounts for its one app, want 2", m)
+	// The app's overlay root, its network namespace and that namespace's sysfs.
+	if m := mountsUnder(stateA); m != 3 {
+		t.Errorf("ws-a has %d mounts for its one app, want 3", m)
 	}
 	if m := mountsUnder(stateB); m != 0 {
 		t.Errorf("ws-b keeps %d mounts", m)
@@ -641,12 +637,13 @@ func TestMissingFileTravels(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755) // the app's user reads it
 	data := filepath.Join(dir, "dictionary.txt")
 	if err := os.WriteFile(data, []byte("words only workstation-a has\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	script := "exec 3<" + data + " && exec xclock -update 1"
-	if _, err := a.eng.Run(ctx, engine.Spec{Name: "reader", Args: []string{"sh", "-c", script}, Width: 240, Height: 240}); err != nil {
+	if _, err := a.eng.Run(ctx, engine.Spec{User: appUser(t), Name: "reader", Args: []string{"sh", "-c", script}, Width: 240, Height: 240}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
@@ -672,11 +669,8 @@ func TestMissingFileTravels(t *testing.T) {
 func TestBlockingHandleStopsTheSend(t *testing.T) {
 	a, b := newSide(t), newSide(t)
 	runXterm(t, a)
-	sock, err := a.eng.DisplaySocket("notes")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.Dial("unix", sock)
+	dial := func() (net.Conn, error) { return a.eng.DialDisplay(context.Background(), "notes") }
+	conn, err := dial()
 	if err != nil {
 		t.Fatal(err)
 	}

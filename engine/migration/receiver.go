@@ -23,7 +23,6 @@ import (
 	"github.com/handoff/handoff/engine"
 	"github.com/handoff/handoff/engine/delta"
 	"github.com/handoff/handoff/engine/handles"
-	"github.com/handoff/handoff/stream/fb"
 )
 
 // Limits a receiver enforces on what a peer sends.
@@ -519,17 +518,12 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 	rv.drop(in.id, nil)
 }
 
-// firstFrame checks that the restored app's display is there and readable.
+// firstFrame checks that the restored app's display is there.
 func firstFrame(e *engine.Engine, name string) error {
-	path, err := e.FramebufferPath(name)
-	if err != nil {
-		return err
-	}
-	f, err := fb.Open(path)
-	if err != nil {
+	if err := e.CheckDisplay(name); err != nil {
 		return fmt.Errorf("the restored app shows no display: %w", err)
 	}
-	return f.Close()
+	return nil
 }
 
 func (rv *Receiver) serveDrop(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/handoff/handoff/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -265,7 +266,7 @@ func checkUnit(t *testing.T) {
 // resume and stop one app: the packaged binary (PIE, stripped, hardened C
 // flags) must still start containers and run CRIU.
 func checkDaemon(t *testing.T) {
-	dir := t.TempDir()
+	dir := testutil.StateDir(t)
 	sock := filepath.Join(dir, "handoff.sock")
 	daemon := exec.Command("/usr/bin/handoff", "--socket", sock, "daemon", "--state-dir", filepath.Join(dir, "state"),
 		"--listen", "127.0.0.1:0", "--no-mdns", "--web", "")
@@ -315,7 +316,7 @@ func checkDaemon(t *testing.T) {
 		t.Errorf("socket is mode %o gid %d, want 660 and the handoff group (%v)", st.Mode&0o777, st.Gid, gid)
 	}
 	t.Log(cli("status"))
-	cli("run", "--name", "debtest", "--", "sleep", "600")
+	cli("run", "--as", testutil.AppUser(t), "--name", "debtest", "--", "sleep", "600")
 	t.Cleanup(func() { _, _ = exec.Command("/usr/bin/handoff", "--socket", sock, "stop", "debtest").CombinedOutput() })
 	cli("suspend", "debtest")
 	if s := appState(t, cli("ls", "--json")); s != "suspended" {

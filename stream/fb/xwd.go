@@ -97,6 +97,13 @@ func Open(path string) (*Framebuffer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open framebuffer: %w", err)
 	}
+	return OpenFile(f)
+}
+
+// OpenFile is Open for a file the caller opened (the engine opens an app's
+// framebuffer without following links); the Framebuffer owns f from then on.
+func OpenFile(f *os.File) (*Framebuffer, error) {
+	path := f.Name()
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -197,6 +204,16 @@ func (fb *Framebuffer) WritePNG(w io.Writer) error {
 // SnapshotFile opens, reads and closes the framebuffer at path.
 func SnapshotFile(path string) (*image.RGBA, error) {
 	fb, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fb.Close()
+	return fb.Snapshot(), nil
+}
+
+// SnapshotOf reads the framebuffer in f and closes f.
+func SnapshotOf(f *os.File) (*image.RGBA, error) {
+	fb, err := OpenFile(f)
 	if err != nil {
 		return nil, err
 	}
