@@ -17,7 +17,12 @@ cd "$(dirname "$0")/../.."
 OUT=${DEMO_OUT:-demo-out}
 rm -rf "$OUT" && mkdir -p "$OUT"
 WORK=$(mktemp -d /var/tmp/handoff-demo.XXXXXX)
+# Apps' containers reach their files through the daemons' state dirs here.
+chmod 0711 "$WORK"
 P=hodemo$$ # prefix of every namespace and link this demo creates
+# The app runs as a person, not as root: a user of the demo's own, with a
+# home in $WORK, removed at the end.
+DEMO_USER=hodemo$$ DEMO_USER_MADE=
 H=$PWD/bin/handoff
 APP_W=640 APP_H=420 # the app's display; xterm 100x30 covers most of it
 declare -A PID SOCK
@@ -62,6 +67,7 @@ cleanup() {
 	[ -n "$WM_PID" ] && stop_pid "$WM_PID"
 	[ -n "$XVFB_PID" ] && stop_pid "$XVFB_PID"
 	for ns in "$P-a" "$P-b" "$P-br"; do ip netns del "$ns" 2>/dev/null; done
+	[ -n "$DEMO_USER_MADE" ] && userdel "$DEMO_USER" 2>/dev/null
 	rm -rf "$WORK"
 	if [ "$rc" != 0 ]; then
 		[ "$rc" = 130 ] && echo "make demo interrupted; everything it started is stopped. Logs: $OUT/" >&2
@@ -253,7 +259,11 @@ wait_until 30 "ws-a does not see ws-b on the network (mDNS); see $OUT/daemon-ws-
 on a peers | tee "$OUT/peers-seen-by-ws-a.txt"
 
 step "ws-a runs xterm as 'notes' in its own container; a line is typed into it"
-on a run --name notes --size "${APP_W}x${APP_H}" -- xterm -geometry 100x30+0+0
+mkdir -p -m 0755 "$WORK/home"
+useradd --create-home --home-dir "$WORK/home/$DEMO_USER" --shell /bin/bash --comment "Handoff demo" "$DEMO_USER" ||
+	fail "cannot make the demo's user $DEMO_USER"
+DEMO_USER_MADE=1
+on a run --as "$DEMO_USER" --name notes --size "${APP_W}x${APP_H}" -- xterm -geometry 100x30+0+0
 type_into a "echo 'typed on ws-a; this text exists only in the running app'"
 on a screenshot notes "$OUT/1-ws-a-app-display.png"
 on a handles notes >"$OUT/handles.txt"
