@@ -733,10 +733,10 @@ func TestPeerMayOnlyTouchWhatItHanded(t *testing.T) {
 	if _, err := b.client.Trust(ctx, c.id.ID.String(), TrustRequest{Name: "ws-c"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.client.Run(ctx, RunRequest{Name: "mine", Args: []string{"xterm"}, Width: 640, Height: 480}); err != nil {
+	if _, err := b.client.Run(ctx, RunRequest{As: testutil.AppUser(t), Name: "mine", Args: []string{"xterm"}, Width: 640, Height: 480}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.client.Run(ctx, RunRequest{Name: "notes", Args: []string{"xterm"}, Width: 640, Height: 480}); err != nil {
+	if _, err := a.client.Run(ctx, RunRequest{As: testutil.AppUser(t), Name: "notes", Args: []string{"xterm"}, Width: 640, Height: 480}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
