@@ -158,7 +158,7 @@ func (r *runWindow) start() {
 	t.async(func() {
 		ctx, cancel := context.WithTimeout(t.ctx, 2*time.Minute)
 		defer cancel()
-		_, err := t.do.Run(ctx, app.RunRequest{Name: name, Args: args, Env: app.LocaleEnv(os.Environ())})
+		_, err := t.do.Run(ctx, app.RunRequest{Name: name, Args: args, Env: app.LocaleEnv(os.Environ()), SudoUser: sudoUser()})
 		fyne.Do(func() {
 			r.updateButton()
 			if err != nil {
@@ -174,4 +174,14 @@ func (r *runWindow) start() {
 			t.showViewer(name)
 		})
 	})
+}
+
+// sudoUser is the user a tray run by root through sudo (`sudo handoff
+// tray`) starts apps for; the daemon runs a root caller's apps as nobody
+// else.
+func sudoUser() string {
+	if os.Geteuid() != 0 {
+		return ""
+	}
+	return os.Getenv("SUDO_USER")
 }

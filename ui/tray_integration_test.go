@@ -104,6 +104,8 @@ func TestTrayWithDaemon(t *testing.T) {
 	c := app.NewClient(socket)
 	tr, m := liveTray(t, c)
 	eventually(t, 10*time.Second, "the tray to connect", func() bool { return m.State().Connected })
+	// The tray runs as root here, as under sudo: its apps are the user's.
+	t.Setenv("SUDO_USER", testutil.AppUser(t))
 
 	// Run window: a command and a name.
 	tr.showRun()
