@@ -343,9 +343,26 @@ func (rv *Receiver) serveManifest(w http.ResponseWriter, r *http.Request, in *in
 		return
 	}
 	t0 := time.Now()
-	miss := m.Missing(handles.LocalChecker(rv.Base, rv.Hashes))
+	miss := m.Missing(handles.LocalChecker(rv.Base, rv.Hashes, rv.private()...))
 	rv.Log.Debug("serve manifest", "check", time.Since(t0), "lacks", len(miss))
 	writeJSON(w, MissingFiles{Files: miss})
+}
+
+// private lists the directories under Base whose files a peer's manifest
+// may not ask about: the engine's state (this device's identity key, other
+// apps) and the incoming handoffs.
+func (rv *Receiver) private() []string {
+	var out []string
+	for _, dir := range []string{rv.Engine.StateDir(), rv.WorkDir} {
+		abs, err := filepath.Abs(dir)
+		if err != nil || dir == "" {
+			continue
+		}
+		if rel, err := filepath.Rel(rv.Base, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			out = append(out, "/"+rel)
+		}
+	}
+	return out
 }
 
 // validRound accepts "pre", "pre2" … "pre9" and "final".
