@@ -22,6 +22,7 @@ shm=/dev/shm
 [[ -d $shm && -w $shm ]] || shm=${TMPDIR:-/tmp}
 tmp=$(mktemp -d "$shm/handoff-fuzz.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+chmod 0755 "$tmp" # an engine's state dir in it must be reachable by apps' users
 
 # package dir, build tags and name of each target
 targets=()
@@ -36,6 +37,7 @@ while IFS= read -r file; do
 done < <(find . -name '*_test.go' -not -path './bin/*' -not -path './.git/*' | sort)
 
 failed=()
+ran=0
 start=$SECONDS
 for t in "${targets[@]}"; do
 	IFS='|' read -r dir tags name <<<"$t"
@@ -43,15 +45,24 @@ for t in "${targets[@]}"; do
 		continue
 	fi
 	echo "== $name ($dir, $fuzztime)"
+	ran=$((ran + 1))
 	# Minimizing a new input can take the worker for a minute: a few
 	# seconds are enough to keep the corpus small.
 	status=0
 	TMPDIR=$tmp $go test ${tags:+-tags "$tags"} -run '^$' -fuzz "^$name\$" \
 		-fuzztime "$fuzztime" -fuzzminimizetime 5s "$dir" >"$tmp/out" 2>&1 || status=$?
 	grep -v '^fuzz: elapsed:' "$tmp/out" || true
+	# Go 1.26's coordinator can report the end of -fuzztime itself as a
+	# failure, "context deadline exceeded" with no input written, under
+	# load (go.dev/issue/75804, fixed in Go 1.27): that is not a finding.
+	if ((status != 0)) && grep -qx '    context deadline exceeded' "$tmp/out" &&
+		! grep -q 'Failing input written\|failure while testing seed corpus\|panic:' "$tmp/out"; then
+		echo "(the end of the fuzz time reported as a failure: go.dev/issue/75804; not a finding)"
+		status=0
+	fi
 	((status == 0)) || failed+=("$name")
 done
-echo "== ${#targets[@]} fuzz targets in $((SECONDS - start)) s"
+echo "== $ran fuzz targets in $((SECONDS - start)) s"
 if ((${#failed[@]})); then
 	echo "failed: ${failed[*]}" >&2
 	exit 1
