@@ -14,7 +14,16 @@ TAGS := seccomp
 # at a time so that CPU-hungry suites do not disturb each other on 2 cores.
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all deps build test unit vet bench demo clean
+# staticcheck from the Go module proxy into bin/tools, pinned (2026.2.2,
+# which knows Go 1.26); a new version is installed beside the old one.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK := bin/tools/staticcheck-$(STATICCHECK_VERSION)
+# Every fuzz target (internal/fuzz/fuzz.sh finds them) runs FUZZTIME in
+# `make fuzz`, FUZZTIME_TEST in `make test`.
+FUZZTIME ?= 60s
+FUZZTIME_TEST ?= 2s
+
+.PHONY: all deps build test unit vet staticcheck fuzz bench demo clean
 
 all: build
 
@@ -26,16 +35,31 @@ build: bin/handoff
 bin/handoff: $(shell find . -name '*.go' -not -path './bin/*') go.mod go.sum
 	$(GO) build -tags $(TAGS) -ldflags "$(LDFLAGS)" -o $@ .
 
-vet:
+vet: staticcheck
 	$(GO) vet -tags $(TAGS) ./...
 	$(GO) vet -tags integration,$(TAGS) ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) -tags $(TAGS) ./...
+	$(STATICCHECK) -tags integration,$(TAGS) ./...
+
+$(STATICCHECK):
+	@mkdir -p bin/tools
+	@echo "installing staticcheck $(STATICCHECK_VERSION) into bin/tools"
+	GOBIN=$(CURDIR)/bin/tools/.install $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv bin/tools/.install/staticcheck $@ && rmdir bin/tools/.install
+
+# Each fuzz target for a minute (about a quarter of an hour in all).
+fuzz: deps
+	FUZZ_TAGS=$(TAGS) bash internal/fuzz/fuzz.sh $(FUZZTIME)
 
 unit:
 	$(GO) test -tags $(TAGS) -count=1 ./...
 
 test: deps vet
 	$(GO) test -tags integration,$(TAGS) -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
+	FUZZ_TAGS=$(TAGS) bash internal/fuzz/fuzz.sh $(FUZZTIME_TEST)
 
 bench: deps
 	$(GO) test -tags integration,$(TAGS) -count=1 -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee bench.out

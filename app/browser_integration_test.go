@@ -178,14 +178,14 @@ func evalInNamespace(t *testing.T, w *workstation, pageWS string, within time.Du
 			if err != nil {
 				return err
 			}
-			if data, ok := strings.CutPrefix(url, "data:image/png;base64,"); ok {
+			if strings.HasPrefix(url, "data:image/png;base64,") {
 				// A frame that has had a moment to converge.
 				time.Sleep(1500 * time.Millisecond)
 				url, err = c.eval("window.handoffFrame()")
 				if err != nil {
 					return err
 				}
-				data, _ = strings.CutPrefix(url, "data:image/png;base64,")
+				data, _ := strings.CutPrefix(url, "data:image/png;base64,")
 				frame, err = base64.StdEncoding.DecodeString(data)
 				if err != nil {
 					return err

@@ -44,13 +44,18 @@ func (c *capturer) Stride() int       { return c.src.Stride }
 
 // Grab copies what changed since the last grab and returns the changed
 // areas, runs of damaged tiles; none means the screen is still and there is
-// nothing to send.
-func (c *capturer) Grab() []image.Rectangle { return c.GrabIn(nil) }
+// nothing to send. It fails once the framebuffer file was cut short (the
+// app can do that to it).
+func (c *capturer) Grab() ([]image.Rectangle, error) { return c.GrabIn(nil) }
 
 // GrabIn is Grab looking only at the tiles that meet the areas the display
 // said it drew in; nil areas mean the whole screen.
-func (c *capturer) GrabIn(areas []image.Rectangle) []image.Rectangle {
-	live := c.src.Pixels()
+func (c *capturer) GrabIn(areas []image.Rectangle) (changed []image.Rectangle, err error) {
+	err = c.src.Read(func(live []byte) { changed = c.grabIn(live, areas) })
+	return changed, err
+}
+
+func (c *capturer) grabIn(live []byte, areas []image.Rectangle) []image.Rectangle {
 	if !c.primed {
 		copy(c.frame, live)
 		c.primed = true

@@ -1,8 +1,14 @@
 package stream
 
 import (
+	"encoding/binary"
+	"errors"
 	"image"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/handoff/handoff/stream/fb"
 )
 
 func TestDamage(t *testing.T) {
@@ -71,5 +77,76 @@ func TestDamageLooksOnlyWhereTold(t *testing.T) {
 	}
 	if dst[0] != 0 || dst[64*4] != 1 || dst[128*stride] != 1 || dst[128*4] != 0 {
 		t.Error("copied outside the mask or not inside it")
+	}
+}
+
+// screenFile writes an XWD screen of w×h pixels at 32 bits, with Xvfb's
+// own header (testdata of package fb) made to say so, into a temporary
+// dir.
+func screenFile(tb testing.TB, w, h int) string {
+	tb.Helper()
+	real, err := os.ReadFile("fb/testdata/xvfb-64x48x24.xwd")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f, err := fb.ParseHeader(real)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	head := append([]byte(nil), real[:f.PixelOffset]...)
+	for field, v := range map[int]int{4: w, 5: h, 12: w * 4, 20: w, 21: h} {
+		binary.BigEndian.PutUint32(head[field*4:], uint32(v))
+	}
+	pixels := make([]byte, w*h*4)
+	for i := range pixels {
+		pixels[i] = byte(i / 4096)
+	}
+	path := filepath.Join(tb.TempDir(), "Xvfb_screen0")
+	if err := os.WriteFile(path, append(head, pixels...), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// TestGrabAfterTheFileIsCutShort: the app truncates its framebuffer file
+// under the capturer; grabbing fails, the process lives.
+func TestGrabAfterTheFileIsCutShort(t *testing.T) {
+	path := screenFile(t, 320, 200)
+	c, err := newCapturer(DisplayAt(path, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if changed, err := c.Grab(); err != nil || len(changed) != 1 {
+		t.Fatalf("first grab: %v, %v", changed, err)
+	}
+	if err := os.Truncate(path, 4096); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GrabIn([]image.Rectangle{image.Rect(0, 190, 10, 200)}); !errors.Is(err, fb.ErrTruncated) {
+		t.Fatalf("grab after the cut: %v, want fb.ErrTruncated", err)
+	}
+	if _, err := c.Grab(); !errors.Is(err, fb.ErrTruncated) {
+		t.Fatalf("grab after the cut: %v, want fb.ErrTruncated", err)
+	}
+}
+
+// BenchmarkGrabStill is a grab of a still 1080p screen, the most common
+// one: every tile compared, none copied. Against BenchmarkReadGuard in
+// package fb it says what guarding the read against a cut file costs.
+func BenchmarkGrabStill(b *testing.B) {
+	c, err := newCapturer(DisplayAt(screenFile(b, 1920, 1080), ""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Grab(); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(1920 * 1080 * 4)
+	for b.Loop() {
+		if changed, err := c.Grab(); err != nil || len(changed) != 0 {
+			b.Fatal(changed, err)
+		}
 	}
 }

@@ -499,21 +499,27 @@ func (s *session) run(ctx context.Context) {
 		slot = nextSlot(slot, sent, interval)
 		key := s.keyframe.Swap(false)
 		var changed []image.Rectangle
+		var err error
 		if watch != nil {
-			areas, err := watch.Take()
-			if err != nil {
-				s.h.log.Info("polling the app's display for changes", "err", err)
+			areas, terr := watch.Take()
+			if terr != nil {
+				s.h.log.Info("polling the app's display for changes", "err", terr)
 				watch.Close()
 				watch = nil
 				startPolling()
 				areas = nil // look at everything
 			}
-			changed = s.cap.GrabIn(areas)
+			changed, err = s.cap.GrabIn(areas)
 			if watch != nil {
 				watch.Release()
 			}
 		} else {
-			changed = s.cap.Grab()
+			changed, err = s.cap.Grab()
+		}
+		if err != nil {
+			s.h.log.Error("read the app's display", "err", err)
+			s.cancel()
+			return
 		}
 		refining := false
 		if len(changed) == 0 && !key {

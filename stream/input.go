@@ -67,7 +67,8 @@ func (in Input) Validate() error {
 	default:
 		return fmt.Errorf("input event: unknown kind %q", in.Kind)
 	}
-	if in.X < 0 || in.Y < 0 || in.X > 1<<15 || in.Y > 1<<15 {
+	// X takes positions as 16-bit signed numbers: 32768 would wrap to -32768.
+	if in.X < 0 || in.Y < 0 || in.X >= 1<<15 || in.Y >= 1<<15 {
 		return fmt.Errorf("input event: position %d,%d off any screen", in.X, in.Y)
 	}
 	return nil

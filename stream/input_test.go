@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -20,6 +21,9 @@ func TestParseInput(t *testing.T) {
 		{`{"kind":"key"}`, Input{}, "without keysym"},
 		{`{"kind":"teleport"}`, Input{}, "unknown kind"},
 		{`{"kind":"pointer","x":-1}`, Input{}, "off any screen"},
+		{`{"kind":"pointer","x":32767,"y":32767}`, Input{Kind: InputPointer, X: 32767, Y: 32767}, ""},
+		{`{"kind":"pointer","x":32768}`, Input{}, "off any screen"}, // int16(32768) is -32768
+		{`{"kind":"button","button":1,"y":32768}`, Input{}, "off any screen"},
 		{`{"kind":"text","text":"` + strings.Repeat("a", maxInputText+1) + `"}`, Input{}, "more than"},
 		{`not json`, Input{}, "input event"},
 	}
@@ -35,4 +39,49 @@ func TestParseInput(t *testing.T) {
 			t.Errorf("ParseInput(%s) = %+v, %v; want %+v", tt.in, got, err, tt.want)
 		}
 	}
+}
+
+func FuzzParseInput(f *testing.F) {
+	// What viewers send: events as the viewer window and the browser
+	// viewer encode them.
+	for _, ev := range []Input{
+		{Kind: InputPointer, X: 640, Y: 400},
+		{Kind: InputButton, Button: 1, Down: true, X: 3, Y: 4},
+		{Kind: InputButton, Button: 3, X: 1279, Y: 799},
+		{Kind: InputWheel, WheelY: -3, X: 10, Y: 10},
+		{Kind: InputKey, Keysym: 0xff0d, Down: true},
+		{Kind: InputText, Text: "héllo wörld"},
+		{Kind: InputClipboard, Text: "copied\nlines"},
+	} {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"kind":"pointer","x":32768,"y":0}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev, err := ParseInput(data)
+		if err != nil {
+			return
+		}
+		// What Apply hands to X must fit its fields.
+		if int(int16(ev.X)) != ev.X || int(int16(ev.Y)) != ev.Y || ev.X < 0 || ev.Y < 0 {
+			t.Fatalf("position %d,%d does not fit X's 16 bits", ev.X, ev.Y)
+		}
+		if ev.Kind == InputButton && (ev.Button < 1 || ev.Button > 9) {
+			t.Fatalf("button %d accepted", ev.Button)
+		}
+		if len(ev.Text) > maxInputText {
+			t.Fatalf("%d bytes of text accepted", len(ev.Text))
+		}
+		b, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseInput(b)
+		if err != nil || back != ev {
+			t.Fatalf("event changed going round: %+v, %v", back, err)
+		}
+	})
 }

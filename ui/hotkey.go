@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"fyne.io/fyne/v2"
-	"fyne.io/fyne/v2/driver/desktop"
 )
 
 // DefaultHotkey sends the focused viewer's app to the last peer used.
@@ -103,24 +102,6 @@ func (h hotkeySpec) matches(key fyne.KeyName, mods fyne.KeyModifier) bool {
 		h.Alt == (mods&fyne.KeyModifierAlt != 0) &&
 		h.Shift == (mods&fyne.KeyModifierShift != 0) &&
 		h.Super == (mods&fyne.KeyModifierSuper != 0)
-}
-
-// shortcut is the hotkey as a Fyne shortcut for windows' canvases.
-func (h hotkeySpec) shortcut() *desktop.CustomShortcut {
-	var m fyne.KeyModifier
-	if h.Ctrl {
-		m |= fyne.KeyModifierControl
-	}
-	if h.Alt {
-		m |= fyne.KeyModifierAlt
-	}
-	if h.Shift {
-		m |= fyne.KeyModifierShift
-	}
-	if h.Super {
-		m |= fyne.KeyModifierSuper
-	}
-	return &desktop.CustomShortcut{KeyName: h.Key, Modifier: m}
 }
 
 // hotkeyAction is what pressing the hotkey does.

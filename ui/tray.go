@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -233,22 +232,10 @@ func (t *Tray) copyID() {
 	if t.state.Self.ID.IsZero() {
 		return
 	}
-	if w := t.anyWindow(); w != nil {
-		w.Clipboard().SetContent(t.state.Self.ID.String())
-	} else if cb := t.fa.Clipboard(); cb != nil {
+	if cb := t.fa.Clipboard(); cb != nil {
 		cb.SetContent(t.state.Self.ID.String())
 	}
 	t.notify("Device ID copied", "Give it to the other device's user: "+t.state.Self.ID.String())
-}
-
-func (t *Tray) anyWindow() fyne.Window {
-	if t.devices != nil {
-		return t.devices.win
-	}
-	for _, v := range t.viewers {
-		return v.win
-	}
-	return nil
 }
 
 func (t *Tray) quit() {
@@ -520,16 +507,6 @@ func splitTrayArgs(args []string) (global, rest []string) {
 		i++
 	}
 	return global, args[i:]
-}
-
-// sortedKeys returns a map's keys in order (for stable window lists).
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // wrapText breaks long messages for dialogs, which do not wrap by themselves.

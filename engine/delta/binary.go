@@ -38,58 +38,102 @@ func (ix *Index) MarshalBinary() ([]byte, error) {
 
 var errShortIndex = errors.New("index: truncated")
 
+// decoder reads the binary forms of an index. Every count is checked
+// against the bytes left before anything of that size is allocated: a
+// peer's few bytes must not make this side allocate much.
+type decoder struct{ data []byte }
+
+// uvarint reads a value of at most limit.
+func (d *decoder) uvarint(limit uint64) (uint64, error) {
+	v, n := binary.Uvarint(d.data)
+	if n <= 0 {
+		return 0, errShortIndex
+	}
+	if v > limit {
+		return 0, fmt.Errorf("index: value %d out of range", v)
+	}
+	d.data = d.data[n:]
+	return v, nil
+}
+
+// take returns the next n bytes.
+func (d *decoder) take(n uint64) ([]byte, error) {
+	if n > uint64(len(d.data)) {
+		return nil, errShortIndex
+	}
+	b := d.data[:n]
+	d.data = d.data[n:]
+	return b, nil
+}
+
+// file reads what both forms say of a file before its pieces: name, size,
+// mode and how many pieces it has.
+func (d *decoder) file() (File, uint64, error) {
+	var f File
+	nameLen, err := d.uvarint(maxNameLen)
+	if err != nil {
+		return f, 0, err
+	}
+	name, err := d.take(nameLen)
+	if err != nil {
+		return f, 0, err
+	}
+	f.Name = string(name)
+	size, err := d.uvarint(MaxFileSize)
+	if err != nil {
+		return f, 0, err
+	}
+	mode, err := d.uvarint(1<<32 - 1)
+	if err != nil {
+		return f, 0, err
+	}
+	f.Size, f.Mode = int64(size), uint32(mode)
+	// Whether they are as many as the size takes is Validate's to say;
+	// the callers bound them by the bytes left before allocating.
+	pieces, err := d.uvarint(MaxFileSize / PageSize)
+	if err != nil {
+		return f, 0, err
+	}
+	return f, pieces, nil
+}
+
+// maxNameLen bounds a file name (Linux's NAME_MAX).
+const maxNameLen = 255
+
+// minFileBytes is the fewest bytes a file takes in either form: a name
+// length, a name of one byte, size, mode and piece count.
+const minFileBytes = 5
+
 // UnmarshalBinary decodes an index written by MarshalBinary. It checks only
 // the encoding; Validate checks what the index says.
 func (ix *Index) UnmarshalBinary(data []byte) error {
 	if len(data) < len(indexMagic) || string(data[:len(indexMagic)]) != string(indexMagic) {
 		return errors.New("index: not a binary index")
 	}
-	data = data[len(indexMagic):]
-	next := func(limit uint64) (uint64, error) {
-		v, n := binary.Uvarint(data)
-		if n <= 0 {
-			return 0, errShortIndex
-		}
-		if v > limit {
-			return 0, fmt.Errorf("index: value %d out of range", v)
-		}
-		data = data[n:]
-		return v, nil
-	}
-	files, err := next(MaxFiles)
+	d := &decoder{data: data[len(indexMagic):]}
+	files, err := d.uvarint(MaxFiles)
 	if err != nil {
 		return err
 	}
-	ix.Files = make([]File, 0, files)
+	ix.Files = make([]File, 0, min(files, uint64(len(d.data)/minFileBytes)))
 	for range files {
-		var f File
-		nameLen, err := next(uint64(len(data)))
+		f, pieces, err := d.file()
 		if err != nil {
 			return err
 		}
-		f.Name, data = string(data[:nameLen]), data[nameLen:]
-		size, err := next(MaxFileSize)
+		// Checked before the hashes are allocated.
+		raw, err := d.take(pieces * uint64(hashSize))
 		if err != nil {
 			return err
 		}
-		mode, err := next(1<<32 - 1)
-		if err != nil {
-			return err
-		}
-		pieces, err := next(uint64(len(data) / hashSize))
-		if err != nil {
-			return err
-		}
-		f.Size, f.Mode = int64(size), uint32(mode)
 		f.Pieces = make(Hashes, pieces)
 		for i := range f.Pieces {
-			copy(f.Pieces[i][:], data[i*hashSize:])
+			copy(f.Pieces[i][:], raw[i*hashSize:])
 		}
-		data = data[int(pieces)*hashSize:]
 		ix.Files = append(ix.Files, f)
 	}
-	if len(data) != 0 {
-		return fmt.Errorf("index: %d bytes after the end", len(data))
+	if len(d.data) != 0 {
+		return fmt.Errorf("index: %d bytes after the end", len(d.data))
 	}
 	return nil
 }
@@ -143,91 +187,81 @@ func (ix *Index) MarshalBinaryDiff(base *Index) []byte {
 
 // UnmarshalBinaryDiff rebuilds an index from its difference from base and
 // returns, beside it, the places of the changed pieces: the only ones a
-// receiver that holds every piece of base can lack.
+// receiver that holds every piece of base can lack. A file's pieces are
+// allocated only once the bytes that must list its new ones are known to
+// be there, and a name may come only once: what it allocates is bounded by
+// base and the size of data.
 func (ix *Index) UnmarshalBinaryDiff(data []byte, base *Index) (Places, error) {
 	if len(data) < len(diffMagic) || string(data[:len(diffMagic)]) != string(diffMagic) {
 		return nil, errors.New("index: not a binary index difference")
 	}
-	data = data[len(diffMagic):]
-	next := func(limit uint64) (uint64, error) {
-		v, n := binary.Uvarint(data)
-		if n <= 0 {
-			return 0, errShortIndex
-		}
-		if v > limit {
-			return 0, fmt.Errorf("index: value %d out of range", v)
-		}
-		data = data[n:]
-		return v, nil
-	}
+	d := &decoder{data: data[len(diffMagic):]}
 	before := make(map[string]Hashes, len(base.Files))
 	for _, f := range base.Files {
 		before[f.Name] = f.Pieces
 	}
-	files, err := next(MaxFiles)
+	files, err := d.uvarint(MaxFiles)
 	if err != nil {
 		return nil, err
 	}
-	ix.Files = make([]File, 0, files)
+	ix.Files = make([]File, 0, min(files, uint64(len(d.data)/minFileBytes)))
+	seen := make(map[string]bool, cap(ix.Files))
 	var changed Places
 	first := 0 // the place of the file's first piece
 	for range files {
-		var f File
-		nameLen, err := next(uint64(len(data)))
+		f, pieces, err := d.file()
 		if err != nil {
 			return nil, err
 		}
-		f.Name, data = string(data[:nameLen]), data[nameLen:]
-		size, err := next(MaxFileSize)
+		if seen[f.Name] {
+			return nil, fmt.Errorf("index: %q comes twice", f.Name)
+		}
+		seen[f.Name] = true
+		n, err := d.uvarint(pieces)
 		if err != nil {
 			return nil, err
 		}
-		mode, err := next(1<<32 - 1)
-		if err != nil {
-			return nil, err
-		}
-		pieces, err := next(MaxFileSize / PageSize)
-		if err != nil {
-			return nil, err
-		}
-		f.Size, f.Mode = int64(size), uint32(mode)
-		f.Pieces = make(Hashes, pieces)
-		old := before[f.Name]
-		copy(f.Pieces, old)
-		n, err := next(pieces)
-		if err != nil {
-			return nil, err
-		}
-		if n*uint64(hashSize) > uint64(len(data)) {
+		// Each changed piece takes a gap and a hash.
+		if n*uint64(1+hashSize) > uint64(len(d.data)) {
 			return nil, errShortIndex
 		}
-		pos, grown := -1, 0
+		old := before[f.Name]
+		// Every position past the base file's end must be listed: one left
+		// unset would stand for a piece no one sent.
+		grows := pieces - min(pieces, uint64(len(old)))
+		if grows > n {
+			return nil, fmt.Errorf("index: %s has %d pieces past its earlier end but %d are listed", f.Name, grows, n)
+		}
+		f.Pieces = make(Hashes, pieces)
+		copy(f.Pieces, old)
+		pos, grown := -1, uint64(0)
 		for range n {
-			gap, err := next(pieces)
+			gap, err := d.uvarint(pieces)
 			if err != nil {
 				return nil, err
 			}
 			pos += int(gap)
-			if gap == 0 || pos >= int(pieces) || len(data) < hashSize {
+			if gap == 0 || pos >= int(pieces) {
 				return nil, fmt.Errorf("index: changed piece %d of %s out of range", pos, f.Name)
 			}
-			copy(f.Pieces[pos][:], data[:hashSize])
-			data = data[hashSize:]
+			h, err := d.take(uint64(hashSize))
+			if err != nil {
+				return nil, err
+			}
+			copy(f.Pieces[pos][:], h)
 			changed = append(changed, first+pos)
 			if pos >= len(old) {
 				grown++
 			}
 		}
-		// Every position past the base file's end must be listed: one left
-		// unset would stand for a piece no one sent.
-		if want := max(int(pieces)-len(old), 0); grown != want {
-			return nil, fmt.Errorf("index: %s has %d pieces past its earlier end but %d are listed", f.Name, want, grown)
+		if grown != grows {
+			return nil, fmt.Errorf("index: %s has %d pieces past its earlier end but %d are listed", f.Name, grows, grown)
 		}
 		ix.Files = append(ix.Files, f)
 		first += len(f.Pieces)
 	}
-	if len(data) != 0 {
-		return nil, fmt.Errorf("index: %d bytes after the end", len(data))
+	if len(d.data) != 0 {
+		return nil, fmt.Errorf("index: %d bytes after the end", len(d.data))
 	}
 	return changed, nil
 }

@@ -15,6 +15,9 @@ import (
 // 800 MB, and the final round runs while the app is frozen).
 type Places []int
 
+// maxPlace is past the last place an index Validate accepts can have.
+const maxPlace = MaxFiles * (MaxFileSize / PageSize)
+
 // MarshalJSON writes places as one base64 string of uvarint gaps.
 func (ps Places) MarshalJSON() ([]byte, error) {
 	raw := make([]byte, 0, len(ps)+8)
@@ -39,10 +42,12 @@ func (ps *Places) UnmarshalJSON(data []byte) error {
 	k := -1
 	for len(raw) > 0 {
 		gap, n := binary.Uvarint(raw)
-		if n <= 0 || gap == 0 || gap > MaxFiles*(MaxFileSize/PageSize) {
+		if n <= 0 || gap == 0 || gap > maxPlace {
 			return errors.New("places: damaged")
 		}
-		k += int(gap)
+		if k += int(gap); k > maxPlace { // k was at most maxPlace: no overflow
+			return errors.New("places: damaged")
+		}
 		out = append(out, k)
 		raw = raw[n:]
 	}

@@ -155,7 +155,8 @@ func (st *Streamed) Bytes() int64 { return st.bytes }
 
 // ReceiveGrowing writes the page images SendGrowing sends into dst, at most
 // limit bytes of them in all. Names must be page images directly in dst,
-// and no file may grow past MaxFileSize.
+// each file arrives in order, without holes, and no file may grow past
+// MaxFileSize.
 func ReceiveGrowing(r io.Reader, dst string, limit int64) (*Streamed, error) {
 	st := &Streamed{dir: dst, pages: map[string]map[int64]Hash{}}
 	got, err := st.receive(r, limit)
@@ -171,6 +172,11 @@ func (st *Streamed) receive(r io.Reader, limit int64) (int64, error) {
 	br := bufio.NewReaderSize(r, streamChunk+64)
 	files := map[string]*os.File{}
 	defer closeAll(files)
+	// Where each file ends so far. SendGrowing sends each file in order,
+	// so a record must start there: one further on would leave a hole,
+	// and a few bytes at a far offset would make a file of many GiB that
+	// Adopt then reads in full.
+	ends := map[string]int64{}
 	buf := make([]byte, streamChunk)
 	var got int64
 	for {
@@ -196,6 +202,8 @@ func (st *Streamed) receive(r io.Reader, limit int64) (int64, error) {
 			return got, fmt.Errorf("stream names %q, not a page image", file)
 		case size > streamChunk || off < 0 || off > MaxFileSize-size:
 			return got, fmt.Errorf("stream record for %s out of range (%d bytes at %d)", file, size, off)
+		case off != ends[file]:
+			return got, fmt.Errorf("stream record for %s at %d, not where the file ends (%d)", file, off, ends[file])
 		case got+size > limit:
 			return got, fmt.Errorf("stream is larger than the %d bytes announced", limit)
 		}
@@ -220,6 +228,7 @@ func (st *Streamed) receive(r io.Reader, limit int64) (int64, error) {
 			return got, err
 		}
 		got += size
+		ends[file] = off + size
 		hashes := st.pages[file]
 		if hashes == nil {
 			hashes = map[int64]Hash{}

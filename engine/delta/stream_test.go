@@ -151,6 +151,9 @@ func TestReceiveGrowingRefuses(t *testing.T) {
 		{"escape", "not a page image", append(record("../pages-1.img", 0, page), end...)},
 		{"not a page image", "not a page image", append(record("inventory.img", 0, page), end...)},
 		{"past the largest file", "out of range", append(record("pages-1.img", MaxFileSize, page), end...)},
+		// A few bytes far into a file would make it sparse and huge.
+		{"a hole", "not where the file ends", append(record("pages-1.img", 16<<30, page), end...)},
+		{"a hole after a page", "not where the file ends", append(append(record("pages-1.img", 0, page), record("pages-1.img", 2*PageSize, page)...), end...)},
 		{"over the limit", "larger than", append(record("pages-1.img", 0, randomPages(t, 3)), end...)},
 		{"cut short", "read", record("pages-1.img", 0, page)[:100]},
 		{"no end", "read stream record", record("pages-1.img", 0, page)},
@@ -163,6 +166,9 @@ func TestReceiveGrowingRefuses(t *testing.T) {
 			}
 			if _, err := os.Stat(filepath.Join(dir, "pages-1.img")); err == nil {
 				t.Error("a file was written outside the stream's dir")
+			}
+			if info, err := os.Stat(filepath.Join(dir, "dst", "pages-1.img")); err == nil && info.Size() > 2*PageSize {
+				t.Errorf("a stream limited to %d bytes made a file of %d", 2*PageSize, info.Size())
 			}
 		})
 	}

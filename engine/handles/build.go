@@ -93,8 +93,7 @@ func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
 }
 
 type visibility struct {
-	ok  bool
-	err error
+	ok bool
 }
 
 // hstate is a handle under construction.

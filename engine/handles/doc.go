@@ -27,7 +27,7 @@
 //	handles.WriteTable(os.Stdout, m)           // `handoff handles NAME`
 //	json.Marshal(m)                            // `handoff handles NAME --json`, handle sync
 //
-// On the destination: missing := m.Missing(handles.LocalChecker("/", cache)).
+// On the destination: missing := m.Missing(handles.LocalChecker("/", cache, stateDir)).
 //
 // # Classes
 //

@@ -1,8 +1,10 @@
 package handles
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path"
 	"runtime"
 	"slices"
 	"strings"
@@ -293,12 +295,11 @@ func (m *Manifest) Required() []Requirement {
 }
 
 // Missing returns the requirements the destination lacks. has reports
-// whether the destination holds path with that content hash (hash is empty
-// for directories and device nodes: then existence is enough); it is called
+// whether the destination holds one (see [LocalChecker]); it is called
 // from several goroutines at once, since checking means hashing files the
 // destination has not hashed before (~0.2 s for an xterm running python on
 // one core here). The result is sorted by path.
-func (m *Manifest) Missing(has func(path, hash string) bool) []Requirement {
+func (m *Manifest) Missing(has func(Requirement) bool) []Requirement {
 	req := m.Required()
 	lacks := make([]bool, len(req))
 	var next atomic.Int64
@@ -308,7 +309,7 @@ func (m *Manifest) Missing(has func(path, hash string) bool) []Requirement {
 		go func() {
 			defer wg.Done()
 			for i := int(next.Add(1) - 1); i < len(req); i = int(next.Add(1) - 1) {
-				lacks[i] = !has(req[i].Path, req[i].Hash)
+				lacks[i] = !has(req[i])
 			}
 		}()
 	}
@@ -403,7 +404,9 @@ func (m *Manifest) clone() *Manifest {
 }
 
 // Parse decodes a manifest received from another machine and refuses
-// versions this code does not understand.
+// versions this code does not understand, and requirements no manifest
+// this code builds would hold: a path that is not absolute and clean, a
+// hash that is not XXH3-128 in hex, a negative size.
 func Parse(data []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
@@ -412,5 +415,26 @@ func Parse(data []byte) (*Manifest, error) {
 	if m.Version < 1 || m.Version > Version {
 		return nil, fmt.Errorf("handles manifest version %d is not supported (this side reads 1 to %d): update Handoff on both machines", m.Version, Version)
 	}
+	for _, r := range m.Required() {
+		if err := r.check(); err != nil {
+			return nil, fmt.Errorf("handles manifest: %w", err)
+		}
+	}
 	return &m, nil
+}
+
+// check refuses a requirement this code would not have written.
+func (r Requirement) check() error {
+	if path.Clean(r.Path) != r.Path || strings.ContainsRune(r.Path, 0) || len(r.Path) > 4096 {
+		return fmt.Errorf("required file %q is not a clean absolute path", r.Path)
+	}
+	if r.Size < 0 {
+		return fmt.Errorf("required file %s has a size of %d", r.Path, r.Size)
+	}
+	if r.Hash != "" {
+		if b, err := hex.DecodeString(r.Hash); err != nil || len(b) != 16 || strings.ToLower(r.Hash) != r.Hash {
+			return fmt.Errorf("required file %s has a hash %q that is not XXH3-128 in hex", r.Path, r.Hash)
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden files")
@@ -174,9 +177,9 @@ func TestMissing(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := m.Missing(func(path, sum string) bool {
-				h, ok := tc.has[path]
-				return ok && (sum == "" || h == sum)
+			got := m.Missing(func(r Requirement) bool {
+				h, ok := tc.has[r.Path]
+				return ok && (r.Hash == "" || h == r.Hash)
 			})
 			var paths []string
 			for _, r := range got {
@@ -191,42 +194,109 @@ func TestMissing(t *testing.T) {
 
 func TestLocalChecker(t *testing.T) {
 	root := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(root, "usr/lib"), 0o755); err != nil {
-		t.Fatal(err)
+	for _, dir := range []string{"usr/lib", "var/lib/handoff", "dev"} {
+		if err := os.MkdirAll(filepath.Join(root, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	data := []byte("libc bytes")
-	if err := os.WriteFile(filepath.Join(root, "usr/lib/libc.so"), data, 0o644); err != nil {
-		t.Fatal(err)
+	for _, file := range []string{"usr/lib/libc.so", "var/lib/handoff/identity.key"} {
+		if err := os.WriteFile(filepath.Join(root, file), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// A link pointing out of root must not be followed out of it.
+	// A link pointing out of root must not be followed out of it, and
+	// one inside it is not followed either.
 	if err := os.Symlink("/etc/hostname", filepath.Join(root, "usr/lib/escape")); err != nil {
 		t.Fatal(err)
 	}
-	good := HashBytes(data)
-	cache := NewHashCache()
-	has := LocalChecker(root, cache)
-	tests := []struct {
-		path, sum string
-		want      bool
-	}{
-		{"/usr/lib/libc.so", good, true},
-		{"/usr/lib/libc.so", strings.Repeat("0", 32), false},
-		{"/usr/lib/libc.so", "", true},
-		{"/usr/lib", "", true},
-		{"/usr/lib/nope.so", "", false},
-		{"/usr/lib/escape", "", false},
-		{"/../../etc/hostname", "", false},
+	if err := os.Symlink("libc.so", filepath.Join(root, "usr/lib/libc.so.6")); err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range tests {
-		if got := has(tc.path, tc.sum); got != tc.want {
-			t.Errorf("has(%s, %.8s) = %v, want %v", tc.path, tc.sum, got, tc.want)
+	if err := os.Symlink("usr/lib", filepath.Join(root, "lib")); err != nil {
+		t.Fatal(err)
+	}
+	// Opening a FIFO for reading waits for a writer; a device is the
+	// driver's. Neither may be opened.
+	if err := unix.Mkfifo(filepath.Join(root, "usr/lib/fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, dev := range map[string]uint64{"null": unix.Mkdev(1, 3), "loop0": unix.Mkdev(7, 0)} {
+		if err := unix.Mknod(filepath.Join(root, "dev", name), unix.S_IFCHR|0o600, int(dev)); err != nil {
+			t.Skipf("make device nodes (needs root): %v", err)
 		}
 	}
-	if has("/usr/lib/libc.so", good); cache.Len() != 1 {
+	good := HashBytes(data)
+	size := int64(len(data))
+	cache := NewHashCache()
+	has := LocalChecker(root, cache, "/var/lib/handoff")
+	tests := []struct {
+		name string
+		r    Requirement
+		want bool
+	}{
+		{"same content", Requirement{Path: "/usr/lib/libc.so", Size: size, Hash: good}, true},
+		{"other content", Requirement{Path: "/usr/lib/libc.so", Size: size, Hash: strings.Repeat("0", 32)}, false},
+		{"other size", Requirement{Path: "/usr/lib/libc.so", Size: size + 1, Hash: good}, false},
+		{"any content", Requirement{Path: "/usr/lib/libc.so"}, true},
+		{"a directory", Requirement{Path: "/usr/lib"}, true},
+		{"missing", Requirement{Path: "/usr/lib/nope.so"}, false},
+		{"link out of root", Requirement{Path: "/usr/lib/escape"}, false},
+		{"link in root", Requirement{Path: "/usr/lib/libc.so.6", Size: size, Hash: good}, false},
+		{"link on the way", Requirement{Path: "/lib/libc.so", Size: size, Hash: good}, false},
+		{"dot-dot", Requirement{Path: "/../../etc/hostname"}, false},
+		{"not clean", Requirement{Path: "/usr/lib/../lib/libc.so"}, false},
+		{"relative", Requirement{Path: "usr/lib/libc.so"}, false},
+		{"excluded dir", Requirement{Path: "/var/lib/handoff/identity.key", Size: size, Hash: good}, false},
+		{"fifo with a hash", Requirement{Path: "/usr/lib/fifo", Hash: good}, false},
+		{"fifo", Requirement{Path: "/usr/lib/fifo"}, false},
+		{"standard device", Requirement{Path: "/dev/null", Kind: KindCharDev}, true},
+		{"standard device with a hash", Requirement{Path: "/dev/null", Hash: good}, false},
+		{"other device", Requirement{Path: "/dev/loop0", Kind: KindCharDev}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan bool, 1)
+			go func() { got <- has(tc.r) }()
+			select {
+			case g := <-got:
+				if g != tc.want {
+					t.Errorf("has(%s, %.8s) = %v, want %v", tc.r.Path, tc.r.Hash, g, tc.want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("has(%s) hung", tc.r.Path)
+			}
+		})
+	}
+	if has(Requirement{Path: "/usr/lib/libc.so", Size: size, Hash: good}); cache.Len() != 1 {
 		t.Errorf("cache holds %d hashes, want 1", cache.Len())
 	}
 	if hits, _, _ := cache.Stats(); hits == 0 {
 		t.Error("second lookup did not hit the cache")
+	}
+}
+
+// TestLocalCheckerLeavesTheKernelAlone: files of /proc and /sys are not
+// looked at, whatever the peer says they hold (/proc/kcore is a regular
+// file of 128 TiB of kernel memory).
+func TestLocalCheckerLeavesTheKernelAlone(t *testing.T) {
+	cache := NewHashCache()
+	has := LocalChecker("/", cache)
+	for _, p := range []string{"/proc/kcore", "/proc/self/environ", "/proc/1/status", "/sys/kernel/mm/transparent_hugepage/enabled", "/proc", "/proc/self/fd/0"} {
+		info, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		r := Requirement{Path: p, Size: info.Size()}
+		if info.Mode().IsRegular() {
+			r.Hash = strings.Repeat("0", 32)
+		}
+		if has(r) {
+			t.Errorf("%s counts as held locally", p)
+		}
+	}
+	if _, misses, bytes := cache.Stats(); misses != 0 || bytes != 0 {
+		t.Errorf("hashed %d kernel files (%d bytes)", misses, bytes)
 	}
 }
 
@@ -265,7 +335,15 @@ func TestParse(t *testing.T) {
 	if err != nil || len(m.Handles) != 8 {
 		t.Fatalf("Parse(good) = %v, %v", m, err)
 	}
-	for _, bad := range []string{`{"version": 2}`, `{"version": 0}`, `{"version": "1"}`, `not json`} {
+	present := func(path, hash string, size int) string {
+		return fmt.Sprintf(`{"version": 1, "handles": [{"id": "x", "kind": "regular", "class": "present", "path": %q, "hash": %q, "size": %d}]}`, path, hash, size)
+	}
+	if _, err := Parse([]byte(present("/usr/lib/libc.so", strings.Repeat("ab", 16), 10))); err != nil {
+		t.Errorf("a good requirement is refused: %v", err)
+	}
+	for _, bad := range []string{`{"version": 2}`, `{"version": 0}`, `{"version": "1"}`, `not json`,
+		present("/usr/lib/../../etc/shadow", "", 0), present("/usr/lib//libc.so", "", 0), present("/usr/lib/libc.so", "not hex", 0),
+		present("/usr/lib/libc.so", strings.Repeat("AB", 16), 0), present("/usr/lib/libc.so", "ab", 0), present("/usr/lib/libc.so", "", -1)} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("Parse(%s) succeeded", bad)
 		}

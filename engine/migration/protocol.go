@@ -132,7 +132,9 @@ func deltaHeader(diff []byte, places delta.Places) ([]byte, error) {
 	return append(out, p...), nil
 }
 
-// readDeltaHeader reads what deltaHeader wrote, each part at most limit bytes.
+// readDeltaHeader reads what deltaHeader wrote, each part at most limit
+// bytes. A part's buffer grows as its bytes arrive: a length alone does not
+// make this side allocate it.
 func readDeltaHeader(r io.Reader, limit int) (diff []byte, places delta.Places, err error) {
 	frame := func() ([]byte, error) {
 		var n [4]byte
@@ -143,8 +145,10 @@ func readDeltaHeader(r io.Reader, limit int) (diff []byte, places delta.Places, 
 		if int64(size) > int64(limit) {
 			return nil, fmt.Errorf("a part of %d bytes, more than %d", size, limit)
 		}
-		b := make([]byte, size)
-		_, err := io.ReadFull(r, b)
+		b, err := io.ReadAll(io.LimitReader(r, int64(size)))
+		if err == nil && len(b) < int(size) {
+			err = io.ErrUnexpectedEOF
+		}
 		return b, err
 	}
 	if diff, err = frame(); err != nil {

@@ -30,6 +30,12 @@ const (
 	maxJSONBody  = 64 << 20
 	maxUpperSize = 16 << 30
 	spaceMargin  = 64 << 20
+	// minReserve is the least room an offer reserves: CRIU's own files
+	// come on top of the app's memory.
+	minReserve = 256 << 20
+	// maxIncoming bounds the handoffs taken at once, offers waiting for
+	// the user's answer included.
+	maxIncoming = 3
 )
 
 // Receiver is the destination's side of the protocol, an http.Handler to be
@@ -56,6 +62,10 @@ type Receiver struct {
 	mux  *http.ServeMux
 	mu   sync.Mutex
 	in   map[string]*incoming
+	// Taken by offers from their check to their end: how many, and the
+	// bytes of the work dir's free space they hold between them.
+	slots    int
+	reserved int64
 }
 
 type incoming struct {
@@ -82,6 +92,10 @@ type incoming struct {
 
 	// restoreExpected ends the engine's ExpectRestore when the handoff ends.
 	restoreExpected func()
+	// reserved is the room held for this handoff's images; release
+	// gives it back once what it received is removed.
+	reserved int64
+	release  func()
 }
 
 // waitAssembly waits for the image being put together, if any.
@@ -169,7 +183,8 @@ func (rv *Receiver) serveOffer(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusBadRequest, "bad_request", "cannot read the offer: "+err.Error())
 		return
 	}
-	if err := rv.check(r.Context(), o); err != nil {
+	release, err := rv.check(r.Context(), o)
+	if err != nil {
 		var rf *refusalError
 		if errors.As(err, &rf) {
 			status := http.StatusConflict
@@ -178,6 +193,8 @@ func (rv *Receiver) serveOffer(w http.ResponseWriter, r *http.Request) {
 				status = http.StatusForbidden
 			case RefusedNoSpace:
 				status = http.StatusInsufficientStorage
+			case RefusedBusy:
+				status = http.StatusServiceUnavailable
 			}
 			refuse(w, status, rf.r.Code, rf.r.Error)
 			return
@@ -188,47 +205,110 @@ func (rv *Receiver) serveOffer(w http.ResponseWriter, r *http.Request) {
 	id := newID()
 	dir := filepath.Join(rv.WorkDir, "in-"+id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		release()
 		refuse(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
 	rv.mu.Lock()
 	rv.in[id] = &incoming{id: id, dir: dir, offer: o, pool: delta.NewPool(),
 		index: map[string]*delta.Index{}, last: time.Now(),
-		restoreExpected: rv.Engine.ExpectRestore()}
+		restoreExpected: rv.Engine.ExpectRestore(),
+		reserved:        reservation(o), release: release}
 	rv.mu.Unlock()
 	rv.Log.Info("handoff offered", "app", o.Spec.Name, "from", o.From, "id", id)
 	rv.progress(o, PhaseRequest, nil)
 	writeJSON(w, Accepted{ID: id})
 }
 
-// check refuses an offer that cannot work here, with the reason in words.
-func (rv *Receiver) check(ctx context.Context, o Offer) error {
+// check refuses an offer that cannot work here, with the reason in words;
+// one it takes holds a slot and room in the work dir until release.
+func (rv *Receiver) check(ctx context.Context, o Offer) (release func(), err error) {
 	if o.Version != Version {
-		return RefuseError(RefusedIncompatible, fmt.Sprintf("it speaks handoff protocol %d, this machine %d; update Handoff on both", o.Version, Version))
+		return nil, RefuseError(RefusedIncompatible, fmt.Sprintf("it speaks handoff protocol %d, this machine %d; update Handoff on both", o.Version, Version))
 	}
 	if o.Arch != runtime.GOARCH {
-		return RefuseError(RefusedIncompatible, fmt.Sprintf("the app was built for %s, this machine is %s", o.Arch, runtime.GOARCH))
+		return nil, RefuseError(RefusedIncompatible, fmt.Sprintf("the app was built for %s, this machine is %s", o.Arch, runtime.GOARCH))
 	}
 	criu, err := rv.Engine.Criu(ctx)
 	if err != nil {
-		return RefuseError(RefusedIncompatible, "this machine cannot restore apps: "+err.Error())
+		return nil, RefuseError(RefusedIncompatible, "this machine cannot restore apps: "+err.Error())
 	}
 	if o.Criu.Version/100 > criu.Version/100 {
-		return RefuseError(RefusedIncompatible, fmt.Sprintf("its CRIU %s is newer than this machine's %s", o.Criu.VersionString(), criu.VersionString()))
+		return nil, RefuseError(RefusedIncompatible, fmt.Sprintf("its CRIU %s is newer than this machine's %s", o.Criu.VersionString(), criu.VersionString()))
 	}
 	if _, err := rv.Engine.Get(o.Spec.Name); err == nil {
-		return RefuseError(RefusedExists, fmt.Sprintf("an app named %q already runs here", o.Spec.Name))
+		return nil, RefuseError(RefusedExists, fmt.Sprintf("an app named %q already runs here", o.Spec.Name))
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(rv.WorkDir, &st); err == nil {
-		free := int64(st.Bavail) * int64(st.Bsize)
-		// Pre-copy and final images may both be here before assembly.
-		if need := 2*o.MemoryBytes + spaceMargin; free < need {
-			return RefuseError(RefusedNoSpace, fmt.Sprintf("needs about %d MB free, %d MB are", need>>20, free>>20))
-		}
+	// Before asking the user: an offer waiting for an answer holds its
+	// slot and its room, so two cannot both be promised the same space.
+	if release, err = rv.reserve(reservation(o)); err != nil {
+		return nil, err
 	}
 	if rv.Accept != nil {
-		return rv.Accept(ctx, o)
+		if err := rv.Accept(ctx, o); err != nil {
+			release()
+			return nil, err
+		}
+	}
+	return release, nil
+}
+
+// reservation is the room an offer needs: the pre-copy and the final
+// image may both be here before assembly, each about the app's memory.
+func reservation(o Offer) int64 {
+	mem := min(max(o.MemoryBytes, 0), delta.MaxFiles*delta.MaxFileSize) // no overflow below
+	return max(2*mem+spaceMargin, minReserve)
+}
+
+// reserve takes a slot and need bytes of the work dir's free space, less
+// what other handoffs hold, or refuses in words.
+func (rv *Receiver) reserve(need int64) (release func(), err error) {
+	if err := os.MkdirAll(rv.WorkDir, 0o700); err != nil {
+		return nil, err
+	}
+	rv.mu.Lock()
+	defer rv.mu.Unlock()
+	if rv.slots >= maxIncoming {
+		return nil, RefuseError(RefusedBusy, fmt.Sprintf("this machine is taking %d apps already; send it again once one has arrived", rv.slots))
+	}
+	free, err := freeBytes(rv.WorkDir)
+	if err != nil {
+		return nil, err
+	}
+	if avail := free - rv.reserved; avail < need {
+		held := ""
+		if rv.reserved > 0 {
+			held = fmt.Sprintf(", %d MB of them held for other handoffs", rv.reserved>>20)
+		}
+		return nil, RefuseError(RefusedNoSpace, fmt.Sprintf("needs about %d MB free, %d MB are%s", need>>20, free>>20, held))
+	}
+	rv.slots++
+	rv.reserved += need
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			rv.mu.Lock()
+			rv.slots--
+			rv.reserved -= need
+			rv.mu.Unlock()
+		})
+	}, nil
+}
+
+// freeBytes is the room left for an unprivileged writer in dir's filesystem.
+func freeBytes(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("free space in %s: %w", dir, err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// fits refuses an image larger than the room this handoff reserved, with
+// held bytes of an earlier image still here.
+func (in *incoming) fits(ix *delta.Index, held int64) error {
+	if size := ix.Bytes(); size+held > in.reserved {
+		return fmt.Errorf("the app's image of %d MB (beside %d MB held) is larger than the %d MB its offer reserved", size>>20, held>>20, in.reserved>>20)
 	}
 	return nil
 }
@@ -263,9 +343,26 @@ func (rv *Receiver) serveManifest(w http.ResponseWriter, r *http.Request, in *in
 		return
 	}
 	t0 := time.Now()
-	miss := m.Missing(handles.LocalChecker(rv.Base, rv.Hashes))
+	miss := m.Missing(handles.LocalChecker(rv.Base, rv.Hashes, rv.private()...))
 	rv.Log.Debug("serve manifest", "check", time.Since(t0), "lacks", len(miss))
 	writeJSON(w, MissingFiles{Files: miss})
+}
+
+// private lists the directories under Base whose files a peer's manifest
+// may not ask about: the engine's state (this device's identity key, other
+// apps) and the incoming handoffs.
+func (rv *Receiver) private() []string {
+	var out []string
+	for _, dir := range []string{rv.Engine.StateDir(), rv.WorkDir} {
+		abs, err := filepath.Abs(dir)
+		if err != nil || dir == "" {
+			continue
+		}
+		if rel, err := filepath.Rel(rv.Base, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			out = append(out, "/"+rel)
+		}
+	}
+	return out
 }
 
 // validRound accepts "pre", "pre2" … "pre9" and "final".
@@ -297,6 +394,11 @@ func (rv *Receiver) serveIndex(w http.ResponseWriter, r *http.Request, in *incom
 	}
 	if err != nil {
 		refuse(w, http.StatusBadRequest, "bad_request", "cannot read the index: "+err.Error())
+		return
+	}
+	if err := in.fits(&ix, 0); err != nil {
+		rv.drop(in.id, err)
+		refuse(w, http.StatusInsufficientStorage, RefusedNoSpace, err.Error())
 		return
 	}
 	in.index[round] = &ix
@@ -370,6 +472,16 @@ func (rv *Receiver) serveDelta(w http.ResponseWriter, r *http.Request, in *incom
 		refuse(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("read %s round: %v", round, err))
 		return
 	}
+	// The image this one is written over stays until it is put together.
+	var held int64
+	if in.assembledIx != nil {
+		held = in.assembledIx.Bytes()
+	}
+	if err := in.fits(&ix, held); err != nil {
+		rv.drop(in.id, err)
+		refuse(w, http.StatusInsufficientStorage, RefusedNoSpace, err.Error())
+		return
+	}
 	batch, err := delta.ReceivePieces(body, in.dir, &ix, places)
 	if err != nil {
 		rv.drop(in.id, fmt.Errorf("receive %s round: %w", round, err))
@@ -430,9 +542,8 @@ func (rv *Receiver) serveStream(w http.ResponseWriter, r *http.Request, in *inco
 		return
 	}
 	rv.progress(in.offer, PhasePreCopy, nil)
-	// As much as check found space for, and never less than 1 GiB.
-	limit := max(2*in.offer.MemoryBytes+spaceMargin, 1<<30)
-	st, err := delta.ReceiveGrowing(r.Body, filepath.Join(in.dir, "pre"), limit)
+	// As much as the offer reserved.
+	st, err := delta.ReceiveGrowing(r.Body, filepath.Join(in.dir, "pre"), in.reserved)
 	in.streamed = st
 	if err != nil {
 		rv.drop(in.id, fmt.Errorf("receive the streamed pages: %w", err))
@@ -449,12 +560,21 @@ func (rv *Receiver) serveUpper(w http.ResponseWriter, r *http.Request, in *incom
 		refuse(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	n, err := io.Copy(f, io.LimitReader(r.Body, maxUpperSize+1))
+	// The offer did not say how large the app's files are: they may take
+	// what is free but for the room other handoffs hold.
+	limit, err := rv.roomForUpper(in)
+	var n int64
+	if err == nil {
+		n, err = io.Copy(f, io.LimitReader(r.Body, limit+1))
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil && n > maxUpperSize {
-		err = fmt.Errorf("upper dir larger than %d bytes", int64(maxUpperSize))
+	if err == nil && n > limit {
+		err = fmt.Errorf("the app's files are larger than %d MB", limit>>20)
+		if limit < maxUpperSize {
+			err = fmt.Errorf("no space for the app's files: they are larger than the %d MB free here", limit>>20)
+		}
 	}
 	if err != nil {
 		rv.drop(in.id, fmt.Errorf("receive upper dir: %w", err))
@@ -463,6 +583,19 @@ func (rv *Receiver) serveUpper(w http.ResponseWriter, r *http.Request, in *incom
 	}
 	in.upper = path
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// roomForUpper is how many bytes in's upper dir may take: what is free in
+// the work dir less the room other handoffs hold, at most maxUpperSize.
+func (rv *Receiver) roomForUpper(in *incoming) (int64, error) {
+	free, err := freeBytes(rv.WorkDir)
+	if err != nil {
+		return 0, err
+	}
+	rv.mu.Lock()
+	others := rv.reserved - in.reserved
+	rv.mu.Unlock()
+	return min(max(free-others-spaceMargin, 0), maxUpperSize), nil
 }
 
 func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *incoming) {
@@ -553,6 +686,7 @@ func (rv *Receiver) drop(id string, failure error) {
 		if err := os.RemoveAll(in.dir); err != nil {
 			rv.Log.Warn("remove incoming handoff", "id", id, "err", err)
 		}
+		in.release() // the room it held is free again
 	}
 }
 

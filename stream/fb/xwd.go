@@ -9,6 +9,8 @@ import (
 	"io"
 	"math/bits"
 	"os"
+	"runtime/debug"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,7 +46,21 @@ type Format struct {
 // ErrFormat is returned for files that are not framebuffers this package reads.
 var ErrFormat = errors.New("not a supported XWD framebuffer")
 
-// ParseHeader reads the header of an XWD file and says where the pixels are.
+// ErrTruncated is returned when the framebuffer file became shorter than
+// its pixels while it was mapped: reading them then faults.
+var ErrTruncated = errors.New("the framebuffer file was cut short")
+
+// Bounds of a header this package takes: the app controls the file, so
+// nothing it declares may make a size overflow or a read leave the file.
+const (
+	maxSide       = 16384
+	maxHeaderSize = 64 << 10 // the fixed part and the window's name
+	maxColors     = 1 << 16
+)
+
+// ParseHeader reads the header of an XWD file and says where the pixels
+// are; Format.Size is how long the file must be to hold them (check it
+// against the file before reading pixels).
 func ParseHeader(b []byte) (Format, error) {
 	if len(b) < xwdHeaderLen {
 		return Format{}, fmt.Errorf("%w: %d bytes is too short", ErrFormat, len(b))
@@ -70,8 +86,13 @@ func ParseHeader(b []byte) (Format, error) {
 	if h.BitsPerPixel != 32 && h.BitsPerPixel != 16 {
 		return Format{}, fmt.Errorf("%w: %d bits per pixel (run Xvfb with depth 24 or 16)", ErrFormat, h.BitsPerPixel)
 	}
-	if h.PixmapWidth == 0 || h.PixmapHeight == 0 || h.PixmapWidth > 16384 || h.PixmapHeight > 16384 ||
-		uint64(h.BytesPerLine) < uint64(h.PixmapWidth)*uint64(h.BitsPerPixel)/8 || h.NColors > 1<<16 {
+	if h.HeaderSize < xwdHeaderLen || h.HeaderSize > maxHeaderSize || h.NColors > maxColors {
+		return Format{}, fmt.Errorf("%w: header of %d bytes with %d colors", ErrFormat, h.HeaderSize, h.NColors)
+	}
+	// All in 64 bits and bounded: Size below cannot overflow.
+	row := uint64(h.PixmapWidth) * uint64(h.BitsPerPixel) / 8
+	if h.PixmapWidth == 0 || h.PixmapHeight == 0 || h.PixmapWidth > maxSide || h.PixmapHeight > maxSide ||
+		uint64(h.BytesPerLine) < row || uint64(h.BytesPerLine) > 2*row+64 {
 		return Format{}, fmt.Errorf("%w: bad geometry %dx%d stride %d", ErrFormat, h.PixmapWidth, h.PixmapHeight, h.BytesPerLine)
 	}
 	return Format{
@@ -83,6 +104,11 @@ func ParseHeader(b []byte) (Format, error) {
 	}, nil
 }
 
+// Size is how many bytes a file in format f takes, through its last pixel.
+func (f Format) Size() int64 {
+	return int64(f.PixelOffset) + int64(f.Stride)*int64(f.Height)
+}
+
 // Framebuffer is a mapped Xvfb screen file.
 type Framebuffer struct {
 	Format
@@ -91,39 +117,55 @@ type Framebuffer struct {
 }
 
 // Open maps the framebuffer file at path read-only. The mapping follows the
-// X server's drawing as it happens.
+// X server's drawing as it happens. The last component of path must not be
+// a symlink, and only a regular file is mapped: the file lives where the
+// app can write.
 func Open(path string) (*Framebuffer, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO put in its place must not hold the open.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open framebuffer: %w", err)
 	}
-	return OpenFile(f)
+	fb, err := OpenFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return fb, nil
 }
 
-// OpenFile is Open for a file the caller opened (the engine opens an app's
-// framebuffer without following links); the Framebuffer owns f from then on.
+// OpenFile maps the framebuffer file f (which it then owns and closes,
+// also on error): the engine opens an app's framebuffer without following
+// links and passes it here.
+// Only the header's bytes and the pixels it declares are mapped, and only
+// if the file holds them.
 func OpenFile(f *os.File) (*Framebuffer, error) {
-	path := f.Name()
-	st, err := f.Stat()
-	if err != nil {
+	fail := func(err error) (*Framebuffer, error) {
 		f.Close()
 		return nil, err
 	}
-	mem, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	st, err := f.Stat()
 	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("map framebuffer %s: %w", path, err)
+		return fail(err)
 	}
-	fmtInfo, err := ParseHeader(mem)
-	if err == nil && fmtInfo.PixelOffset+fmtInfo.Stride*fmtInfo.Height > len(mem) {
-		err = fmt.Errorf("%w: file shorter than its pixels", ErrFormat)
+	if !st.Mode().IsRegular() {
+		return fail(fmt.Errorf("%w: not a regular file (%v)", ErrFormat, st.Mode().Type()))
 	}
+	header := make([]byte, xwdHeaderLen)
+	if _, err := f.ReadAt(header, 0); err != nil {
+		return fail(fmt.Errorf("%w: read the header: %v", ErrFormat, err))
+	}
+	format, err := ParseHeader(header)
 	if err != nil {
-		unix.Munmap(mem)
-		f.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return fail(err)
 	}
-	return &Framebuffer{Format: fmtInfo, mem: mem, file: f}, nil
+	if format.Size() > st.Size() {
+		return fail(fmt.Errorf("%w: file of %d bytes is shorter than its pixels (%d)", ErrFormat, st.Size(), format.Size()))
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, int(format.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return fail(fmt.Errorf("map framebuffer: %w", err))
+	}
+	return &Framebuffer{Format: format, mem: mem, file: f}, nil
 }
 
 // Close unmaps the framebuffer.
@@ -135,17 +177,41 @@ func (fb *Framebuffer) Close() error {
 	return err
 }
 
-// Pixels is the raw pixel memory, Stride bytes per row. It changes under the
-// caller as the X server draws.
-func (fb *Framebuffer) Pixels() []byte {
-	return fb.mem[fb.PixelOffset : fb.PixelOffset+fb.Stride*fb.Height]
+// Read calls read with the raw pixel memory, Stride bytes per row, which
+// changes under it as the X server draws; read must not keep it. If the
+// file is cut short meanwhile, reading past its new end faults: Read then
+// returns ErrTruncated instead of the process dying of SIGBUS, and so will
+// every later Read. read runs on the calling goroutine.
+func (fb *Framebuffer) Read(read func(pixels []byte)) (err error) {
+	pixels := fb.mem[fb.PixelOffset:fb.Size()]
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		fault, ok := r.(interface{ Addr() uintptr })
+		start := uintptr(unsafe.Pointer(unsafe.SliceData(fb.mem)))
+		if !ok || fault.Addr() < start || fault.Addr() >= start+uintptr(len(fb.mem)) {
+			panic(r) // not ours
+		}
+		size := int64(-1)
+		if st, serr := fb.file.Stat(); serr == nil {
+			size = st.Size()
+		}
+		err = fmt.Errorf("%w: %d bytes now, its pixels end at %d", ErrTruncated, size, fb.Size())
+	}()
+	read(pixels)
+	return nil
 }
 
 // Snapshot copies the current screen into an RGBA image.
-func (fb *Framebuffer) Snapshot() *image.RGBA {
+func (fb *Framebuffer) Snapshot() (*image.RGBA, error) {
 	img := image.NewRGBA(image.Rect(0, 0, fb.Width, fb.Height))
-	ToRGBA(fb.Format, fb.Pixels(), img)
-	return img
+	if err := fb.Read(func(pixels []byte) { ToRGBA(fb.Format, pixels, img) }); err != nil {
+		return nil, err
+	}
+	return img, nil
 }
 
 // ToRGBA converts raw pixels in format f into dst (which must be f.Width×f.Height).
@@ -192,13 +258,22 @@ func scale8(v, nbits uint32) uint8 {
 	case nbits > 8:
 		return uint8(v >> (nbits - 8))
 	default:
-		return uint8(v<<(8-nbits) | v>>(2*nbits-8)&0)
+		// Repeat the bits down: 5-bit 31 is 255, not 248.
+		x := v << (8 - nbits)
+		for have := nbits; have < 8; have *= 2 {
+			x |= x >> have
+		}
+		return uint8(x)
 	}
 }
 
 // WritePNG writes the current screen as PNG.
 func (fb *Framebuffer) WritePNG(w io.Writer) error {
-	return png.Encode(w, fb.Snapshot())
+	img, err := fb.Snapshot()
+	if err != nil {
+		return err
+	}
+	return png.Encode(w, img)
 }
 
 // SnapshotFile opens, reads and closes the framebuffer at path.
@@ -208,7 +283,7 @@ func SnapshotFile(path string) (*image.RGBA, error) {
 		return nil, err
 	}
 	defer fb.Close()
-	return fb.Snapshot(), nil
+	return fb.Snapshot()
 }
 
 // SnapshotOf reads the framebuffer in f and closes f.
@@ -218,5 +293,5 @@ func SnapshotOf(f *os.File) (*image.RGBA, error) {
 		return nil, err
 	}
 	defer fb.Close()
-	return fb.Snapshot(), nil
+	return fb.Snapshot()
 }
