@@ -11,6 +11,7 @@ import (
 
 	"github.com/moby/profiles/seccomp"
 	"github.com/moby/sys/mountinfo"
+	"github.com/opencontainers/cgroups"
 	devices "github.com/opencontainers/cgroups/devices/config"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	libseccomp "github.com/opencontainers/runc/libcontainer/seccomp"
@@ -247,7 +248,7 @@ func containerConfig(id string, d appDirs, cgroupPath string, spec Spec, host ho
 	if spec.User.IsRoot() {
 		devpts += ",gid=5" // tty; a user's own namespace has no such group
 	}
-	res := &configs.Resources{
+	res := &cgroups.Resources{
 		Memory:    spec.MemoryLimit,
 		PidsLimit: &spec.Pids,
 		CpuShares: cpuShares,
@@ -271,7 +272,7 @@ func containerConfig(id string, d appDirs, cgroupPath string, spec Spec, host ho
 		}),
 		UIDMappings: uids,
 		GIDMappings: gids,
-		Cgroups:     &configs.Cgroup{Path: cgroupPath, Resources: res},
+		Cgroups:     &cgroups.Cgroup{Path: cgroupPath, Resources: res},
 		Devices:     devs,
 		MaskPaths:   maskedFiles,
 		ReadonlyPaths: []string{

@@ -566,7 +566,7 @@ func (e *Engine) cgroupPath(name string) string { return e.cgroup + "/" + name }
 func (e *Engine) start(ctx context.Context, a *app) error {
 	spec := a.rec.Spec
 	if _, err := os.Stat(filepath.Join(e.cfg.Base, "usr/bin/Xvfb")); err != nil {
-		return errors.New("Xvfb is not installed in the base system (apt-get install xvfb)")
+		return errors.New("the base system has no Xvfb (apt-get install xvfb)")
 	}
 	if err := e.prepareRoot(a); err != nil {
 		return err

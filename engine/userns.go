@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
@@ -180,15 +179,6 @@ func extents(maps []configs.IDMap) []*userns.UidGidExtent {
 		out = append(out, &userns.UidGidExtent{First: &first, LowerFirst: &lower, Count: &count})
 	}
 	return out
-}
-
-// formatMaps is a map as /proc/PID/uid_map shows it, for tests and logs.
-func formatMaps(maps []configs.IDMap) string {
-	var b strings.Builder
-	for _, m := range maps {
-		fmt.Fprintf(&b, "%d %d %d\n", m.ContainerID, m.HostID, m.Size)
-	}
-	return b.String()
 }
 
 // prepareImages readies an app's image dir for a restore from inside its
