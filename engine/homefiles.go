@@ -105,6 +105,22 @@ func (e *Engine) HomeFiles(ctx context.Context, name string, m *handles.Manifest
 	return out, nil
 }
 
+// HomeRead lists the files of the home the app only read since it started
+// or arrived here (see RecordHomeSync).
+func (e *Engine) HomeRead(name string) []string {
+	a, err := e.lookup(name)
+	if err != nil {
+		return nil
+	}
+	a.mu.Lock()
+	w := a.homeWatch
+	a.mu.Unlock()
+	if w == nil {
+		return nil
+	}
+	return w.readOnly()
+}
+
 // relToHome turns a container path into one relative to home.
 func relToHome(home, p string) (string, bool) {
 	rel, ok := strings.CutPrefix(path.Clean(p), home+"/")

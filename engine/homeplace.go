@@ -71,17 +71,42 @@ func (s *syncRecords) update(user string, f func(map[string]string)) error {
 	return writeJSONAtomic(s.path(user), m)
 }
 
-// RecordHomeSync notes files of user as synced with their hashes: the
-// sender calls it for the files that went with an app.
-func (e *Engine) RecordHomeSync(user string, files []HomeFile) error {
+// RecordHomeSync notes files of user as synced: those that went with an
+// app by their hashes, and those the app only read (read, relative to the
+// user's home here) by their size and time, which is all "changed here
+// since?" needs for a file that did not travel. The sender calls it once
+// the app runs on the other machine.
+func (e *Engine) RecordHomeSync(user string, files []HomeFile, read []string) error {
 	if !validUserName(user) {
 		return fmt.Errorf("no valid user %q", user)
 	}
+	stamps := map[string]string{}
+	if len(read) > 0 {
+		if u, err := homeOf(user); err == nil {
+			if root, err := os.OpenRoot(u.Home); err == nil {
+				for _, p := range read {
+					if st, ok := isRegularIn(root, p); ok {
+						stamps[p] = stamp(st)
+					}
+				}
+				root.Close()
+			}
+		}
+	}
 	return e.sync.update(user, func(m map[string]string) {
+		for p, s := range stamps {
+			m[p] = s
+		}
 		for _, f := range files {
 			m[f.Path] = f.Hash
 		}
 	})
+}
+
+// stamp is a file's size and modification time, as a sync record keeps
+// them for a file whose bytes it did not hash.
+func stamp(st fs.FileInfo) string {
+	return fmt.Sprintf("stat:%d:%d", st.Size(), st.ModTime().UnixNano())
 }
 
 // NeedHomeFiles says which of files the home of user here lacks (missing,
@@ -151,8 +176,9 @@ func (e *Engine) placeHomeFiles(u User, from string, files []HomeFile, staged st
 		if src == nil {
 			return out, fmt.Errorf("%w: %s differs here but was not sent", ErrHomeFiles, f.Path)
 		}
-		_, exists := home.Lstat(f.Path)
-		untouched := curErr == nil && synced[f.Path] != "" && cur.Hash == synced[f.Path]
+		st, exists := home.Lstat(f.Path)
+		rec := synced[f.Path]
+		untouched := curErr == nil && rec != "" && (cur.Hash == rec || stamp(st) == rec)
 		target := f.Path
 		if exists == nil && !untouched {
 			target = freeName(home, conflictName(f.Path, from))

@@ -91,7 +91,7 @@ func TestPlaceHomeFilesRule(t *testing.T) {
 		h := newHomeFixture(t)
 		h.here(t, "notes.txt", "v1")
 		v1 := h.incoming(t, "notes.txt", "v1")
-		if err := h.e.RecordHomeSync("alice", []HomeFile{v1}); err != nil {
+		if err := h.e.RecordHomeSync("alice", []HomeFile{v1}, nil); err != nil {
 			t.Fatal(err)
 		}
 		v2 := h.incoming(t, "notes.txt", "v1 and more")
@@ -119,7 +119,7 @@ func TestPlaceHomeFilesRule(t *testing.T) {
 	t.Run("changed here since the last sync: both kept, names do not collide", func(t *testing.T) {
 		h := newHomeFixture(t)
 		v1 := h.incoming(t, "notes.txt", "v1")
-		h.e.RecordHomeSync("alice", []HomeFile{v1})
+		h.e.RecordHomeSync("alice", []HomeFile{v1}, nil)
 		h.here(t, "notes.txt", "v1, edited on b")
 		h.here(t, "notes (from ws-a).txt", "an older conflict")
 		f := h.incoming(t, "notes.txt", "v1, edited on a")

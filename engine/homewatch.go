@@ -16,11 +16,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// homeWatch notes the files an app writes in its user's home: a fanotify
-// mark on the app's own bind mount of the home sees every write the app
-// makes there (and none the user makes outside the app, nor the engine's
-// own, which go through the host's path). What it saw is kept in the app's
-// dir, so that a restarted daemon, a suspend and a resume keep it.
+// homeWatch notes the files an app writes, and those it only reads, in its
+// user's home: a fanotify mark on the app's own bind mount of the home sees
+// every file the app closes there (and none the user uses outside the app,
+// nor the engine's own, which go through the host's path). Written files
+// travel with the app; read ones only have their state remembered when it
+// leaves, so that the versions that come back later can tell "changed
+// here since" apart. What it saw is kept in the app's dir, so that a
+// restarted daemon, a suspend and a resume keep it.
 type homeWatch struct {
 	f       *os.File // the fanotify group
 	home    string   // the home as the container sees it
@@ -28,8 +31,15 @@ type homeWatch struct {
 	log     *slog.Logger
 
 	mu    sync.Mutex
-	paths map[string]bool
+	paths map[string]bool // written
+	read  map[string]bool // read, not written
 	done  chan struct{}
+}
+
+// homeSeen is what a homeWatch keeps in its file.
+type homeSeen struct {
+	Written []string `json:"written"`
+	Read    []string `json:"read,omitempty"`
 }
 
 // watchHome starts noting what the app, running with init pid, writes in
@@ -76,11 +86,11 @@ func startHomeWatch(pid int, home, persist string, log *slog.Logger) (*homeWatch
 	}
 	defer unix.Close(dir)
 	// A mount mark: the app's bind mount of the home, which only the app uses.
-	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, unix.FAN_CLOSE_WRITE, dir, ""); err != nil {
+	if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, unix.FAN_CLOSE_WRITE|unix.FAN_CLOSE_NOWRITE, dir, ""); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("watch the app's home %s: %w", home, err)
 	}
-	w := &homeWatch{f: f, home: home, persist: persist, log: log, paths: map[string]bool{}, done: make(chan struct{})}
+	w := &homeWatch{f: f, home: home, persist: persist, log: log, paths: map[string]bool{}, read: map[string]bool{}, done: make(chan struct{})}
 	w.load()
 	go w.loop()
 	return w, nil
@@ -98,7 +108,7 @@ func (w *homeWatch) loop() {
 			}
 			return
 		}
-		var seen []string
+		var wrote, read []string
 		for off := 0; off+metaLen <= n; {
 			ev := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[off]))
 			if ev.Event_len < uint32(metaLen) || off+int(ev.Event_len) > n {
@@ -115,44 +125,58 @@ func (w *homeWatch) loop() {
 				continue
 			}
 			if rel, ok := relToHome(w.home, link); ok {
-				seen = append(seen, rel)
+				if ev.Mask&unix.FAN_CLOSE_WRITE != 0 {
+					wrote = append(wrote, rel)
+				} else {
+					read = append(read, rel)
+				}
 			}
 		}
-		if len(seen) > 0 {
-			w.add(seen)
+		if len(wrote)+len(read) > 0 {
+			w.add(wrote, read)
 		}
 	}
 }
 
-func (w *homeWatch) add(paths []string) {
+func (w *homeWatch) add(wrote, read []string) {
 	w.mu.Lock()
 	changed := false
-	for _, p := range paths {
+	for _, p := range wrote {
 		if !w.paths[p] && len(w.paths) < maxHomeFiles {
 			w.paths[p], changed = true, true
 		}
 	}
-	var list []string
+	for _, p := range read {
+		if !w.paths[p] && !w.read[p] && len(w.read) < maxHomeFiles {
+			w.read[p], changed = true, true
+		}
+	}
+	var seen homeSeen
 	if changed {
-		list = w.listLocked()
+		seen = homeSeen{Written: listOf(w.paths, nil), Read: listOf(w.read, w.paths)}
 	}
 	w.mu.Unlock()
 	if changed {
-		if err := writeJSONAtomic(w.persist, list); err != nil {
-			w.log.Warn("remember the files the app wrote", "err", err)
+		if err := writeJSONAtomic(w.persist, seen); err != nil {
+			w.log.Warn("remember the files the app used", "err", err)
 		}
 	}
 }
 
 func (w *homeWatch) load() {
-	var list []string
+	var seen homeSeen
 	data, err := os.ReadFile(w.persist)
-	if err != nil || json.Unmarshal(data, &list) != nil {
+	if err != nil || json.Unmarshal(data, &seen) != nil {
 		return
 	}
-	for _, p := range list {
+	for _, p := range seen.Written {
 		if validHomePath(p) {
 			w.paths[p] = true
+		}
+	}
+	for _, p := range seen.Read {
+		if validHomePath(p) {
+			w.read[p] = true
 		}
 	}
 }
@@ -161,13 +185,23 @@ func (w *homeWatch) load() {
 func (w *homeWatch) written() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.listLocked()
+	return listOf(w.paths, nil)
 }
 
-func (w *homeWatch) listLocked() []string {
-	out := make([]string, 0, len(w.paths))
-	for p := range w.paths {
-		out = append(out, p)
+// readOnly lists what the app read and did not write.
+func (w *homeWatch) readOnly() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return listOf(w.read, w.paths)
+}
+
+// listOf lists the paths of set that are not in but, sorted.
+func listOf(set, but map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for p := range set {
+		if !but[p] {
+			out = append(out, p)
+		}
 	}
 	slices.Sort(out)
 	return out
