@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -160,6 +161,7 @@ func runSend(ctx context.Context, env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(env.stdout, "\r%s now runs on %s: down for %s, %s sent\n", pos[0], pos[1],
 		res.Downtime.Round(time.Millisecond), humanSize(res.Bytes))
+	printHomeFiles(env.stdout, pos[1], res)
 	return nil
 }
 
@@ -229,4 +231,19 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printHomeFiles says what became of the user's files that went with an app.
+func printHomeFiles(w io.Writer, peer string, res migration.Result) {
+	switch {
+	case res.SharedHome:
+		fmt.Fprintf(w, "your files: %s shares your home, nothing was copied\n", peer)
+	case res.HomeFiles > 0:
+		fmt.Fprintf(w, "your files: %d the app uses, %s copied to %s\n", res.HomeFiles, humanSize(res.HomeBytes), peer)
+	}
+	if res.Home != nil {
+		for _, k := range res.Home.Kept {
+			fmt.Fprintf(w, "  %s was changed on %s too: both are kept there, this version as %q\n", k.Path, peer, k.SavedAs)
+		}
+	}
 }

@@ -15,7 +15,15 @@ const (
 	EventPeer       = "peer"        // a peer appeared, changed or left; Peer and Change say which
 	EventHandoff    = "handoff"     // progress of a handoff; Handoff holds it
 	EventRequest    = "request"     // a peer asks to hand an app here; answer with accept/decline
+	EventNotice     = "notice"      // something the user should know; Notice says what
 )
+
+// UserNotice is something a user should be told, as a desktop notification
+// would say it.
+type UserNotice struct {
+	Title string `json:"title"`
+	Body  string `json:"body"`
+}
 
 // Event is one line of the event stream (GET /v0/events, newline-delimited JSON).
 type Event struct {
@@ -26,6 +34,7 @@ type Event struct {
 	Change  string          `json:"change,omitempty"`
 	Handoff *HandoffEvent   `json:"handoff,omitempty"`
 	Request *HandoffRequest `json:"request,omitempty"`
+	Notice  *UserNotice     `json:"notice,omitempty"`
 	// User is whose app the event is about: only that user (and root)
 	// sees it. Empty for events about devices, which everyone sees.
 	User string `json:"user,omitempty"`

@@ -173,6 +173,12 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 			p.arrived(o.Spec.Name)
 			p.history.add(HandoffRecord{App: o.Spec.Name, Direction: "in", Peer: o.From, Started: time.Now().UTC(),
 				Finished: time.Now().UTC(), Outcome: "done", PhasesMS: map[string]int64{"assemble": c.AssembleMillis, "restore": c.RestoreMillis}})
+			p.tellKept(o.Spec.Name, o.Spec.User.Name, o.From, c.Home, "in")
+		},
+		PeerName: func(ctx context.Context) string {
+			from, _ := discovery.RequestPeer(ctx)
+			t, _ := p.trust.Get(from)
+			return t.Name
 		},
 		Progress: func(o migration.Offer, phase string, err error) {
 			ev := HandoffEvent{App: o.Spec.Name, User: o.Spec.User.Name, Peer: o.From, Direction: "in", Phase: phase}
@@ -326,6 +332,9 @@ func (p *peers) send(ctx context.Context, name, to string) (migration.Result, er
 		p.d.events.publish(Event{Type: EventHandoff, Handoff: &e, User: e.User})
 	})
 	p.history.add(recordOf(name, "out", v.Name, started, res, err))
+	if err == nil {
+		p.tellKept(name, spec.User.Name, v.Name, res.Home, "out")
+	}
 	if err != nil {
 		ev.Phase, ev.Error = migration.PhaseRollback, err.Error()
 		p.d.events.publish(Event{Type: EventHandoff, Handoff: &ev, User: ev.User})
@@ -638,4 +647,24 @@ func (p *peers) requestKind(id string) string {
 		return r.Kind
 	}
 	return ""
+}
+
+// tellKept tells the app's user when some of their files were kept in two
+// versions on the machine the app arrived at (see engine.PlaceHomeFiles):
+// both users hear it, on either machine.
+func (p *peers) tellKept(app, user, peer string, placed *engine.HomePlacement, direction string) {
+	if placed == nil || len(placed.Kept) == 0 {
+		return
+	}
+	where := "here"
+	if direction == "out" {
+		where = "on " + peer
+	}
+	var lines []string
+	for _, k := range placed.Kept {
+		lines = append(lines, fmt.Sprintf("%s was changed %s too: both are kept, %s's version as %q.", k.Path, where, app, k.SavedAs))
+	}
+	n := UserNotice{Title: fmt.Sprintf("%s: %d of your files kept in two versions", app, len(placed.Kept)), Body: strings.Join(lines, " ")}
+	p.d.events.publish(Event{Type: EventNotice, Notice: &n, User: user})
+	p.d.log.Info("files kept in two versions", "app", app, "user", user, "peer", peer, "kept", len(placed.Kept))
 }

@@ -33,6 +33,9 @@ type workstation struct {
 	cmd    *exec.Cmd
 	client *Client
 	dir    string
+	// accounts, when set, is the workstation's own user database (its
+	// daemon runs in a mount namespace that shows it).
+	accounts *testnet.Accounts
 }
 
 func startWorkstation(t testing.TB, h *testnet.Host, name string) *workstation {
@@ -48,8 +51,12 @@ func startWorkstation(t testing.TB, h *testnet.Host, name string) *workstation {
 
 func (w *workstation) start(t testing.TB) {
 	t.Helper()
-	w.cmd = w.host.Command(context.Background(), os.Args[0], "--socket", w.client.Socket, "daemon",
-		"--state-dir", filepath.Join(w.dir, "state"), "--listen", ":7466", "--name", w.name)
+	args := []string{os.Args[0], "--socket", w.client.Socket, "daemon",
+		"--state-dir", filepath.Join(w.dir, "state"), "--listen", ":7466", "--name", w.name}
+	if w.accounts != nil {
+		args = w.accounts.Wrap(args...)
+	}
+	w.cmd = w.host.Command(context.Background(), args[0], args[1:]...)
 	w.cmd.Env = append(os.Environ(), "HANDOFF_TEST_MAIN=1")
 	log, _ := os.Create(filepath.Join(w.dir, "daemon.log"))
 	w.cmd.Stdout, w.cmd.Stderr = log, log

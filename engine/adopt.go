@@ -70,6 +70,7 @@ func (e *Engine) adopt(a *app) {
 		a.rec.State = StateRunning
 		a.rec.InitPID = state.InitProcessPid
 		e.watch(a, a.rec.InitPID, nil)
+		e.watchHome(a, a.rec.InitPID)
 	case hasImage:
 		a.ctr = ctr
 		e.destroyContainer(a)

@@ -248,6 +248,7 @@ func (e *Engine) restore(a *app, target *restoreTarget) (int, *exec.Cmd, error) 
 		a.mu.Unlock()
 	}
 	e.watch(a, pid, proc)
+	e.watchHome(a, pid)
 	return pid, lazy, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/moby/profiles/seccomp"
 	"github.com/moby/sys/mountinfo"
@@ -186,7 +187,17 @@ func mountOverlay(d appDirs, base string) error {
 		return nil
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,index=on,nfs_export=on", base, d.upper(), d.work())
-	if err := unix.Mount("overlay", d.rootfs(), "overlay", 0, opts); err != nil {
+	// With index=on an overlay holds its upper and work dirs exclusively,
+	// and the last one (before a suspend, detached) lets go of them only
+	// once the kernel has dropped its last reference, a moment later.
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err = unix.Mount("overlay", d.rootfs(), "overlay", 0, opts)
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("mount overlay root at %s: %w", d.rootfs(), err)
 	}
 	return nil

@@ -230,6 +230,9 @@ type app struct {
 	dirs appDirs
 	rec  record
 	ctr  *libcontainer.Container
+	// homeWatch notes what the app writes in its user's home while it
+	// runs here (see HomeFiles).
+	homeWatch *homeWatch
 	// tidying is closed when background cleanup after the last operation
 	// (removing a dumped container, a used checkpoint) is done; the next
 	// operation waits for it.
@@ -302,6 +305,7 @@ type Engine struct {
 	apps map[string]*app
 
 	hashes *handles.HashCache // content hashes of base-layer files, kept across manifests
+	sync   *syncRecords       // when users' files were last synced with other machines
 
 	criuOnce sync.Once
 	criu     CriuInfo
@@ -349,6 +353,7 @@ func New(cfg Config) (*Engine, error) {
 		idBase:   idBase + int(binary.BigEndian.Uint16(sum[4:6])%idEngines)*idApps*idBlock,
 		apps:     map[string]*app{},
 		hashes:   handles.NewHashCache(),
+		sync:     &syncRecords{dir: filepath.Join(abs, "home-sync")},
 		ctx:      ctx,
 		cancel:   cancel,
 	}
@@ -365,6 +370,21 @@ func New(cfg Config) (*Engine, error) {
 func (e *Engine) Close() error {
 	e.cancel()
 	e.wg.Wait()
+	e.mu.Lock()
+	apps := make([]*app, 0, len(e.apps))
+	for _, a := range e.apps {
+		apps = append(apps, a)
+	}
+	e.mu.Unlock()
+	for _, a := range apps {
+		a.mu.Lock()
+		w := a.homeWatch
+		a.homeWatch = nil
+		a.mu.Unlock()
+		if w != nil {
+			w.stop()
+		}
+	}
 	return nil
 }
 
@@ -608,6 +628,7 @@ func (e *Engine) start(ctx context.Context, a *app) error {
 	e.update(a, func(r *record) {
 		r.State, r.InitPID, r.Started, r.Error = StateRunning, pid, time.Now().UTC(), ""
 	})
+	e.watchHome(a, pid)
 	e.log.Info("app running", "app", spec.Name, "user", spec.User.Name, "pid", pid, "cmd", spec.Args)
 	return nil
 }
@@ -723,9 +744,12 @@ func pidAlive(pid int) bool {
 // is left, and unmounts its root.
 func (e *Engine) destroyContainer(a *app) {
 	a.mu.Lock()
-	ctr := a.ctr
-	a.ctr = nil
+	ctr, w := a.ctr, a.homeWatch
+	a.ctr, a.homeWatch = nil, nil
 	a.mu.Unlock()
+	if w != nil {
+		w.stop()
+	}
 	if ctr != nil {
 		killFrozen(ctr)
 		if err := ctr.Destroy(); err != nil {

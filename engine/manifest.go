@@ -32,7 +32,8 @@ func (e *Engine) Handles(ctx context.Context, name string) (*handles.Manifest, e
 		Display: handles.Display{Width: rec.Spec.Width, Height: rec.Spec.Height, Depth: rec.Spec.Depth},
 	}
 	for _, m := range ctr.Config().Mounts {
-		scope.Mounts = append(scope.Mounts, handles.MountSpec{Destination: m.Destination, Type: m.Device, Travels: m.Destination == fbDir})
+		scope.Mounts = append(scope.Mounts, handles.MountSpec{Destination: m.Destination, Type: m.Device,
+			Travels: m.Destination == fbDir, Home: m.Destination == rec.Spec.User.Home})
 	}
 	scope.Mounts = append(scope.Mounts, handles.MountSpec{Destination: "/", Type: "overlay"})
 	m, err := handles.Build(ctx, scope, e.hashes)

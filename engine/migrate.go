@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -39,7 +40,7 @@ func (e *Engine) Freeze(ctx context.Context, name string) error {
 	a.mu.Lock()
 	ctr := a.ctr
 	a.mu.Unlock()
-	if err := ctr.Pause(); err != nil {
+	if err := pause(ctr); err != nil {
 		// libcontainer may have frozen the cgroup before failing: never
 		// leave an app frozen behind an error.
 		_ = ctr.Resume()
@@ -318,7 +319,7 @@ func withFrozen(ctr *libcontainer.Container, dump func() error) error {
 	if st, err := ctr.Status(); err != nil || st != libcontainer.Running {
 		return dump()
 	}
-	if err := ctr.Pause(); err != nil {
+	if err := pause(ctr); err != nil {
 		_ = ctr.Resume()
 		return dump() // CRIU freezes it then
 	}
@@ -328,6 +329,23 @@ func withFrozen(ctr *libcontainer.Container, dump func() error) error {
 	if st, serr := ctr.Status(); serr == nil && st == libcontainer.Paused {
 		if rerr := ctr.Resume(); rerr != nil && err == nil {
 			err = fmt.Errorf("thaw after the dump: %w", rerr)
+		}
+	}
+	return err
+}
+
+// pause freezes a container, trying again a few times: the cgroup v1
+// freezer gives up when the app's threads do not all stop within about
+// 200 ms, which happens on a loaded machine (seen here at a load average
+// of 6). Each failed try leaves the app thawed.
+func pause(ctr *libcontainer.Container) error {
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Duration(25<<attempt) * time.Millisecond)
+		}
+		if err = ctr.Pause(); err == nil || !strings.Contains(err.Error(), "unable to freeze") {
+			return err
 		}
 	}
 	return err

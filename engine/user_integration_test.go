@@ -4,6 +4,8 @@ package engine
 
 import (
 	"image"
+	"os"
+	"syscall"
 	"testing"
 
 	"github.com/handoff/handoff/internal/testutil"
@@ -29,3 +31,5 @@ func snapshot(e *Engine, name string) (*image.RGBA, error) {
 	}
 	return fb.SnapshotOf(f)
 }
+
+func statOwner(st os.FileInfo) int { return int(st.Sys().(*syscall.Stat_t).Uid) }

@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/userns"
 	"github.com/opencontainers/runc/libcontainer/configs"
 )
@@ -213,4 +215,53 @@ func (e *Engine) prepareImages(a *app) error {
 		return err
 	}
 	return os.Chmod(dir, 0o750)
+}
+
+// RenameImageFiles points the files an image's processes hold open or
+// mapped at other paths: renames maps container paths to what the restore
+// must open instead (a file of the user's home that was changed on this
+// machine too is kept, and the app gets the version it had, saved beside it).
+func RenameImageFiles(dir string, renames map[string]string) error {
+	if len(renames) == 0 {
+		return nil
+	}
+	p := filepath.Join(dir, "files.img")
+	in, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	img, err := crit.New(in, nil, "", false, false).Decode(&fdinfo.FileEntry{})
+	in.Close()
+	if err != nil {
+		return fmt.Errorf("read files.img: %w", err)
+	}
+	for _, ent := range img.Entries {
+		fe, ok := ent.Message.(*fdinfo.FileEntry)
+		if !ok || fe.Reg == nil {
+			continue
+		}
+		name := fe.Reg.GetName()
+		to, ok := renames["/"+strings.TrimPrefix(name, "/")]
+		if !ok {
+			continue
+		}
+		if !strings.HasPrefix(name, "/") {
+			to = strings.TrimPrefix(to, "/")
+		}
+		fe.Reg.Name = &to
+	}
+	tmp := p + ".new"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	err = crit.New(nil, out, "", false, false).Encode(img)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write files.img: %w", err)
+	}
+	return os.Rename(tmp, p)
 }

@@ -128,6 +128,7 @@ const (
 	NoticeRequest                             // a peer asks: Request
 	NoticeRequestGone                         // a request was withdrawn: Request
 	NoticeDisconnected                        // the daemon went away
+	NoticeMessage                             // the daemon has something to say: Title, Body
 	NoticeConnected                           // the daemon is back (or there for the first time)
 )
 
@@ -139,6 +140,8 @@ type Notice struct {
 	Direction string
 	Reason    string
 	Request   app.HandoffRequest
+	Title     string // NoticeMessage
+	Body      string
 }
 
 // Model holds the daemon's state as the tray shows it. Apply feeds it the
@@ -380,6 +383,10 @@ func (m *Model) apply(s *State, ev app.Event) []Notice {
 	case app.EventRequest:
 		if ev.Request != nil {
 			return applyRequest(s, *ev.Request)
+		}
+	case app.EventNotice:
+		if ev.Notice != nil {
+			return []Notice{{Kind: NoticeMessage, Title: ev.Notice.Title, Body: ev.Notice.Body}}
 		}
 	}
 	return nil

@@ -181,6 +181,8 @@ func (t *Tray) notice(n Notice) {
 		}
 	case NoticeDisconnected:
 		t.notify("Handoff daemon stopped", "Apps keep running. The tray reconnects when the daemon is back.")
+	case NoticeMessage:
+		t.notify(n.Title, n.Body)
 	}
 }
 

@@ -143,17 +143,18 @@ func (b *builder) readMounts() error {
 		return fmt.Errorf("parse mounts of init pid %d: %w", b.s.InitPID, err)
 	}
 	configured := map[string]string{}
-	travels := map[string]bool{}
+	travels, home := map[string]bool{}, map[string]bool{}
 	for _, ms := range b.s.Mounts {
 		configured[filepath.Clean(ms.Destination)] = ms.Type
 		travels[filepath.Clean(ms.Destination)] = ms.Travels
+		home[filepath.Clean(ms.Destination)] = ms.Home
 	}
 	b.mounts = make(map[int]*Mount, len(infos))
 	for _, in := range infos {
 		mt := Mount{
 			ID: in.ID, Parent: in.Parent, Mountpoint: in.Mountpoint, FSType: in.FSType,
 			Source: in.Source, Root: in.Root, Options: in.Options,
-			Configured: configured[in.Mountpoint], Travels: travels[in.Mountpoint],
+			Configured: configured[in.Mountpoint], Travels: travels[in.Mountpoint], Home: home[in.Mountpoint],
 		}
 		b.m.Mounts = append(b.m.Mounts, mt)
 	}
@@ -408,7 +409,10 @@ func (b *builder) addFD(pid int, comm string, fd int) error {
 	st.f.Outside = mt == nil
 	if mt != nil {
 		st.h.Mount, st.h.FSType = mt.Mountpoint, mt.FSType
-		st.f.Mountpoint, st.f.FSType, st.f.Travels = mt.Mountpoint, mt.FSType, mt.Travels
+		st.f.Mountpoint, st.f.FSType, st.f.Travels, st.f.Home = mt.Mountpoint, mt.FSType, mt.Travels, mt.Home
+		if mt.Home {
+			st.h.Layer = "home"
+		}
 		if mt.FSType == "overlay" && mt.Mountpoint == "/" && !deleted {
 			st.f.InUpper = b.inUpper(mt, path)
 			st.h.Layer = layerName(st.f.InUpper)
@@ -594,7 +598,10 @@ func (b *builder) scanMaps(pid int, comm string) error {
 		} else if kind == KindMapped || kind == KindDeleted {
 			if mt := b.mountFor(path); mt != nil && st.h.Mount == "" {
 				st.h.Mount, st.h.FSType = mt.Mountpoint, mt.FSType
-				st.f.Mountpoint, st.f.FSType, st.f.Travels = mt.Mountpoint, mt.FSType, mt.Travels
+				st.f.Mountpoint, st.f.FSType, st.f.Travels, st.f.Home = mt.Mountpoint, mt.FSType, mt.Travels, mt.Home
+				if mt.Home {
+					st.h.Layer = "home"
+				}
 				if mt.FSType == "overlay" && mt.Mountpoint == "/" && !deleted {
 					st.f.InUpper = b.inUpper(mt, path)
 					st.h.Layer = layerName(st.f.InUpper)

@@ -25,6 +25,7 @@ type facts struct {
 	Mountpoint string
 	InUpper    bool // the path exists in the overlay upper dir
 	Travels    bool // on a mount the engine sends with the image
+	Home       bool // in the user's home, which travels as the user's files
 
 	NSInside bool // nsfs: one of the container's own namespaces
 
@@ -239,6 +240,8 @@ func classifyFile(f facts) verdict {
 	switch {
 	case f.Travels:
 		return moves(fmt.Sprintf("on %s, which is sent with the image", f.Mountpoint))
+	case f.Home:
+		return moves("in the user's home: it travels with the user's files")
 	case volatileFS[f.FSType]:
 		return moves(fmt.Sprintf("on the container's %s %s: saved in the image", f.FSType, f.Mountpoint))
 	case kernelFS[f.FSType]:

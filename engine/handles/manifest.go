@@ -103,6 +103,10 @@ type MountSpec struct {
 	// Travels: the engine sends this mount's files with the image itself
 	// (a bind mount of a directory the engine owns).
 	Travels bool `json:"travels,omitempty"`
+	// Home: the app user's home, bind-mounted. Its files are the user's:
+	// they travel with the app's files of the user (engine.HomeFiles), not
+	// as files of the base.
+	Home bool `json:"home,omitempty"`
 }
 
 // Display is the geometry of the container's X display.
@@ -142,6 +146,7 @@ type Mount struct {
 	// empty when the mount was made by the runtime (masks, read-only binds, …).
 	Configured string `json:"configured,omitempty"`
 	Travels    bool   `json:"travels,omitempty"` // see MountSpec
+	Home       bool   `json:"home,omitempty"`    // see MountSpec
 }
 
 // Process is one process of the container.

@@ -19,7 +19,9 @@ import (
 // 6: manifest hashes are XXH3-128.
 // 7: the first round's page images stream as CRIU writes them; later
 // rounds send their index and pieces in one request.
-const Version = 7
+// 8: apps run as their user; the files of the user's home the app uses
+// travel with it (unless both machines share the home).
+const Version = 8
 
 // Offer opens a handoff: what the source wants to hand over and what the
 // destination needs to know to refuse early.
@@ -31,11 +33,18 @@ type Offer struct {
 	Arch        string          `json:"arch"`
 	Kernel      string          `json:"kernel"`
 	MemoryBytes int64           `json:"memory_bytes"`
+	// HomeProbe names a file the source left in the user's home: a
+	// destination that sees it shares the home, and no file is copied
+	// (engine.HomeProbe).
+	HomeProbe string `json:"home_probe,omitempty"`
 }
 
 // Accepted answers an Offer.
 type Accepted struct {
 	ID string `json:"id"`
+	// SharedHome: the destination sees the source's home probe; the
+	// user's files are already there.
+	SharedHome bool `json:"shared_home,omitempty"`
 }
 
 // Refusal codes: why a destination said no, before anything was frozen.
@@ -46,6 +55,7 @@ const (
 	RefusedExists       = "exists"
 	RefusedBusy         = "busy"
 	RefusedNotTrusted   = "not_trusted"
+	RefusedNoUser       = "no_user" // the app's user has no account here
 )
 
 // Refusal is the body of a non-2xx answer.
@@ -57,6 +67,19 @@ type Refusal struct {
 // MissingFiles answers a manifest: base files the destination lacks.
 type MissingFiles struct {
 	Files []handles.Requirement `json:"files"`
+}
+
+// HomeList names the files of the user's home that go with the app
+// (POST /{id}/home), sent once the app is frozen.
+type HomeList struct {
+	Files []engine.HomeFile `json:"files"`
+}
+
+// HomeNeed answers a HomeList: the files the destination's home lacks or
+// has other bytes of, which the source then sends (PUT /{id}/home/files,
+// a tar stream of them).
+type HomeNeed struct {
+	Paths []string `json:"paths"`
 }
 
 // MissingPieces answers an index: pieces the destination lacks, by their
@@ -75,6 +98,9 @@ type Committed struct {
 	// RestoreMillis is the destination's own part of the downtime: restore
 	// start to the first frame on its display.
 	RestoreMillis int64 `json:"restore_ms"`
+	// Home says what became of the user's files that came with the app
+	// (nil when none did, or the home is shared).
+	Home *engine.HomePlacement `json:"home,omitempty"`
 }
 
 // Phases of a handoff, in order, as reported in Progress.
@@ -114,6 +140,13 @@ type Result struct {
 	// still while it dumps, so the app stutters this long once per round.
 	Rounds       int           `json:"rounds"`
 	LongestPause time.Duration `json:"longest_pause"`
+	// The user's files that went with the app: how many, the bytes sent,
+	// whether the home was shared (then nothing was), and what the
+	// destination did with them.
+	HomeFiles  int                   `json:"home_files"`
+	HomeBytes  int64                 `json:"home_bytes"`
+	SharedHome bool                  `json:"shared_home,omitempty"`
+	Home       *engine.HomePlacement `json:"home,omitempty"`
 }
 
 // A round after the first goes in one request (PUT /{id}/{round}/delta?base=R):

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -56,6 +57,10 @@ type Receiver struct {
 	// Progress, when set, is told each phase an incoming handoff reaches,
 	// and PhaseRollback with the reason when it ends without the app.
 	Progress func(o Offer, phase string, err error)
+	// PeerName, when set, names the sending device as this machine knows
+	// it (not as it calls itself): for the user's files kept beside
+	// another version, "notes (from ws-a).txt".
+	PeerName func(ctx context.Context) string
 	Log      *slog.Logger
 
 	once sync.Once
@@ -96,6 +101,14 @@ type incoming struct {
 	// gives it back once what it received is removed.
 	reserved int64
 	release  func()
+
+	// The user's files: shared (the home here is the source's), listed
+	// (POST home), and those sent, staged until the commit places them.
+	sharedHome bool
+	from       string // the sending device, as this machine names it
+	home       []engine.HomeFile
+	homeNeed   map[string]bool
+	homeStaged string
 }
 
 // waitAssembly waits for the image being put together, if any.
@@ -158,6 +171,8 @@ func (rv *Receiver) init() {
 		rv.mux.HandleFunc("PUT /{id}/pre/stream", rv.with(rv.serveStream))
 		rv.mux.HandleFunc("PUT /{id}/{round}/delta", rv.with(rv.serveDelta))
 		rv.mux.HandleFunc("PUT /{id}/upper", rv.with(rv.serveUpper))
+		rv.mux.HandleFunc("POST /{id}/home", rv.with(rv.serveHome))
+		rv.mux.HandleFunc("PUT /{id}/home/files", rv.with(rv.serveHomeFiles))
 		rv.mux.HandleFunc("POST /{id}/commit", rv.with(rv.serveCommit))
 		rv.mux.HandleFunc("DELETE /{id}", rv.serveDrop)
 	})
@@ -209,15 +224,22 @@ func (rv *Receiver) serveOffer(w http.ResponseWriter, r *http.Request) {
 		refuse(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
+	shared := o.HomeProbe != "" && engine.SharesHome(o.Spec.User.Name, o.HomeProbe)
+	from := o.From
+	if rv.PeerName != nil {
+		if n := rv.PeerName(r.Context()); n != "" {
+			from = n
+		}
+	}
 	rv.mu.Lock()
 	rv.in[id] = &incoming{id: id, dir: dir, offer: o, pool: delta.NewPool(),
 		index: map[string]*delta.Index{}, last: time.Now(),
 		restoreExpected: rv.Engine.ExpectRestore(),
-		reserved:        reservation(o), release: release}
+		reserved:        reservation(o), release: release, sharedHome: shared, from: from}
 	rv.mu.Unlock()
-	rv.Log.Info("handoff offered", "app", o.Spec.Name, "from", o.From, "id", id)
+	rv.Log.Info("handoff offered", "app", o.Spec.Name, "user", o.Spec.User.Name, "from", o.From, "id", id, "shared_home", shared)
 	rv.progress(o, PhaseRequest, nil)
-	writeJSON(w, Accepted{ID: id})
+	writeJSON(w, Accepted{ID: id, SharedHome: shared})
 }
 
 // check refuses an offer that cannot work here, with the reason in words;
@@ -238,6 +260,12 @@ func (rv *Receiver) check(ctx context.Context, o Offer) (release func(), err err
 	}
 	if _, err := rv.Engine.Get(o.Spec.Name); err == nil {
 		return nil, RefuseError(RefusedExists, fmt.Sprintf("an app named %q already runs here", o.Spec.Name))
+	}
+	if err := rv.Engine.CanReceive(o.Spec); err != nil {
+		if errors.Is(err, engine.ErrNoSuchUser) {
+			return nil, RefuseError(RefusedNoUser, fmt.Sprintf("%s is %s's app, and this machine has no user %s", o.Spec.Name, o.Spec.User.Name, o.Spec.User.Name))
+		}
+		return nil, RefuseError(RefusedIncompatible, err.Error())
 	}
 	// Before asking the user: an offer waiting for an answer holds its
 	// slot and its room, so two cannot both be promised the same space.
@@ -623,6 +651,13 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 		refuse(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
+	placed, err := rv.placeHome(in, image)
+	if err != nil {
+		upper.Close()
+		rv.drop(in.id, err)
+		refuse(w, http.StatusInternalServerError, "home_files", err.Error())
+		return
+	}
 	info, err := rv.Engine.Instantiate(context.WithoutCancel(r.Context()), in.offer.Spec, upper, image)
 	upper.Close()
 	if err == nil {
@@ -636,7 +671,7 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 		refuse(w, http.StatusInternalServerError, "restore_failed", "restore here failed: "+err.Error())
 		return
 	}
-	c := Committed{Info: info, AssembleMillis: assembled.Sub(start).Milliseconds(), RestoreMillis: time.Since(assembled).Milliseconds()}
+	c := Committed{Info: info, AssembleMillis: assembled.Sub(start).Milliseconds(), RestoreMillis: time.Since(assembled).Milliseconds(), Home: placed}
 	rv.Log.Info("handoff received", "app", info.Name, "from", in.offer.From, "assemble_ms", c.AssembleMillis, "restore_ms", c.RestoreMillis)
 	rv.progress(in.offer, PhaseDone, nil)
 	if rv.Received != nil {
@@ -649,6 +684,76 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 		f.Flush()
 	}
 	rv.drop(in.id, nil)
+}
+
+// maxHomeList bounds the list of the user's files a peer may send.
+const maxHomeList = 10000
+
+// serveHome takes the list of the user's files that go with the app and
+// answers with those this home lacks.
+func (rv *Receiver) serveHome(w http.ResponseWriter, r *http.Request, in *incoming) {
+	var list HomeList
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxJSONBody))
+	if err := dec.Decode(&list); err != nil || len(list.Files) > maxHomeList {
+		refuse(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("cannot read the list of the user's files (%d files, at most %d): %v", len(list.Files), maxHomeList, err))
+		return
+	}
+	in.home, in.homeNeed = list.Files, map[string]bool{}
+	if in.sharedHome {
+		writeJSON(w, HomeNeed{})
+		return
+	}
+	need, err := rv.Engine.NeedHomeFiles(in.offer.Spec.User.Name, list.Files)
+	if err != nil {
+		rv.drop(in.id, fmt.Errorf("the user's files: %w", err))
+		refuse(w, http.StatusBadRequest, "home_files", err.Error())
+		return
+	}
+	for _, p := range need {
+		in.homeNeed[p] = true
+	}
+	writeJSON(w, HomeNeed{Paths: need})
+}
+
+// serveHomeFiles stages the user's files this home lacked, each one
+// checked against the list: its path asked for, its size, its hash.
+func (rv *Receiver) serveHomeFiles(w http.ResponseWriter, r *http.Request, in *incoming) {
+	dir := filepath.Join(in.dir, "home")
+	if err := stageHomeFiles(r.Body, dir, in.home, in.homeNeed); err != nil {
+		rv.drop(in.id, fmt.Errorf("receive the user's files: %w", err))
+		refuse(w, http.StatusBadRequest, "home_files", "receive the user's files: "+err.Error())
+		return
+	}
+	in.homeStaged = dir
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// placeHome puts the user's files into the home before the app is
+// restored, and points the image at the version it had of any file it
+// holds open that was kept beside another.
+func (rv *Receiver) placeHome(in *incoming, image string) (*engine.HomePlacement, error) {
+	if in.sharedHome || len(in.home) == 0 {
+		return nil, nil
+	}
+	u := in.offer.Spec.User
+	placed, err := rv.Engine.PlaceHomeFiles(u.Name, in.from, in.home, in.homeStaged)
+	if err != nil {
+		return nil, fmt.Errorf("put the user's files in place: %w", err)
+	}
+	open := map[string]bool{}
+	for _, f := range in.home {
+		open[f.Path] = f.Open
+	}
+	renames := map[string]string{}
+	for _, k := range placed.Kept {
+		if open[k.Path] {
+			renames[path.Join(u.Home, k.Path)] = path.Join(u.Home, k.SavedAs)
+		}
+	}
+	if err := engine.RenameImageFiles(image, renames); err != nil {
+		return nil, fmt.Errorf("point the app at the files it had: %w", err)
+	}
+	return &placed, nil
 }
 
 // firstFrame checks that the restored app's display is there.

@@ -1,6 +1,7 @@
 package migration
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -80,14 +81,24 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	}
 
 	// 1. Offer: the destination can refuse before anything happens here.
+	// A probe in the user's home tells whether the destination sees the
+	// same home (then the user's files need not travel).
 	done := phase(PhaseRequest)
+	probe, removeProbe, perr := s.Engine.HomeProbe(name)
+	if perr != nil {
+		log.Debug("no home probe: the user's files will be compared", "app", name, "err", perr)
+		removeProbe = func() {}
+	}
 	var acc Accepted
-	if err := peer.call(ctx, http.MethodPost, "/offer", Offer{
+	err = peer.call(ctx, http.MethodPost, "/offer", Offer{
 		Version: Version, Spec: spec, From: s.From, Criu: criu, Arch: runtime.GOARCH,
-		Kernel: kernelRelease(), MemoryBytes: info.MemoryBytes,
-	}, &acc); err != nil {
+		Kernel: kernelRelease(), MemoryBytes: info.MemoryBytes, HomeProbe: probe,
+	}, &acc)
+	removeProbe()
+	if err != nil {
 		return res, err
 	}
+	res.SharedHome = acc.SharedHome
 	done()
 	id := acc.ID
 	frozen := false
@@ -188,6 +199,13 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 		_ = os.RemoveAll(final)
 	}()
 	defer func() { <-removed }()
+	// The user's files the app uses, read while it is frozen.
+	home, homeBytes, err := s.sendHomeFiles(ctx, peer, id, name, m, acc.SharedHome)
+	res.Bytes += homeBytes
+	res.HomeFiles, res.HomeBytes = len(home), homeBytes
+	if err != nil {
+		return res, err
+	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(s.Engine.ExportUpper(ctx, name, pw, extra)) }()
 	counted := &countingReader{r: pr}
@@ -210,6 +228,14 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	res.Info = c.Info
 	res.Assemble = time.Duration(c.AssembleMillis) * time.Millisecond
 	res.Restore = time.Duration(c.RestoreMillis) * time.Millisecond
+	res.Home = c.Home
+	// The files that went are now what both machines last agreed on: a
+	// later arrival here of other versions may replace them.
+	if !acc.SharedHome {
+		if err := s.Engine.RecordHomeSync(spec.User.Name, home, s.Engine.HomeRead(name)); err != nil {
+			log.Warn("remember the user's files as synced", "app", name, "err", err)
+		}
+	}
 
 	// 6. The app runs there: the frozen copy here goes. A failure now does
 	// not hurt the app; it only leaves a frozen copy to clean up.
@@ -223,6 +249,67 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	log.Debug("cleaned up after the handoff", "app", name, "final dump", removedAt.Sub(cleanup), "release", time.Since(removedAt))
 	progress(Progress{Phase: PhaseDone})
 	return res, nil
+}
+
+// sendHomeFiles sends the files of the user's home the app uses and the
+// destination lacks (none when it shares the home), and returns them all
+// and the bytes sent. The app is frozen: the files hold still.
+func (s *Sender) sendHomeFiles(ctx context.Context, peer Peer, id, name string, m *handles.Manifest, shared bool) ([]engine.HomeFile, int64, error) {
+	if shared {
+		return nil, 0, nil
+	}
+	files, err := s.Engine.HomeFiles(ctx, name, m)
+	if err != nil || len(files) == 0 {
+		return nil, 0, err
+	}
+	var need HomeNeed
+	if err := peer.call(ctx, http.MethodPost, "/"+id+"/home", HomeList{Files: files}, &need); err != nil {
+		return nil, 0, err
+	}
+	if len(need.Paths) == 0 {
+		return files, 0, nil
+	}
+	listed := map[string]engine.HomeFile{}
+	for _, f := range files {
+		listed[f.Path] = f
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		for _, p := range need.Paths {
+			f, ok := listed[p]
+			if !ok {
+				pw.CloseWithError(fmt.Errorf("%w: the destination asked for %q, which the app does not use", ErrUnlistedFile, p))
+				return
+			}
+			if err := writeHomeEntry(tw, s.Engine, name, f); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(tw.Close())
+	}()
+	counted := &countingReader{r: pr}
+	err = peer.stream(ctx, http.MethodPut, "/"+id+"/home/files", counted)
+	pr.Close()
+	return files, counted.n, err
+}
+
+// writeHomeEntry adds one of the user's files to a tar stream, exactly as
+// it was listed: a file that changed since is an error, not a surprise.
+func writeHomeEntry(tw *tar.Writer, e *engine.Engine, name string, f engine.HomeFile) error {
+	in, err := e.OpenHomeFile(name, f.Path)
+	if err != nil {
+		return fmt.Errorf("send %s: %w", f.Path, err)
+	}
+	defer in.Close()
+	if err := tw.WriteHeader(&tar.Header{Name: f.Path, Typeflag: tar.TypeReg, Mode: int64(f.Mode), Size: f.Size, ModTime: f.MTime}); err != nil {
+		return err
+	}
+	if _, err := io.CopyN(tw, in, f.Size); err != nil {
+		return fmt.Errorf("send %s: %w", f.Path, err)
+	}
+	return nil
 }
 
 // Pre-copy rounds. Without the kernel's dirty-page tracking every round is
