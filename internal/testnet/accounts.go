@@ -89,9 +89,14 @@ func (a *Accounts) Add(t testing.TB, name string, uid int) string {
 
 // Wrap returns the command line that runs cmd with these accounts: in a
 // mount namespace of its own whose /etc/passwd, /etc/group and /home are
-// this database's.
+// this database's. /etc is an overlay with the two files on top, not two
+// file binds: useradd and userdel on the machine (other tests) rename new
+// files over /etc/passwd, and the kernel detaches mounts from a file
+// renamed over in any namespace. The two files are links to the
+// database's own, so that accounts added later show.
 func (a *Accounts) Wrap(cmd ...string) []string {
-	script := fmt.Sprintf("mount --bind %q /etc/passwd && mount --bind %q /etc/group && mount --bind %q /home && exec \"$@\"",
-		filepath.Join(a.Dir, "passwd"), filepath.Join(a.Dir, "group"), a.Homes)
+	script := fmt.Sprintf("mkdir -p %[1]q/etc %[1]q/etc-work && ln -sf %[1]q/passwd %[1]q/group %[1]q/etc/ && "+
+		"mount -t overlay -o lowerdir=/etc,upperdir=%[1]q/etc,workdir=%[1]q/etc-work overlay /etc && "+
+		"mount --bind %[2]q /home && exec \"$@\"", a.Dir, a.Homes)
 	return append([]string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"}, cmd...)
 }
