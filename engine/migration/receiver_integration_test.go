@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/handoff/handoff/engine"
 	"github.com/handoff/handoff/engine/delta"
 )
 
@@ -61,7 +62,7 @@ func (p rawPeer) offer(s side, name string, memory int64) (string, int, Refusal)
 		p.t.Fatal(err)
 	}
 	o := Offer{Version: Version, From: "a hostile peer", Criu: criu, Arch: runtime.GOARCH, MemoryBytes: memory}
-	o.Spec.Name = name
+	o.Spec = engine.Spec{Name: name, Args: []string{"xclock"}, User: appUser(p.t)}
 	body, _ := json.Marshal(o)
 	status, r, data := p.do(http.MethodPost, "/offer", body)
 	if status != http.StatusOK {
