@@ -10,12 +10,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // container init bootstrap
 )
+
+// The main goroutine keeps the main thread, as the handoff command's does
+// (see its init): a libcontainer goroutine that ends on the main thread
+// after entering a container's mount namespace would leave the whole test
+// binary there.
+func init() { runtime.LockOSThread() }
 
 // Main runs the tests, unless libcontainer re-executed the test binary to
 // be a container's init (`/proc/self/exe init`): then it becomes that init.
