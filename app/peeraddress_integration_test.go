@@ -227,3 +227,43 @@ func waitRunning(t *testing.T, w *workstation, app string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// BenchmarkDiscoveryByAddress is BenchmarkDiscovery on a network whose mDNS
+// nftables drops, ws-a having ws-b's address saved: 20 times a new ws-b
+// (new identity, same address) starts and stops; from its process start
+// to ws-a listing it, and from its clean stop to ws-a showing it offline.
+func BenchmarkDiscoveryByAddress(b *testing.B) {
+	net := testnet.New(b, "a", "b")
+	for _, h := range net.Hosts() {
+		if err := h.DropMDNS(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	a := startWorkstation(b, net.Host("a"), "ws-a")
+	defer a.stop(b)
+	if _, err := a.client.AddPeer(context.Background(), net.Host("b").Addr.String()); err != nil {
+		b.Fatal(err)
+	}
+	var appear, leave []time.Duration
+	for i := 0; i < 20; i++ {
+		start := time.Now()
+		w := startWorkstation(b, net.Host("b"), "ws-b")
+		id, err := w.client.ID(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		waitPeer(b, a, id.ID.String(), true, 20*time.Second)
+		appear = append(appear, time.Since(start))
+		stopped := time.Now()
+		w.stop(b)
+		waitPeer(b, a, id.ID.String(), false, 20*time.Second)
+		leave = append(leave, time.Since(stopped))
+	}
+	report := func(name string, ds []time.Duration) {
+		slices.Sort(ds)
+		b.ReportMetric(float64(ds[len(ds)/2].Milliseconds()), name+"-p50-ms")
+		b.ReportMetric(float64(ds[len(ds)*95/100].Milliseconds()), name+"-p95-ms")
+	}
+	report("appear", appear)
+	report("leave", leave)
+}

@@ -33,9 +33,9 @@ import (
 // whatever its certificate says, and pairing and trust work as for any.
 
 const (
-	probeEvery    = 2 * time.Second  // a saved address that answers is asked again after this
-	probeRetryMin = time.Second      // one that does not: after this, doubling…
-	probeRetryMax = 30 * time.Second // …up to this, unless the network changes
+	probeEvery    = 2 * time.Second        // a saved address that answers is asked again after this
+	probeRetryMin = 250 * time.Millisecond // one that does not: after this, doubling…
+	probeRetryMax = 5 * time.Second        // …up to this, unless the network changes: a device that restarts is found again within seconds
 	probeTimeout  = 3 * time.Second
 	// An address that answered a dial stays this long unless a dial fails
 	// (a dial that hangs takes up to probeTimeout).
