@@ -170,8 +170,10 @@ func (d *Discovery) startProberLocked(a SavedAddress, wait time.Duration) *saved
 	ctx, cancel := context.WithCancel(d.ctx)
 	s := &savedAddr{AddressState: AddressState{SavedAddress: a}, wake: make(chan struct{}, 1), cancel: cancel}
 	d.book[a.Addr] = s
-	d.done.Add(1)
-	go d.prober(ctx, s, wait)
+	if !d.closed { // Close waits for the probers started before it
+		d.done.Add(1)
+		go d.prober(ctx, s, wait)
+	}
 	return s
 }
 

@@ -105,7 +105,9 @@ func (id *Identity) SayHello(ctx context.Context, addr string, self Hello) (Hell
 	if err := req.Write(conn); err != nil {
 		return Hello{}, at, err
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	// Whatever answers at a saved address may be anything: its headers
+	// are bounded like its body.
+	resp, err := http.ReadResponse(bufio.NewReader(io.LimitReader(conn, maxHello+maxPeerHeader)), req)
 	if err != nil {
 		return Hello{}, at, err
 	}

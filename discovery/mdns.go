@@ -134,6 +134,7 @@ type Discovery struct {
 	ctx        context.Context // ends with Close; probers run under it
 	amu        sync.Mutex
 	book       map[string]*savedAddr // by normalised address
+	closed     bool                  // Close began: no more probers
 	netChanged chan struct{}         // closed and replaced when the network changes
 }
 
@@ -235,6 +236,9 @@ func (d *Discovery) Close() {
 	if d.server != nil {
 		d.server.Shutdown() // sends the goodbye (TTL 0) records
 	}
+	d.amu.Lock()
+	d.closed = true
+	d.amu.Unlock()
 	d.cancel()
 	d.done.Wait()
 }
