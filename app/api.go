@@ -101,6 +101,9 @@ func newHandler(d *Daemon) *handler {
 		{"GET /v0/web", writeAccess, h.serveWeb},
 		{"GET /v0/id", readAccess, h.serveID},
 		{"GET /v0/peers", readAccess, h.servePeers},
+		{"GET /v0/peers/addresses", readAccess, h.servePeerAddresses},
+		{"POST /v0/peers/addresses", writeAccess, h.serveAddPeer}, // a place to look: trusts nothing
+		{"DELETE /v0/peers/addresses", writeAccess, h.serveRemovePeer},
 		{"POST /v0/peers/{id}/trust", writeAccess, h.serveTrust},
 		{"DELETE /v0/peers/{id}/trust", writeAccess, h.serveUntrust},
 		{"GET /v0/remote", readAccess, h.serveRemote},

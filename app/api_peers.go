@@ -36,6 +36,80 @@ func (h *handler) servePeers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, h.d.peers.list())
 }
 
+// AddPeerRequest is the body of POST /v0/peers/addresses.
+type AddPeerRequest struct {
+	Address string `json:"address"` // HOST[:PORT]
+}
+
+// AddedPeer answers POST /v0/peers/addresses: the saved address, and the
+// device that answered there, if one did.
+type AddedPeer struct {
+	Address discovery.AddressState `json:"address"`
+	Peer    *PeerView              `json:"peer,omitempty"`
+}
+
+// serveAddPeer saves an address where a peer may be found. It trusts
+// nothing (pairing or `trust` does), so it needs no administrator.
+func (h *handler) serveAddPeer(w http.ResponseWriter, r *http.Request) {
+	if h.servePeersNotReady(w) {
+		return
+	}
+	var req AddPeerRequest
+	if err := decodeJSON(r, &req); err != nil || req.Address == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "say which address to add: HOST or HOST:PORT")
+		return
+	}
+	p := h.d.peers
+	st, err := p.disc.AddAddress(r.Context(), req.Address)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_address", err.Error())
+		return
+	}
+	out := AddedPeer{Address: st}
+	if !st.ID.IsZero() {
+		v := p.viewOf(st.ID, st.Name)
+		out.Peer = &v
+		h.d.events.publish(Event{Type: EventPeer, Peer: &v, Change: "saved"})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// serveRemovePeer forgets saved addresses: by the address, or the ID or
+// name of the device last found there.
+func (h *handler) serveRemovePeer(w http.ResponseWriter, r *http.Request) {
+	if h.servePeersNotReady(w) {
+		return
+	}
+	p := h.d.peers
+	gone, err := p.disc.RemoveAddress(r.URL.Query().Get("peer"))
+	if errors.Is(err, discovery.ErrNoAddress) {
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	for _, a := range gone {
+		if a.ID.IsZero() {
+			continue
+		}
+		v, change := p.viewOf(a.ID, a.Name), discovery.PeerChanged
+		if !v.Online {
+			change = discovery.PeerLeft
+		}
+		h.d.events.publish(Event{Type: EventPeer, Peer: &v, Change: change})
+	}
+	writeJSON(w, http.StatusOK, gone)
+}
+
+func (h *handler) servePeerAddresses(w http.ResponseWriter, r *http.Request) {
+	if h.servePeersNotReady(w) {
+		return
+	}
+	writeJSON(w, http.StatusOK, h.d.peers.disc.Addresses())
+}
+
 func (h *handler) serveTrust(w http.ResponseWriter, r *http.Request) {
 	if h.servePeersNotReady(w) {
 		return

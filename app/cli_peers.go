@@ -9,13 +9,15 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/handoff/handoff/discovery"
 	"github.com/handoff/handoff/engine/migration"
 )
 
 func init() {
 	commands = append(commands,
 		command{"id", "", "show this device's ID and name (give the ID to peers that should trust it)", runID},
-		command{"peers", "[--json]", "list devices seen on the network and trusted ones", runPeers},
+		command{"peers", "[--json] | add HOST[:PORT] | remove ID|NAME|ADDRESS",
+			"list devices seen on the network, trusted ones and those at saved addresses; add or remove an address where a peer may be found (networks without mDNS)", runPeers},
 		command{"trust", "DEVICE-ID [--name N] [--auto-accept]", "trust a device: it may hand apps here and take them (root or an administrator)", runTrust},
 		command{"untrust", "DEVICE-ID", "stop trusting a device (root or an administrator)", runUntrust},
 		command{"pair", "PEER [--yes]", "pair with a device: both screens show a code, both users confirm (root or an administrator)", runPair},
@@ -40,22 +42,111 @@ func runID(ctx context.Context, env *cliEnv, args []string) error {
 }
 
 func runPeers(ctx context.Context, env *cliEnv, args []string) error {
+	if len(args) > 0 && args[0] == "add" {
+		return runPeersAdd(ctx, env, args[1:])
+	}
+	if len(args) > 0 && args[0] == "remove" {
+		return runPeersRemove(ctx, env, args[1:])
+	}
 	fs := flag.NewFlagSet("peers", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parseFlags(fs, args); err != nil {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
 		return err
 	}
-	ps, err := env.client().Peers(ctx)
+	if len(pos) > 0 {
+		return usageError{fmt.Sprintf("unknown peers command %q", pos[0])}
+	}
+	c := env.client()
+	ps, err := c.Peers(ctx)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		return printJSON(env.stdout, ps)
+		return printJSON(env.stdout, ps) // each device's saved addresses are in "saved"
+	}
+	addrs, err := c.PeerAddresses(ctx)
+	if err != nil {
+		return err
 	}
 	if len(ps) == 0 {
-		fmt.Fprintln(env.stdout, "no other devices seen yet (they appear here within a second of starting their daemon)")
-		return nil
+		fmt.Fprintln(env.stdout, "no other devices seen yet (they appear here within a second of starting their daemon;")
+		fmt.Fprintln(env.stdout, "on a network without mDNS, add one by its address: `handoff peers add HOST`)")
+	} else if err := printPeers(env, ps); err != nil {
+		return err
 	}
+	if len(addrs) > 0 {
+		fmt.Fprintln(env.stdout, "\nSaved addresses:")
+		tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+		for _, a := range addrs {
+			fmt.Fprintf(tw, "  %s\t%s\n", a.Addr, addressState(a))
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+// addressState says what was found at a saved address.
+func addressState(a discovery.AddressState) string {
+	who := "nobody has answered yet"
+	if !a.ID.IsZero() {
+		who = fmt.Sprintf("%s (%s)", orDash(a.Name), a.ID.Short())
+	}
+	switch {
+	case a.Online:
+		return who + ", answering"
+	case a.ID.IsZero():
+		return who + ": " + a.Error
+	default:
+		return fmt.Sprintf("%s, not answering (last seen %s): %s", who, seenAgo(a.LastSeen), a.Error)
+	}
+}
+
+func seenAgo(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Truncate(time.Second).String() + " ago"
+}
+
+func runPeersAdd(ctx context.Context, env *cliEnv, args []string) error {
+	pos, err := oneName(flag.NewFlagSet("peers add", flag.ContinueOnError), args, 1)
+	if err != nil {
+		return err
+	}
+	added, err := env.client().AddPeer(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	a := added.Address
+	switch v := added.Peer; {
+	case v != nil && a.Online && v.Trusted:
+		fmt.Fprintf(env.stdout, "saved %s: %s (%s) answers there, and is paired\n", a.Addr, v.Name, v.ID.Short())
+	case v != nil && a.Online:
+		fmt.Fprintf(env.stdout, "saved %s: %s (%s) answers there; pair with it: `sudo handoff pair %s`\n", a.Addr, v.Name, v.ID.Short(), v.ID)
+	default:
+		fmt.Fprintf(env.stdout, "saved %s, but nothing answers there now (%s); it is dialled again when the network changes and from time to time\n",
+			a.Addr, a.Error)
+	}
+	return nil
+}
+
+func runPeersRemove(ctx context.Context, env *cliEnv, args []string) error {
+	pos, err := oneName(flag.NewFlagSet("peers remove", flag.ContinueOnError), args, 1)
+	if err != nil {
+		return err
+	}
+	gone, err := env.client().RemovePeer(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	for _, a := range gone {
+		fmt.Fprintf(env.stdout, "removed %s (%s); trust is unchanged (`sudo handoff untrust` for that)\n", a.Addr, orDash(a.Name))
+	}
+	return nil
+}
+
+func printPeers(env *cliEnv, ps []PeerView) error {
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tDEVICE\tADDRESSES\tONLINE\tTRUSTED\tLAST SEEN")
 	for _, p := range ps {
@@ -73,11 +164,14 @@ func runPeers(ctx context.Context, env *cliEnv, args []string) error {
 			trusted = "IMPOSTOR: wrong certificate"
 		}
 		if !p.LastSeen.IsZero() {
-			seen = time.Since(p.LastSeen).Truncate(time.Second).String() + " ago"
+			seen = seenAgo(p.LastSeen)
 		}
 		addrs := make([]string, 0, len(p.Addrs))
 		for _, a := range p.Addrs {
 			addrs = append(addrs, a.String())
+		}
+		if len(addrs) == 0 && len(p.Saved) > 0 {
+			addrs = append(addrs, p.Saved...) // where it is looked for
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.ID.Short(), strings.Join(addrs, ","), online, trusted, seen)
 	}

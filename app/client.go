@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/handoff/handoff/discovery"
 	"github.com/handoff/handoff/engine"
 	"github.com/handoff/handoff/engine/handles"
 	"github.com/handoff/handoff/engine/migration"
@@ -247,6 +248,29 @@ func (c *Client) Peers(ctx context.Context) ([]PeerView, error) {
 	var ps []PeerView
 	err := c.do(ctx, http.MethodGet, "/v0/peers", nil, &ps)
 	return ps, err
+}
+
+// AddPeer saves an address (HOST or HOST:PORT) where a peer may be found
+// and says what answered there.
+func (c *Client) AddPeer(ctx context.Context, address string) (AddedPeer, error) {
+	var out AddedPeer
+	err := c.do(ctx, http.MethodPost, "/v0/peers/addresses", AddPeerRequest{Address: address}, &out)
+	return out, err
+}
+
+// RemovePeer forgets saved addresses: by the address, or the ID or name of
+// the device last found there.
+func (c *Client) RemovePeer(ctx context.Context, peer string) ([]discovery.SavedAddress, error) {
+	var out []discovery.SavedAddress
+	err := c.do(ctx, http.MethodDelete, "/v0/peers/addresses?peer="+url.QueryEscape(peer), nil, &out)
+	return out, err
+}
+
+// PeerAddresses lists the saved addresses and what their last dials found.
+func (c *Client) PeerAddresses(ctx context.Context) ([]discovery.AddressState, error) {
+	var out []discovery.AddressState
+	err := c.do(ctx, http.MethodGet, "/v0/peers/addresses", nil, &out)
+	return out, err
 }
 
 // Trust trusts a device ID.

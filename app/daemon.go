@@ -41,7 +41,8 @@ type DaemonConfig struct {
 	WebListen string
 	// Name is this device's human name (the hostname by default).
 	Name string
-	// NoDiscovery turns mDNS off (the peer channel still listens).
+	// NoDiscovery turns mDNS off (the peer channel still listens, and
+	// peers at saved addresses are still found).
 	NoDiscovery bool
 	Logger      *slog.Logger
 }

@@ -14,15 +14,18 @@ import (
 )
 
 // Peer-channel paths of pairing (discovery/pairing.go has the protocol).
-// They are the only ones a device that is not trusted may reach.
+// With the hello, they are the only ones a device that is not trusted may reach.
 const (
 	peerPairCommit = "/peer/v1/pair/commit"
 	peerPairReveal = "/peer/v1/pair/reveal"
 	peerPairFinish = "/peer/v1/pair/finish"
 )
 
-func isPairPath(path string) bool {
-	return path == peerPairCommit || path == peerPairReveal || path == peerPairFinish
+// isOpenPath says which peer-channel paths a device that is not trusted
+// may reach: pairing, and the hello that tells who a device is (as mDNS
+// does).
+func isOpenPath(path string) bool {
+	return path == peerPairCommit || path == peerPairReveal || path == peerPairFinish || path == discovery.HelloPath
 }
 
 // pairWait is how long a pairing waits for the users.

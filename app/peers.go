@@ -39,6 +39,9 @@ type PeerView struct {
 	discovery.Peer
 	Trusted    bool `json:"trusted"`
 	AutoAccept bool `json:"auto_accept,omitempty"`
+	// Saved lists the saved addresses (`handoff peers add`) where this
+	// device answered last.
+	Saved []string `json:"saved,omitempty"`
 }
 
 // Identity is the answer to GET /v0/id.
@@ -168,7 +171,14 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 		history: openHistory(cfg.StateDir), responder: &discovery.Responder{Self: id.ID}}
 	p.loadRemote()
 	p.loadReceived()
-	p.receiver = &migration.Receiver{Engine: d.engine, WorkDir: work, Accept: p.accept, Log: d.log,
+	plat, err := migration.LocalPlatform()
+	if err != nil {
+		d.log.Warn("peers cannot tell whether this machine runs their apps: it refuses handoffs", "err", err)
+	}
+	if platformHook != nil {
+		platformHook(&plat)
+	}
+	p.receiver = &migration.Receiver{Engine: d.engine, Name: id.Name, Platform: &plat, WorkDir: work, Accept: p.accept, Log: d.log,
 		Received: func(o migration.Offer, c migration.Committed) {
 			p.arrived(o.Spec.Name)
 			p.history.add(HandoffRecord{App: o.Spec.Name, Direction: "in", Peer: o.From, Started: time.Now().UTC(),
@@ -201,7 +211,8 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 	mux.HandleFunc("POST "+peerPairCommit, p.servePairCommit)
 	mux.HandleFunc("POST "+peerPairReveal, p.servePairReveal)
 	mux.HandleFunc("POST "+peerPairFinish, p.servePairFinish)
-	p.srv = id.PeerServer(mux, trust, isPairPath)
+	mux.HandleFunc("POST "+discovery.HelloPath, func(w http.ResponseWriter, r *http.Request) { p.disc.ServeHello(w, r) })
+	p.srv = id.PeerServer(mux, trust, isOpenPath)
 	listen := cfg.PeerListen
 	if listen == "" {
 		listen = fmt.Sprintf(":%d", DefaultPeerPort)
@@ -211,43 +222,50 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 		return fmt.Errorf("listen for peers on %s: %w (another daemon? pick one with --listen)", listen, err)
 	}
 	p.port = ln.Addr().(*net.TCPAddr).Port
-	go func() {
-		if err := discovery.ServePeers(p.srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("peer channel stopped", "err", err)
-		}
-	}()
 	criu := ""
 	if info, err := d.engine.Criu(context.Background()); err == nil {
 		criu = info.VersionString()
 	}
-	if !cfg.NoDiscovery {
-		p.disc, err = discovery.Start(discovery.Config{
-			Self: discovery.Announcement{ID: id.ID, Version: discovery.ProtocolVersion, Name: id.Name, Arch: runtime.GOARCH, Criu: criu},
-			Port: p.port, Logger: d.log, Verify: id.VerifyPeer, Trusted: trust.IsTrusted,
-			OnChange: func(peer discovery.Peer, kind string) {
-				v := p.view(peer)
-				d.events.publish(Event{Type: EventPeer, Peer: &v, Change: kind})
-			},
-		})
-		if err != nil {
-			p.srv.Close()
-			return err
-		}
+	// Without mDNS the table still holds the peers found by address.
+	p.disc, err = discovery.Start(discovery.Config{
+		Self: discovery.Announcement{ID: id.ID, Version: discovery.ProtocolVersion, Name: id.Name, Arch: runtime.GOARCH, Criu: criu},
+		Port: p.port, Logger: d.log, Verify: id.VerifyPeer, Trusted: trust.IsTrusted,
+		NoMDNS: cfg.NoDiscovery, Hello: id.SayHello, DefaultPort: DefaultPeerPort,
+		AddressFile: filepath.Join(cfg.StateDir, "peer-addresses.json"),
+		OnChange: func(peer discovery.Peer, kind string) {
+			v := p.view(peer)
+			d.events.publish(Event{Type: EventPeer, Peer: &v, Change: kind})
+		},
+	})
+	if err != nil {
+		ln.Close()
+		return err
 	}
+	go func() { // hellos need p.disc: served from now on
+		if err := discovery.ServePeers(p.srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("peer channel stopped", "err", err)
+		}
+	}()
 	d.peers = p
 	d.log.Info("peer channel ready", "id", id.ID.Short(), "name", id.Name, "port", p.port)
 	return nil
 }
 
+// platformHook, when set (by tests only), changes what this daemon's
+// receiver believes of its own CPU and kernel: the refusal path can be
+// tested with the source's real features on one machine.
+var platformHook func(*migration.Platform)
+
 func (p *peers) close() {
-	if p.disc != nil {
-		p.disc.Close()
-	}
+	p.disc.Close()
 	p.srv.Close()
 }
 
 func (p *peers) view(peer discovery.Peer) PeerView {
 	v := PeerView{Peer: peer}
+	if p.disc != nil { // nil only in tests of the API's rules
+		v.Saved = p.disc.Saved(peer.ID)
+	}
 	if t, ok := p.trust.Get(peer.ID); ok {
 		v.Trusted, v.AutoAccept = true, t.AutoAccept
 		if v.Name == "" {
@@ -257,19 +275,38 @@ func (p *peers) view(peer discovery.Peer) PeerView {
 	return v
 }
 
-// list shows peers seen on the network and trusted peers not seen.
+// viewOf is the view of device id as the table has it now, or offline
+// under name.
+func (p *peers) viewOf(id discovery.DeviceID, name string) PeerView {
+	if peer, ok := p.disc.Peer(id); ok {
+		return p.view(peer)
+	}
+	return p.view(discovery.Peer{ID: id, Name: name})
+}
+
+// list shows peers seen on the network, then trusted peers and those of
+// saved addresses that are not seen now.
 func (p *peers) list() []PeerView {
 	var out []PeerView
 	seen := map[discovery.DeviceID]bool{}
-	if p.disc != nil {
+	var saved []discovery.AddressState
+	if p.disc != nil { // nil only in tests of the API's rules
 		for _, peer := range p.disc.Peers() {
 			seen[peer.ID] = true
 			out = append(out, p.view(peer))
 		}
+		saved = p.disc.Addresses()
 	}
 	for _, t := range p.trust.List() {
 		if !seen[t.ID] {
-			out = append(out, PeerView{Peer: discovery.Peer{ID: t.ID, Name: t.Name}, Trusted: true, AutoAccept: t.AutoAccept})
+			seen[t.ID] = true
+			out = append(out, p.view(discovery.Peer{ID: t.ID, Name: t.Name}))
+		}
+	}
+	for _, a := range saved {
+		if !a.ID.IsZero() && !seen[a.ID] {
+			seen[a.ID] = true
+			out = append(out, p.view(discovery.Peer{ID: a.ID, Name: a.Name, LastSeen: a.LastSeen}))
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Online && !out[j].Online })

@@ -36,12 +36,13 @@ type workstation struct {
 	// accounts, when set, is the workstation's own user database (its
 	// daemon runs in a mount namespace that shows it).
 	accounts *testnet.Accounts
+	env      []string // more of the daemon's environment
 }
 
-func startWorkstation(t testing.TB, h *testnet.Host, name string) *workstation {
+func startWorkstation(t testing.TB, h *testnet.Host, name string, env ...string) *workstation {
 	t.Helper()
 	dir := testutil.StateDir(t)
-	w := &workstation{name: name, host: h, dir: dir, client: NewClient(filepath.Join(dir, "handoff.sock"))}
+	w := &workstation{name: name, host: h, dir: dir, env: env, client: NewClient(filepath.Join(dir, "handoff.sock"))}
 	w.start(t)
 	// Stop its apps before the harness kills the daemon: containers outlive
 	// their daemon by design.
@@ -57,7 +58,7 @@ func (w *workstation) start(t testing.TB) {
 		args = w.accounts.Wrap(args...)
 	}
 	w.cmd = w.host.Command(context.Background(), args[0], args[1:]...)
-	w.cmd.Env = append(os.Environ(), "HANDOFF_TEST_MAIN=1")
+	w.cmd.Env = append(append(os.Environ(), "HANDOFF_TEST_MAIN=1"), w.env...)
 	log, _ := os.Create(filepath.Join(w.dir, "daemon.log"))
 	w.cmd.Stdout, w.cmd.Stderr = log, log
 	if err := w.host.Start(w.cmd); err != nil {

@@ -95,6 +95,22 @@ type Config struct {
 	// them out of the table and their addresses are verified first.
 	Trusted func(DeviceID) bool
 	Logger  *slog.Logger
+
+	// NoMDNS neither announces nor browses: peers come from saved
+	// addresses and hellos only (direct.go).
+	NoMDNS bool
+	// Hello asks the device at a saved address who it is (see
+	// Identity.SayHello); peers by address need it.
+	Hello func(ctx context.Context, addr string, self Hello) (Hello, netip.AddrPort, error)
+	// AddressFile keeps the saved addresses; "" keeps them in memory.
+	AddressFile string
+	// DefaultPort is the peer port of a saved address that names none.
+	DefaultPort int
+	// RetryMin and RetryMax bound the wait, doubling from one to the
+	// other, before a saved address that did not answer is dialled again
+	// (probeRetryMin and probeRetryMax when zero); a change of the
+	// network's addresses or routes dials at once.
+	RetryMin, RetryMax time.Duration
 }
 
 // Discovery announces this device and keeps the table of peers.
@@ -112,6 +128,14 @@ type Discovery struct {
 	wake                        chan struct{} // a job was queued
 	wakeTrusted                 chan struct{} // a trusted device's job was queued
 	strangerDials, trustedDials *rate.Limiter
+
+	// Saved addresses (direct.go), under their own lock: a dial's result
+	// takes amu, then mu; never the other way round.
+	ctx        context.Context // ends with Close; probers run under it
+	amu        sync.Mutex
+	book       map[string]*savedAddr // by normalised address
+	closed     bool                  // Close began: no more probers
+	netChanged chan struct{}         // closed and replaced when the network changes
 }
 
 // addrProof is what a verification dial found at an address.
@@ -130,11 +154,15 @@ type announcedAddr struct {
 	at       netip.AddrPort
 	ann      Announcement
 	lastSeen time.Time
-	proof    addrProof
-	queued   bool      // a verification is queued or running
-	dialing  bool      // it is running
-	failures int       // failed dials in a row
-	nextTry  time.Time // no new dial before
+	// The address stays while either holds: heardUntil is pushed on by
+	// announcements and hellos from it, dialledUntil by a saved address's
+	// dials that reached it (and cleared by one that did not).
+	heardUntil, dialledUntil time.Time
+	proof                    addrProof
+	queued                   bool      // a verification is queued or running
+	dialing                  bool      // it is running
+	failures                 int       // failed dials in a row
+	nextTry                  time.Time // no new dial before
 }
 
 // entry is a device in the table.
@@ -153,26 +181,42 @@ type verifyJob struct {
 	trusted bool
 }
 
-// Start announces this device and starts browsing for peers.
+// Start announces this device and starts browsing for peers (unless
+// NoMDNS), and dials the saved addresses.
 func Start(cfg Config) (*Discovery, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	instance := fmt.Sprintf("%s (%s)", cleanName(cfg.Self.Name), cfg.Self.ID.Short())
-	server, err := zeroconf.Register(instance, ServiceType, "local.", cfg.Port, cfg.Self.TXT(), cfg.Interfaces)
-	if err != nil {
-		return nil, fmt.Errorf("announce on the network (mDNS): %w", err)
-	}
-	server.TTL(uint32(4 * offlineAfter / time.Second))
-	ctx, cancel := context.WithCancel(context.Background())
 	d := newDiscovery(cfg)
-	d.server, d.cancel = server, cancel
-	d.done.Add(1 + maxVerifyDials)
-	go d.browse(ctx)
-	go d.verifier(ctx, true) // strangers cannot keep trusted devices waiting
-	for range maxVerifyDials - 1 {
-		go d.verifier(ctx, false)
+	book, err := loadAddresses(cfg.AddressFile)
+	if err != nil {
+		return nil, err
 	}
+	if !cfg.NoMDNS {
+		instance := fmt.Sprintf("%s (%s)", cleanName(cfg.Self.Name), cfg.Self.ID.Short())
+		server, err := zeroconf.Register(instance, ServiceType, "local.", cfg.Port, cfg.Self.TXT(), cfg.Interfaces)
+		if err != nil {
+			return nil, fmt.Errorf("announce on the network (mDNS): %w", err)
+		}
+		server.TTL(uint32(4 * offlineAfter / time.Second))
+		d.server = server
+	}
+	d.done.Add(2 + maxVerifyDials)
+	if d.server != nil {
+		go d.browse(d.ctx)
+	} else {
+		go d.expireEvery(d.ctx, browseCycle)
+	}
+	go d.watchNetwork(d.ctx)
+	go d.verifier(d.ctx, true) // strangers cannot keep trusted devices waiting
+	for range maxVerifyDials - 1 {
+		go d.verifier(d.ctx, false)
+	}
+	d.amu.Lock()
+	for _, a := range book {
+		d.startProberLocked(a, 0) // dialled at start-up
+	}
+	d.amu.Unlock()
 	return d, nil
 }
 
@@ -180,14 +224,21 @@ func newDiscovery(cfg Config) *Discovery {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Discovery{cfg: cfg, log: cfg.Logger.With("component", "discovery"),
 		peers: map[DeviceID]*entry{}, wake: make(chan struct{}, 1), wakeTrusted: make(chan struct{}, 1),
-		strangerDials: rate.NewLimiter(verifyRate, verifyBurst), trustedDials: rate.NewLimiter(verifyRate, verifyBurst)}
+		strangerDials: rate.NewLimiter(verifyRate, verifyBurst), trustedDials: rate.NewLimiter(verifyRate, verifyBurst),
+		ctx: ctx, cancel: cancel, book: map[string]*savedAddr{}, netChanged: make(chan struct{})}
 }
 
-// Close says goodbye on the network and stops browsing.
+// Close says goodbye on the network and stops browsing and dialling.
 func (d *Discovery) Close() {
-	d.server.Shutdown() // sends the goodbye (TTL 0) records
+	if d.server != nil {
+		d.server.Shutdown() // sends the goodbye (TTL 0) records
+	}
+	d.amu.Lock()
+	d.closed = true
+	d.amu.Unlock()
 	d.cancel()
 	d.done.Wait()
 }
@@ -270,8 +321,32 @@ func (d *Discovery) seenEntry(e *zeroconf.ServiceEntry) {
 	d.seen(a, at, time.Now())
 }
 
-// seen records that a was announced at the given addresses.
+// seen records that a was announced on mDNS at the given addresses.
 func (d *Discovery) seen(a Announcement, at []netip.AddrPort, now time.Time) {
+	d.heard(a, at, now, offlineAfter)
+}
+
+// heard records that a said it is at the given addresses (an mDNS answer,
+// a hello): they stay for ttl unless heard again, once a dial proved them.
+func (d *Discovery) heard(a Announcement, at []netip.AddrPort, now time.Time, ttl time.Duration) {
+	d.record(a, at, now, func(e *entry, aa *announcedAddr) {
+		aa.heardUntil = later(aa.heardUntil, now.Add(ttl))
+		d.queueVerify(e, aa, now)
+	})
+}
+
+// dialled records that a answered at a saved address: the pinned TLS
+// handshake proved the address, which stays until a dial fails.
+func (d *Discovery) dialled(a Announcement, at netip.AddrPort, now time.Time) {
+	d.record(a, []netip.AddrPort{at}, now, func(e *entry, aa *announcedAddr) {
+		aa.proof, aa.failures, aa.nextTry = proven, 0, time.Time{}
+		aa.dialledUntil = now.Add(dialledTTL)
+	})
+}
+
+// record takes in what was learnt of device a at some addresses; mark
+// updates each address. It keeps the table's bounds.
+func (d *Discovery) record(a Announcement, at []netip.AddrPort, now time.Time, mark func(*entry, *announcedAddr)) {
 	if a.ID == d.cfg.Self.ID || len(at) == 0 {
 		return
 	}
@@ -310,12 +385,28 @@ func (d *Discovery) seen(a Announcement, at []netip.AddrPort, now time.Time) {
 			}
 		}
 		aa.ann, aa.lastSeen = a, now
-		d.queueVerify(e, aa, now)
+		mark(e, aa)
 	}
 	e.refresh(d.cfg.Verify == nil)
 	events = append(events, d.changeEvents(e, before)...)
+	if !e.reported && e.view.Online && e.proven() {
+		e.reported = true
+		events = append(events, peerEvent{e.view.clone(), PeerAppeared})
+	}
 	d.mu.Unlock()
 	d.notifyAll(events)
+}
+
+// proven says whether one of e's addresses is proven.
+func (e *entry) proven() bool {
+	return slices.ContainsFunc(e.addrs, func(aa *announcedAddr) bool { return aa.proof == proven })
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // evictStalestStranger removes the untrusted device heard from least
@@ -585,19 +676,44 @@ func (d *Discovery) expire(now time.Time) {
 	var events []peerEvent
 	d.mu.Lock()
 	for id, e := range d.peers {
-		before := e.view.clone()
-		e.addrs = slices.DeleteFunc(e.addrs, func(aa *announcedAddr) bool {
-			return now.Sub(aa.lastSeen) > offlineAfter
-		})
-		e.refresh(d.cfg.Verify == nil)
-		if !e.view.Online && now.Sub(e.view.LastSeen) > forgetAfter {
+		ev, forget := d.expireEntry(e, now)
+		if forget {
 			delete(d.peers, id)
 			continue
 		}
-		events = append(events, d.changeEvents(e, before)...)
+		events = append(events, ev...)
 	}
 	d.mu.Unlock()
 	d.notifyAll(events)
+}
+
+// expireEntry drops e's addresses that nothing keeps any more; forget says
+// e itself was offline for long. Called with d.mu held.
+func (d *Discovery) expireEntry(e *entry, now time.Time) (events []peerEvent, forget bool) {
+	before := e.view.clone()
+	e.addrs = slices.DeleteFunc(e.addrs, func(aa *announcedAddr) bool {
+		return now.After(aa.heardUntil) && now.After(aa.dialledUntil)
+	})
+	e.refresh(d.cfg.Verify == nil)
+	if !e.view.Online && now.Sub(e.view.LastSeen) > forgetAfter {
+		return nil, true
+	}
+	return d.changeEvents(e, before), false
+}
+
+// expireEvery runs expire when there is no browse loop to run it.
+func (d *Discovery) expireEvery(ctx context.Context, every time.Duration) {
+	defer d.done.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			d.expire(now)
+		}
+	}
 }
 
 type peerEvent struct {

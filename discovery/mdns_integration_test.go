@@ -36,8 +36,10 @@ const helperEnv = "HANDOFF_MDNS_HELPER"
 
 // TestMDNSHelperDevice is not a test: run by the tests below inside a
 // namespace, it is a Handoff device (identity in $DIR, trusting the IDs in
-// $TRUST, peer channel on :7466, discovery) that writes its peer table as
-// JSON to $OUT every 50 ms until SIGTERM.
+// $TRUST, peer channel on :7466 with the hello endpoint, discovery, the
+// addresses in $SAVE saved, $RETRY_MIN and $RETRY_MAX the waits before
+// dialling one that does not answer again) that writes its peer table as JSON to $OUT
+// every 50 ms until SIGTERM.
 func TestMDNSHelperDevice(t *testing.T) {
 	if os.Getenv(helperEnv) != "device" {
 		t.Skip("a helper process for the mDNS tests")
@@ -61,12 +63,26 @@ func TestMDNSHelperDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := id.PeerServer(http.NotFoundHandler(), ts, nil)
+	var ready sync.WaitGroup // hellos wait for discovery to start
+	ready.Add(1)
+	var d *Discovery
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+HelloPath, func(w http.ResponseWriter, r *http.Request) { ready.Wait(); d.ServeHello(w, r) })
+	srv := id.PeerServer(mux, ts, func(p string) bool { return p == HelloPath })
 	go ServePeers(srv, ln)
-	d, err := Start(Config{Self: Announcement{ID: id.ID, Version: ProtocolVersion, Name: id.Name},
-		Port: 7466, Verify: id.VerifyPeer, Trusted: ts.IsTrusted})
+	retryMin, _ := time.ParseDuration(os.Getenv("RETRY_MIN"))
+	retryMax, _ := time.ParseDuration(os.Getenv("RETRY_MAX"))
+	d, err = Start(Config{Self: Announcement{ID: id.ID, Version: ProtocolVersion, Name: id.Name},
+		Port: 7466, Verify: id.VerifyPeer, Trusted: ts.IsTrusted, Hello: id.SayHello,
+		AddressFile: filepath.Join(os.Getenv("DIR"), "addresses.json"), RetryMin: retryMin, RetryMax: retryMax})
+	ready.Done()
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, a := range strings.Fields(os.Getenv("SAVE")) {
+		if _, err := d.AddAddress(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
 	}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM)
@@ -89,6 +105,7 @@ func TestMDNSHelperDevice(t *testing.T) {
 type device struct {
 	id   *Identity
 	host *testnet.Host
+	dir  string
 	out  string
 	proc *os.Process
 }
@@ -283,6 +300,13 @@ func TestSpoofedAnnouncementDoesNotStick(t *testing.T) {
 // startDeviceWithDir is startDevice with an identity made beforehand.
 func startDeviceWithDir(t *testing.T, h *testnet.Host, dir, name string, trust ...DeviceID) *device {
 	t.Helper()
+	return startDeviceEnv(t, h, dir, name, nil, trust...)
+}
+
+// startDeviceEnv is startDeviceWithDir with more of the helper's settings
+// (SAVE, RETRY_MIN, RETRY_MAX).
+func startDeviceEnv(t *testing.T, h *testnet.Host, dir, name string, env []string, trust ...DeviceID) *device {
+	t.Helper()
 	id, err := LoadOrCreateIdentity(dir, name)
 	if err != nil {
 		t.Fatal(err)
@@ -291,9 +315,10 @@ func startDeviceWithDir(t *testing.T, h *testnet.Host, dir, name string, trust .
 	for _, p := range trust {
 		ids = append(ids, p.String())
 	}
-	d := &device{id: id, host: h, out: filepath.Join(dir, "peers.json")}
+	d := &device{id: id, host: h, dir: dir, out: filepath.Join(dir, "peers.json")}
 	cmd := h.Command(context.Background(), os.Args[0], "-test.run=^TestMDNSHelperDevice$")
 	cmd.Env = append(os.Environ(), helperEnv+"=device", "DIR="+dir, "NAME="+name, "OUT="+d.out, "TRUST="+strings.Join(ids, " "))
+	cmd.Env = append(cmd.Env, env...)
 	log, _ := os.Create(filepath.Join(dir, "log"))
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := h.Start(cmd); err != nil {

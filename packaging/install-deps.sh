@@ -39,6 +39,8 @@ packages=(
 	chromium
 	# mDNS reference implementation for interop tests
 	avahi-daemon avahi-utils
+	# the peer-by-address tests drop mDNS inside their namespaces (nft)
+	nftables
 	# trust changes ask polkit (pkcheck); its test runs a private polkitd on a bus of its own
 	polkitd dbus-daemon
 	# benchmarks

@@ -4,15 +4,18 @@ import (
 	"fmt"
 	"image/color"
 	"sort"
+	"strings"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/layout"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/handoff/handoff/app"
+	"github.com/handoff/handoff/discovery"
 )
 
 const defaultHint = "Drag an app onto a device to send it there. Click an app to show it."
@@ -37,6 +40,10 @@ type devicesWindow struct {
 	tiles     map[string]*appTile // by app name
 	appOrder  []string
 
+	addBtn   *widget.Button
+	addEntry *widget.Entry // in the "Add by address" dialog, while it is up
+	addForm  dialog.Dialog // that dialog
+
 	dragLayer *fyne.Container
 	ghost     *fyne.Container
 	ghostName *widget.Label
@@ -58,11 +65,13 @@ func newDevicesWindow(t *Tray) *devicesWindow {
 
 	d.self = widget.NewLabel("")
 	runBtn := widget.NewButtonWithIcon("Run app…", theme.ContentAddIcon(), t.showRun)
-	header := container.NewBorder(nil, nil, widget.NewIcon(iconLogo), runBtn, d.self)
+	d.addBtn = widget.NewButtonWithIcon("Add by address…", theme.ComputerIcon(), d.showAddPeer)
+	header := container.NewBorder(nil, nil, widget.NewIcon(iconLogo), container.NewHBox(d.addBtn, runBtn), d.self)
 
 	d.peerBox = container.New(layout.NewGridWrapLayout(peerIconSize))
 	d.appBox = container.New(layout.NewGridWrapLayout(appTileSize))
-	d.noPeers = widget.NewLabel("No other devices seen yet. They appear here when Handoff runs on them on the same network.")
+	d.noPeers = widget.NewLabel("No other devices seen yet. They appear here when Handoff runs on them on the same network; " +
+		"where they do not (a network that blocks multicast), add one with “Add by address…”.")
 	d.noPeers.Wrapping = fyne.TextWrapWord
 	d.noApps = widget.NewLabel("No apps yet. Start one with “Run app…”.")
 	d.hint = widget.NewLabelWithStyle(defaultHint, fyne.TextAlignCenter, fyne.TextStyle{Italic: true})
@@ -196,6 +205,46 @@ func (d *devicesWindow) update(s State) {
 	}
 	showIf(d.noApps, len(order) == 0 && s.Connected)
 	showIf(d.appBox, len(order) > 0)
+}
+
+// showAddPeer asks for an address where a device may be found, for
+// networks where discovery does not find it by itself.
+func (d *devicesWindow) showAddPeer() {
+	entry := widget.NewEntry()
+	entry.SetPlaceHolder("192.0.2.2 or ws-b.example.org:7466")
+	entry.Validator = func(s string) error {
+		_, err := discovery.NormalizeAddress(s, app.DefaultPeerPort)
+		return err
+	}
+	item := widget.NewFormItem("Address", entry)
+	item.HintText = "Adding an address trusts nothing: pair with the device found there."
+	d.addEntry = entry
+	d.addForm = dialog.NewForm("Add a device by its address", "Add", "Cancel", []*widget.FormItem{item}, func(ok bool) {
+		d.addEntry, d.addForm = nil, nil
+		if ok {
+			d.t.addPeer(strings.TrimSpace(entry.Text))
+		}
+	}, d.win)
+	d.addForm.Resize(fyne.NewSize(460, d.addForm.MinSize().Height))
+	d.addForm.Show()
+	d.win.Canvas().Focus(entry)
+}
+
+// addedText words what adding an address found: a title and a message.
+func addedText(a app.AddedPeer) (string, string) {
+	switch v := a.Peer; {
+	case v != nil && a.Address.Online && v.Trusted:
+		return "Found " + v.Name, v.Name + " answers at " + a.Address.Addr + ". It is paired: drag an app onto it to send it there."
+	case v != nil && a.Address.Online:
+		return "Found " + v.Name, v.Name + " answers at " + a.Address.Addr + ". Pair with it to send apps there: both screens then show a code to compare."
+	default:
+		why := ""
+		if a.Address.Error != "" {
+			why = " (" + a.Address.Error + ")"
+		}
+		return "Saved " + a.Address.Addr, "Nothing answers at " + a.Address.Addr + " now" + why +
+			". Handoff looks there again when the network changes, and from time to time."
+	}
 }
 
 func showIf(o fyne.CanvasObject, show bool) {
@@ -353,6 +402,8 @@ func (p *peerIcon) set(v app.PeerView) {
 		status, res = "online · not paired", iconDeviceUnpaired
 	case v.Trusted:
 		status = "offline · paired"
+	case len(v.Saved) > 0:
+		status = "offline · by address"
 	default:
 		status = "offline"
 	}
@@ -367,6 +418,17 @@ func (p *peerIcon) set(v app.PeerView) {
 		p.pair.Hide()
 	}
 	p.Refresh()
+}
+
+// TappedSecondary offers to forget the saved address of a device found by
+// address (its trust stays as it is).
+func (p *peerIcon) TappedSecondary(e *fyne.PointEvent) {
+	if len(p.peer.Saved) == 0 {
+		return
+	}
+	v := p.peer
+	forget := fyne.NewMenuItem("Forget its address ("+strings.Join(v.Saved, ", ")+")", func() { p.d.t.removePeer(v) })
+	widget.ShowPopUpMenuAtPosition(fyne.NewMenu("", forget), p.d.win.Canvas(), e.AbsolutePosition)
 }
 
 func (p *peerIcon) setHighlight(h highlight) {

@@ -443,11 +443,12 @@ func applyPeer(s *State, p app.PeerView, change string) {
 		}
 		switch change {
 		case discovery.PeerLeft:
-			if !old.Trusted && !p.Trusted {
+			// Trusted devices and those at saved addresses stay, offline.
+			if !p.Trusted && len(p.Saved) == 0 {
 				s.Peers = append(s.Peers[:i:i], s.Peers[i+1:]...)
 				return
 			}
-			old.Online = false
+			old.Online, old.Trusted, old.Saved = false, p.Trusted, p.Saved
 			s.Peers[i] = old
 		case "paired":
 			// The event names the peer and nothing else: keep what discovery saw.
@@ -462,7 +463,7 @@ func applyPeer(s *State, p app.PeerView, change string) {
 		sortState(s)
 		return
 	}
-	if change == discovery.PeerLeft && !p.Trusted {
+	if change == discovery.PeerLeft && !p.Trusted && len(p.Saved) == 0 {
 		return
 	}
 	if change == discovery.PeerLeft {

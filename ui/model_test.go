@@ -175,6 +175,12 @@ func TestModelEvents(t *testing.T) {
 			peers:  []string{"ws-b+online+trusted", "ws-d+trusted"},
 		},
 		{
+			name: "peer at a saved address leaves: kept, offline",
+			events: []app.Event{{Type: app.EventPeer, Change: "left",
+				Peer: &app.PeerView{Peer: discovery.Peer{ID: testID(3), Name: "ws-c"}, Saved: []string{"192.0.2.3:7466"}}}},
+			peers: []string{"ws-b+online+trusted", "ws-d+trusted", "ws-c"},
+		},
+		{
 			name:   "offline trusted peer comes online",
 			events: []app.Event{{Type: app.EventPeer, Peer: ptr(peer("ws-d", 4, true, true)), Change: "appeared"}},
 			peers:  []string{"ws-b+online+trusted", "ws-d+online+trusted", "ws-c+online"},

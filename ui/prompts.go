@@ -197,6 +197,35 @@ func (t *Tray) pair(peer app.PeerView) {
 	})
 }
 
+// addPeer saves an address where a device may be found and says what
+// answered there.
+func (t *Tray) addPeer(address string) {
+	t.async(func() {
+		ctx, cancel := context.WithTimeout(t.ctx, 20*time.Second)
+		defer cancel()
+		added, err := t.do.AddPeer(ctx, address)
+		fyne.Do(func() {
+			if err != nil {
+				t.failed("Could not add "+address, err)
+				return
+			}
+			title, msg := addedText(added)
+			if t.devices != nil {
+				t.devices.hint.SetText(msg)
+				dialog.ShowInformation(title, wrapText(msg, 60), t.devices.win)
+			}
+		})
+	})
+}
+
+// removePeer forgets the saved addresses of a device found by address.
+func (t *Tray) removePeer(v app.PeerView) {
+	t.call("forget the address of "+v.Name, func(ctx context.Context) error {
+		_, err := t.do.RemovePeer(ctx, v.ID.String())
+		return err
+	})
+}
+
 // pairDialog asks the user to compare codes, then waits for the other side.
 type pairDialog struct {
 	*dialog.CustomDialog

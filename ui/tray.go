@@ -18,6 +18,7 @@ import (
 	"fyne.io/fyne/v2/driver/desktop"
 
 	"github.com/handoff/handoff/app"
+	"github.com/handoff/handoff/discovery"
 	"github.com/handoff/handoff/engine"
 	"github.com/handoff/handoff/engine/migration"
 )
@@ -44,6 +45,8 @@ type Actions interface {
 	PairCancel(ctx context.Context, peer string) error
 	Answer(ctx context.Context, id string, accept bool) error
 	Trust(ctx context.Context, id string, req app.TrustRequest) (app.PeerView, error)
+	AddPeer(ctx context.Context, address string) (app.AddedPeer, error)
+	RemovePeer(ctx context.Context, peer string) ([]discovery.SavedAddress, error)
 }
 
 var _ Actions = (*app.Client)(nil)

@@ -36,6 +36,8 @@ type fakeActions struct {
 	calls    []string
 	sendErr  error
 	pairCode app.PairCode
+	added    app.AddedPeer // AddPeer's answer
+	addErr   error
 }
 
 func (f *fakeActions) record(format string, args ...any) {
@@ -93,6 +95,17 @@ func (f *fakeActions) Answer(_ context.Context, id string, accept bool) error {
 func (f *fakeActions) Trust(_ context.Context, id string, req app.TrustRequest) (app.PeerView, error) {
 	f.record("trust %s %s auto=%v", id, req.Name, req.AutoAccept)
 	return app.PeerView{}, nil
+}
+
+func (f *fakeActions) AddPeer(_ context.Context, address string) (app.AddedPeer, error) {
+	f.record("add-peer %s", address)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.added, f.addErr
+}
+func (f *fakeActions) RemovePeer(_ context.Context, peer string) ([]discovery.SavedAddress, error) {
+	f.record("remove-peer %s", peer)
+	return []discovery.SavedAddress{{Addr: "192.0.2.3:7466"}}, nil
 }
 
 // variant forces the default theme's light or dark colours.
@@ -454,6 +467,116 @@ func TestDevicesWindowUpdates(t *testing.T) {
 	m.Disconnected(errors.New("the daemon went away"))
 	if !d.banner.Visible() || !strings.Contains(d.bannerMsg.Text, "not running") {
 		t.Error("no banner without the daemon")
+	}
+}
+
+// TestDevicesAddByAddress: "Add by address…" takes only what can be an
+// address, asks the daemon to add it, and says what answered; a device at
+// a saved address offers to forget it, and stays listed offline.
+func TestDevicesAddByAddress(t *testing.T) {
+	tr, m, fa, w := devicesFixture(t, false)
+	d := tr.devices
+	fa.added = app.AddedPeer{
+		Address: discovery.AddressState{SavedAddress: discovery.SavedAddress{Addr: "192.0.2.5:7466", ID: testID(5), Name: "ws-e"}, Online: true},
+		Peer:    &app.PeerView{Peer: discovery.Peer{ID: testID(5), Name: "ws-e", Online: true}, Saved: []string{"192.0.2.5:7466"}},
+	}
+	test.Tap(d.addBtn)
+	dlg := w.Canvas().Overlays().Top()
+	if dlg == nil || d.addEntry == nil {
+		t.Fatal("no dialog asking for an address")
+	}
+	add := findButton(t, dlg, "Add")
+	test.Type(d.addEntry, "ws_e!")
+	if !add.Disabled() {
+		t.Error("the dialog takes an address that cannot be one")
+	}
+	d.addEntry.SetText("")
+	test.Type(d.addEntry, "192.0.2.5")
+	if add.Disabled() {
+		t.Fatal("the dialog refuses a plain IP address")
+	}
+	test.Tap(add)
+	if got := fa.Calls(); len(got) != 1 || got[0] != "add-peer 192.0.2.5" {
+		t.Fatalf("calls: %q", got)
+	}
+	if !strings.Contains(d.hint.Text, "ws-e answers at 192.0.2.5:7466. Pair with it") {
+		t.Errorf("after adding: %q", d.hint.Text)
+	}
+
+	// The daemon's events bring the device; it leaves, and stays, offline.
+	m.Apply(app.Event{Type: app.EventPeer, Peer: fa.added.Peer, Change: "saved"})
+	gone := *fa.added.Peer
+	gone.Online = false
+	m.Apply(app.Event{Type: app.EventPeer, Peer: &gone, Change: "left"})
+	icon := d.peers[testID(5).String()]
+	if icon == nil || icon.status.Text != "offline · by address" {
+		t.Fatalf("a device at a saved address that left: %+v", icon)
+	}
+	// Its menu forgets the address.
+	icon.TappedSecondary(&fyne.PointEvent{AbsolutePosition: center(icon)})
+	pop := w.Canvas().Overlays().Top()
+	menu := findMenu(t, pop)
+	if menu == nil || len(menu.Items) != 1 || !strings.Contains(test.RenderObjectToMarkup(pop), "Forget its address (192.0.2.5:7466)") {
+		t.Fatalf("no menu to forget the address of a device found by it: %s", test.RenderObjectToMarkup(pop))
+	}
+	test.Tap(menu.Items[0].(fyne.Tappable))
+	if got := fa.Calls(); len(got) != 2 || got[1] != "remove-peer "+testID(5).String() {
+		t.Fatalf("calls: %q", got)
+	}
+	// A device found otherwise has no such menu.
+	w.Canvas().Overlays().Remove(pop)
+	before := w.Canvas().Overlays().Top()
+	d.peers[testID(3).String()].TappedSecondary(&fyne.PointEvent{})
+	if top := w.Canvas().Overlays().Top(); top != before && findMenu(t, top) != nil {
+		t.Error("a menu to forget the address of a device that has none saved")
+	}
+}
+
+// findMenu finds a menu among an object's descendants.
+func findMenu(t *testing.T, root fyne.CanvasObject) *widget.Menu {
+	t.Helper()
+	var found *widget.Menu
+	var walk func(o fyne.CanvasObject)
+	walk = func(o fyne.CanvasObject) {
+		if found != nil || o == nil {
+			return
+		}
+		switch c := o.(type) {
+		case *widget.Menu:
+			found = c
+		case *widget.PopUpMenu:
+			found = c.Menu
+		case *fyne.Container:
+			for _, ch := range c.Objects {
+				walk(ch)
+			}
+		case fyne.Widget:
+			for _, ch := range test.TempWidgetRenderer(t, c).Objects() {
+				walk(ch)
+			}
+		}
+	}
+	walk(root)
+	return found
+}
+
+func TestAddedText(t *testing.T) {
+	at := discovery.SavedAddress{Addr: "192.0.2.5:7466", ID: testID(5), Name: "ws-e"}
+	for _, tc := range []struct {
+		added        app.AddedPeer
+		title, words string
+	}{
+		{app.AddedPeer{Address: discovery.AddressState{SavedAddress: at, Online: true},
+			Peer: &app.PeerView{Peer: discovery.Peer{Name: "ws-e"}, Trusted: true}}, "Found ws-e", "It is paired"},
+		{app.AddedPeer{Address: discovery.AddressState{SavedAddress: at, Online: true},
+			Peer: &app.PeerView{Peer: discovery.Peer{Name: "ws-e"}}}, "Found ws-e", "Pair with it"},
+		{app.AddedPeer{Address: discovery.AddressState{SavedAddress: discovery.SavedAddress{Addr: "192.0.2.9:7466"},
+			Error: "connection refused"}}, "Saved 192.0.2.9:7466", "Nothing answers at 192.0.2.9:7466 now (connection refused)"},
+	} {
+		title, words := addedText(tc.added)
+		if title != tc.title || !strings.Contains(words, tc.words) {
+			t.Errorf("addedText(%+v) = %q, %q; want %q, %q", tc.added, title, words, tc.title, tc.words)
+		}
 	}
 }
 

@@ -4,8 +4,9 @@
 //
 // Source                                   Destination
 //
-//	POST /offer           spec, CRIU, arch →  refuse now (declined, no space,
-//	                                          incompatible) or accept, and get
+//	POST /offer  spec, CRIU, arch, kernel,  →  refuse now (declined, no space,
+//	             CPU features                 a CPU or kernel that lacks what the
+//	                                          app may use) or accept, and get
 //	                                          the kernel ready for the restore
 //	POST /{id}/manifest   handles manifest →  ← files it lacks
 //	dump while running;   PUT /{id}/pre/stream  page images as CRIU writes them

@@ -21,7 +21,9 @@ import (
 // rounds send their index and pieces in one request.
 // 8: apps run as their user; the files of the user's home the app uses
 // travel with it (unless both machines share the home).
-const Version = 8
+// 9: the offer carries the source's CPU features; a destination refuses an
+// offer without them.
+const Version = 9
 
 // Offer opens a handoff: what the source wants to hand over and what the
 // destination needs to know to refuse early.
@@ -31,7 +33,8 @@ type Offer struct {
 	From        string          `json:"from"` // the source's human name
 	Criu        engine.CriuInfo `json:"criu"`
 	Arch        string          `json:"arch"`
-	Kernel      string          `json:"kernel"`
+	Kernel      string          `json:"kernel"` // uname -r
+	CPU         CPU             `json:"cpu"`    // the source's CPU features (platform.go)
 	MemoryBytes int64           `json:"memory_bytes"`
 	// HomeProbe names a file the source left in the user's home: a
 	// destination that sees it shares the home, and no file is copied

@@ -44,9 +44,13 @@ const (
 // image runs its code as root).
 type Receiver struct {
 	Engine  *engine.Engine
+	Name    string             // this machine's human name, for refusals ("ws-b's CPU lacks …")
 	WorkDir string             // where incoming images are staged (same filesystem as the engine's state)
 	Base    string             // the root base files are checked against ("/")
 	Hashes  *handles.HashCache // defaults to the engine's
+	// Platform is what this machine offers apps (CPU features, kernel);
+	// LocalPlatform() when nil.
+	Platform *Platform
 	// Accept asks whether to take an offer (e.g. by asking the user); it
 	// returns a *Refusal-carrying error to refuse. Nil accepts.
 	Accept func(ctx context.Context, o Offer) error
@@ -251,6 +255,9 @@ func (rv *Receiver) check(ctx context.Context, o Offer) (release func(), err err
 	if o.Arch != runtime.GOARCH {
 		return nil, RefuseError(RefusedIncompatible, fmt.Sprintf("the app was built for %s, this machine is %s", o.Arch, runtime.GOARCH))
 	}
+	if why := rv.platform().Incompatible(o, rv.name()); why != "" {
+		return nil, RefuseError(RefusedIncompatible, why)
+	}
 	criu, err := rv.Engine.Criu(ctx)
 	if err != nil {
 		return nil, RefuseError(RefusedIncompatible, "this machine cannot restore apps: "+err.Error())
@@ -339,6 +346,21 @@ func (in *incoming) fits(ix *delta.Index, held int64) error {
 		return fmt.Errorf("the app's image of %d MB (beside %d MB held) is larger than the %d MB its offer reserved", size>>20, held>>20, in.reserved>>20)
 	}
 	return nil
+}
+
+func (rv *Receiver) platform() Platform {
+	if rv.Platform != nil {
+		return *rv.Platform
+	}
+	p, _ := LocalPlatform() // unreadable: no features, which Incompatible words
+	return p
+}
+
+func (rv *Receiver) name() string {
+	if rv.Name == "" {
+		return "this machine"
+	}
+	return rv.Name
 }
 
 // with finds the handoff named in the path and serialises work on it.

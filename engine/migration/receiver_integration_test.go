@@ -61,7 +61,12 @@ func (p rawPeer) offer(s side, name string, memory int64) (string, int, Refusal)
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	o := Offer{Version: Version, From: "a hostile peer", Criu: criu, Arch: runtime.GOARCH, MemoryBytes: memory}
+	plat, err := LocalPlatform()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	o := Offer{Version: Version, From: "a hostile peer", Criu: criu, Arch: runtime.GOARCH, MemoryBytes: memory,
+		Kernel: plat.Kernel, CPU: plat.CPU}
 	o.Spec = engine.Spec{Name: name, Args: []string{"xclock"}, User: appUser(p.t)}
 	body, _ := json.Marshal(o)
 	status, r, data := p.do(http.MethodPost, "/offer", body)

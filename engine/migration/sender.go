@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/handoff/handoff/engine"
 	"github.com/handoff/handoff/engine/delta"
 	"github.com/handoff/handoff/engine/handles"
@@ -90,9 +88,13 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 		removeProbe = func() {}
 	}
 	var acc Accepted
+	plat, perr := LocalPlatform()
+	if perr != nil {
+		log.Warn("the offer goes without CPU features; the destination may refuse it", "err", perr)
+	}
 	err = peer.call(ctx, http.MethodPost, "/offer", Offer{
 		Version: Version, Spec: spec, From: s.From, Criu: criu, Arch: runtime.GOARCH,
-		Kernel: kernelRelease(), MemoryBytes: info.MemoryBytes, HomeProbe: probe,
+		Kernel: plat.Kernel, CPU: plat.CPU, MemoryBytes: info.MemoryBytes, HomeProbe: probe,
 	}, &acc)
 	removeProbe()
 	if err != nil {
@@ -787,14 +789,6 @@ func (c *countingReader) Read(b []byte) (int, error) {
 		c.report(c.n)
 	}
 	return n, err
-}
-
-func kernelRelease() string {
-	var u unix.Utsname
-	if unix.Uname(&u) != nil {
-		return ""
-	}
-	return unix.ByteSliceToString(u.Release[:])
 }
 
 // ErrUnlistedFile: the destination asked for a file that the app's manifest

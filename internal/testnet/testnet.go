@@ -190,6 +190,23 @@ func (h *Host) Do(f func() error) error {
 	return ferr
 }
 
+// DropMDNS makes the workstation a machine on a network that blocks
+// multicast DNS: nftables rules in its namespace drop every mDNS packet in
+// and out (they go with the namespace).
+func (h *Host) DropMDNS() error {
+	rules := `table inet handoff_nomdns {
+	chain in { type filter hook input priority 0; udp dport 5353 drop; udp sport 5353 drop; }
+	chain out { type filter hook output priority 0; udp dport 5353 drop; udp sport 5353 drop; }
+}
+`
+	cmd := h.Command(context.Background(), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("drop mDNS in %s (nft: run `make deps`): %v: %s", h.Name, err, out)
+	}
+	return nil
+}
+
 // Shape limits the workstation's cable to rate (tc syntax, e.g. "1gbit") in
 // both directions with a token bucket, as a real network link would be.
 func (h *Host) Shape(rate string) error {
