@@ -97,6 +97,7 @@ func newHandler(d *Daemon) *handler {
 		{"GET /v0/apps/{name}/screenshot", readAccess, h.serveScreenshot},
 		{"POST /v0/apps/{name}/send", writeAccess, h.serveSend},
 		{"POST /v0/apps/{name}/bring-back", writeAccess, h.serveBringBack},
+		{"POST /v0/apps/{name}/run-here", writeAccess, h.serveRunHere},
 		{"POST /v0/apps/{name}/view", writeAccess, h.serveView},
 		{"GET /v0/web", writeAccess, h.serveWeb},
 		{"GET /v0/id", readAccess, h.serveID},

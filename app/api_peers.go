@@ -204,9 +204,34 @@ func (h *handler) writeSendError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, "no_peer", err.Error())
 	case errors.As(err, &refused):
 		writeError(w, http.StatusConflict, "refused", err.Error())
+	case errors.Is(err, migration.ErrOutcomeUnknown):
+		writeError(w, http.StatusConflict, "outcome_unknown", err.Error())
+	case errors.Is(err, migration.ErrNotPending):
+		writeError(w, http.StatusConflict, "not_pending", err.Error())
 	default:
 		h.writeEngineError(w, err)
 	}
+}
+
+// serveRunHere is the user deciding that an app whose destination cannot
+// say whether it took it runs here again.
+func (h *handler) serveRunHere(w http.ResponseWriter, r *http.Request) {
+	if h.servePeersNotReady(w) {
+		return
+	}
+	if _, ok := h.ownApp(w, r); !ok {
+		return
+	}
+	if err := h.d.peers.sender.RunHere(r.Context(), r.PathValue("name")); err != nil {
+		h.writeSendError(w, err)
+		return
+	}
+	info, err := h.d.engine.Get(r.PathValue("name"))
+	if err != nil {
+		h.writeEngineError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (h *handler) serveRemote(w http.ResponseWriter, r *http.Request) {

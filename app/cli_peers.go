@@ -23,6 +23,7 @@ func init() {
 		command{"pair", "PEER [--yes]", "pair with a device: both screens show a code, both users confirm (root or an administrator)", runPair},
 		command{"send", "NAME PEER", "move a running app to a peer; returns when it runs there", runSend},
 		command{"bring-back", "NAME", "bring an app handed to a peer back here", runBringBack},
+		command{"run-here", "NAME", "run an app here again whose handoff's destination cannot say whether it took it (it may then run twice)", runRunHere},
 		command{"requests", "", "list incoming handoffs waiting for an answer", runRequests},
 		command{"accept", "REQUEST", "take an incoming handoff", answerCmd(true)},
 		command{"decline", "REQUEST", "refuse an incoming handoff", answerCmd(false)},
@@ -288,6 +289,21 @@ func runBringBack(ctx context.Context, env *cliEnv, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "%s is back and running here (pid %d)\n", info.Name, info.PID)
+	return nil
+}
+
+func runRunHere(ctx context.Context, env *cliEnv, args []string) error {
+	pos, err := oneName(flag.NewFlagSet("run-here", flag.ContinueOnError), args, 1)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stderr, "%s stays frozen here while Handoff asks the other device whether it took it. Running it here now\n"+
+		"means: if that device did restore it, %s runs on both machines, each with its own later changes.\n", pos[0], pos[0])
+	info, err := env.client().RunHere(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "%s runs here again (pid %d)\n", info.Name, info.PID)
 	return nil
 }
 

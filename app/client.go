@@ -299,6 +299,14 @@ func (c *Client) BringBack(ctx context.Context, name string) (engine.Info, error
 	return info, err
 }
 
+// RunHere runs an app here again whose handoff's destination cannot say
+// whether it took it. If it did, the app then runs on both machines.
+func (c *Client) RunHere(ctx context.Context, name string) (engine.Info, error) {
+	var info engine.Info
+	err := c.do(ctx, http.MethodPost, appPath(name, "/run-here"), nil, &info)
+	return info, err
+}
+
 // Remote lists apps handed from here to peers.
 func (c *Client) Remote(ctx context.Context) ([]RemoteApp, error) {
 	var rs []RemoteApp

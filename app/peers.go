@@ -178,7 +178,16 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 	if platformHook != nil {
 		platformHook(&plat)
 	}
+	journal, err := migration.OpenJournal(filepath.Join(cfg.StateDir, "handoffs"))
+	if err != nil {
+		return err
+	}
 	p.receiver = &migration.Receiver{Engine: d.engine, Name: id.Name, Platform: &plat, WorkDir: work, Accept: p.accept, Log: d.log,
+		Journal: journal,
+		PeerID: func(ctx context.Context) string {
+			from, _ := discovery.RequestPeer(ctx)
+			return from.String()
+		},
 		Received: func(o migration.Offer, c migration.Committed) {
 			p.arrived(o.Spec.Name)
 			p.history.add(HandoffRecord{App: o.Spec.Name, Direction: "in", Peer: o.From, Started: time.Now().UTC(),
@@ -202,7 +211,8 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 			}
 			d.events.publish(Event{Type: EventHandoff, Handoff: &ev, User: ev.User})
 		}}
-	p.sender = &migration.Sender{Engine: d.engine, From: id.Name, WorkDir: work, Log: d.log}
+	p.sender = &migration.Sender{Engine: d.engine, From: id.Name, WorkDir: work, Log: d.log, Journal: journal,
+		Reach: p.reach, Ended: p.sendEnded}
 
 	mux := http.NewServeMux()
 	mux.Handle(peerHandoffPrefix+"/", http.StripPrefix(peerHandoffPrefix, p.receiver))
@@ -247,8 +257,48 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 		}
 	}()
 	d.peers = p
+	// Handoffs the daemon stopped in: settled now (the receiver's first,
+	// so that a peer asking how one ended gets the right answer).
+	p.receiver.Recover()
+	p.sender.Recover(context.Background())
 	d.log.Info("peer channel ready", "id", id.ID.Short(), "name", id.Name, "port", p.port)
 	return nil
+}
+
+// reach finds a device by its ID now, for the sender to ask it how a
+// handoff ended.
+func (p *peers) reach(ctx context.Context, device string) (migration.Peer, error) {
+	v, err := p.find(device)
+	if err != nil {
+		return migration.Peer{}, err
+	}
+	return p.migrationPeer(v), nil
+}
+
+func (p *peers) migrationPeer(v PeerView) migration.Peer {
+	return migration.Peer{HTTP: p.id.Client(v.ID), Base: "https://" + v.Endpoint() + peerHandoffPrefix, Name: v.Name, ID: v.ID.String()}
+}
+
+// sendEnded hears how a handoff of an app from here ended: one that went
+// is remembered as running there (before the end is announced: a client
+// told "done" may bring it back at once); one whose end came late is
+// announced here, as no Send is left to do it.
+func (p *peers) sendEnded(e migration.Entry, how migration.OutState, late bool) {
+	if how == migration.OutDone {
+		id, _ := discovery.ParseDeviceID(e.Peer)
+		p.mu.Lock()
+		p.remote[e.App] = RemoteApp{Name: e.App, User: e.User, PeerID: id, PeerName: e.PeerName, Since: time.Now().UTC()}
+		p.mu.Unlock()
+		p.saveRemote()
+	}
+	if !late {
+		return
+	}
+	ev := HandoffEvent{App: e.App, User: e.User, Peer: e.PeerName, PeerID: e.Peer, Direction: "out", Phase: migration.PhaseDone}
+	if how == migration.OutRolledBack {
+		ev.Phase, ev.Error = migration.PhaseRollback, e.PeerName+" did not take it: it runs here again"
+	}
+	p.d.events.publish(Event{Type: EventHandoff, Handoff: &ev, User: ev.User})
 }
 
 // platformHook, when set (by tests only), changes what this daemon's
@@ -257,6 +307,7 @@ func (d *Daemon) startPeers(cfg DaemonConfig) error {
 var platformHook func(*migration.Platform)
 
 func (p *peers) close() {
+	p.sender.Close()
 	p.disc.Close()
 	p.srv.Close()
 }
@@ -358,13 +409,10 @@ func (p *peers) send(ctx context.Context, name, to string) (migration.Result, er
 	}
 	ev := HandoffEvent{App: name, User: spec.User.Name, Peer: v.Name, PeerID: v.ID.String(), Direction: "out"}
 	started := time.Now()
-	res, err := p.sender.Send(ctx, name, migration.Peer{
-		HTTP: p.id.Client(v.ID), Base: "https://" + v.Endpoint() + peerHandoffPrefix, Name: v.Name,
-	}, func(pr migration.Progress) {
-		ev.Phase, ev.Round, ev.Bytes, ev.Total, ev.Rate, ev.ETA = pr.Phase, pr.Round, pr.Bytes, pr.Total, pr.Rate, pr.ETA
-		if pr.Phase == migration.PhaseDone {
-			return // announced once the app is on record as remote
-		}
+	ended := false // the handoff's own report of its end went out
+	res, err := p.sender.Send(ctx, name, p.migrationPeer(v), func(pr migration.Progress) {
+		ev.Phase, ev.Round, ev.Bytes, ev.Total, ev.Rate, ev.ETA, ev.Error = pr.Phase, pr.Round, pr.Bytes, pr.Total, pr.Rate, pr.ETA, pr.Error
+		ended = ended || pr.Phase == migration.PhaseDone || pr.Phase == migration.PhaseRollback || pr.Phase == migration.PhaseUnknown
 		e := ev
 		p.d.events.publish(Event{Type: EventHandoff, Handoff: &e, User: e.User})
 	})
@@ -373,17 +421,12 @@ func (p *peers) send(ctx context.Context, name, to string) (migration.Result, er
 		p.tellKept(name, spec.User.Name, v.Name, res.Home, "out")
 	}
 	if err != nil {
-		ev.Phase, ev.Error = migration.PhaseRollback, err.Error()
-		p.d.events.publish(Event{Type: EventHandoff, Handoff: &ev, User: ev.User})
+		if !ended { // refused before it began: nothing to roll back, but say so
+			ev.Phase, ev.Error = migration.PhaseRollback, err.Error()
+			p.d.events.publish(Event{Type: EventHandoff, Handoff: &ev, User: ev.User})
+		}
 		return res, fmt.Errorf("send %q to %s: %w", name, v.Name, err)
 	}
-	p.mu.Lock()
-	p.remote[name] = RemoteApp{Name: name, User: spec.User.Name, PeerID: v.ID, PeerName: v.Name, Since: time.Now().UTC()}
-	p.mu.Unlock()
-	p.saveRemote() // the engine's release already announced the app's removal here
-	// Only now: a client told "done" may at once bring the app back.
-	ev.Phase = migration.PhaseDone
-	p.d.events.publish(Event{Type: EventHandoff, Handoff: &ev, User: ev.User})
 	return res, nil
 }
 

@@ -144,7 +144,8 @@ func TestAppsRunAsTheirUser(t *testing.T) {
 		t.Fatalf("alice runs an app: %v %s", err, out)
 	}
 	home := d.homeA["alice"]
-	waitFileContent(t, filepath.Join(home, "bobs"), "")
+	// The last of the probe's files: once it holds ls's answer, all are written.
+	waitFileContent(t, filepath.Join(home, "bobs"), "No such file")
 	for file, want := range map[string]string{"id": strconv.Itoa(d.uidA["alice"]), "homes": "alice"} {
 		data, _ := os.ReadFile(filepath.Join(home, file))
 		if strings.TrimSpace(string(data)) != want {

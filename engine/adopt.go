@@ -44,15 +44,15 @@ func (e *Engine) adopt(a *app) {
 	if err != nil && !errors.Is(err, libcontainer.ErrNotExist) {
 		e.log.Warn("load container", "app", name, "err", err)
 	}
-	running := false
+	running, frozen := false, false
 	if ctr != nil {
 		st, _ := ctr.Status()
 		switch st {
 		case libcontainer.Paused:
-			// Frozen by an operation that did not finish: thaw it, nothing is lost.
-			if err := ctr.Resume(); err == nil {
-				running = true
-			}
+			// Frozen by a handoff that did not finish: it stays frozen.
+			// Whether it may run here again is the handoff's call (see
+			// migration.Recover): its destination may run it already.
+			running, frozen = true, true
 		case libcontainer.Running, libcontainer.Created:
 			running = true
 		}
@@ -67,7 +67,12 @@ func (e *Engine) adopt(a *app) {
 	case running:
 		state, _ := ctr.State()
 		a.ctr = ctr
+		// Adoption takes the state the container is really in: no
+		// lifecycle move, a reconciliation.
 		a.rec.State = StateRunning
+		if frozen {
+			a.rec.State = StateFrozen
+		}
 		a.rec.InitPID = state.InitProcessPid
 		e.watch(a, a.rec.InitPID, nil)
 		e.watchHome(a, a.rec.InitPID)

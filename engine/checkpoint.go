@@ -50,16 +50,18 @@ func (e *Engine) Suspend(ctx context.Context, name string) error {
 		return fmt.Errorf("suspend %q: %w; the app keeps running", name, err)
 	}
 	t1 := time.Now()
-	e.update(a, func(r *record) { r.State = through })
+	if err := e.to(a, through, nil); err != nil {
+		return fmt.Errorf("suspend %q: %w", name, err)
+	}
 	size, err := e.dump(a, m.Summary.TCPEstablished > 0)
 	if err != nil {
-		e.update(a, func(r *record) { r.State, r.Error = StateRunning, err.Error() })
+		e.to(a, StateRunning, func(r *record) { r.Error = err.Error() })
 		return fmt.Errorf("suspend %q: %w; the app keeps running", name, err)
 	}
 	// The image is complete and checksummed: the app is suspended. Removing
 	// the emptied container (cgroups, runc state, the overlay mount) takes
 	// ~150 ms that the user need not wait for.
-	e.update(a, func(r *record) { r.State, r.InitPID, r.ImageBytes, r.Error = StateSuspended, 0, size, "" })
+	e.to(a, StateSuspended, func(r *record) { r.InitPID, r.ImageBytes, r.Error = 0, size, "" })
 	e.tidy(a, func() { e.destroyContainer(a) })
 	e.log.Debug("suspend phases", "app", name, "handles+space", t1.Sub(t0), "dump+sums", time.Since(t1))
 	e.log.Info("app suspended", "app", name, "image_bytes", size)
@@ -185,7 +187,9 @@ func (e *Engine) Resume(ctx context.Context, name string) error {
 		return fmt.Errorf("resume %q: %w; the checkpoint in %s was kept", name, err, a.dirs.checkpoint())
 	}
 	t1 := time.Now()
-	e.update(a, func(r *record) { r.State = through })
+	if err := e.to(a, through, nil); err != nil {
+		return fmt.Errorf("resume %q: %w", name, err)
+	}
 	target, err := e.createForRestore(a, e.startLazyPages(a))
 	var pid int
 	var lazy *exec.Cmd
@@ -194,11 +198,11 @@ func (e *Engine) Resume(ctx context.Context, name string) error {
 	}
 	if err != nil {
 		e.destroyContainer(a)
-		e.update(a, func(r *record) { r.State, r.Error = StateSuspended, err.Error() })
+		e.to(a, StateSuspended, func(r *record) { r.Error = err.Error() })
 		return fmt.Errorf("resume %q: %w; the checkpoint was kept, the app stays suspended", name, err)
 	}
-	e.update(a, func(r *record) {
-		r.State, r.InitPID, r.Started, r.ImageBytes, r.Error = StateRunning, pid, time.Now().UTC(), 0, ""
+	e.to(a, StateRunning, func(r *record) {
+		r.InitPID, r.Started, r.ImageBytes, r.Error = pid, time.Now().UTC(), 0, ""
 	})
 	e.dropImages(a, lazy)
 	e.log.Debug("resume phases", "app", name, "verify", t1.Sub(t0), "restore", time.Since(t1))

@@ -216,6 +216,7 @@ type Info struct {
 type record struct {
 	Spec       Spec      `json:"spec"`
 	Host       hostIDs   `json:"host"` // the app's user on this machine
+	Arrival    *Arrival  `json:"arrival,omitempty"`
 	State      State     `json:"state"`
 	Created    time.Time `json:"created"`
 	Started    time.Time `json:"started,omitzero"`
@@ -233,6 +234,9 @@ type app struct {
 	// homeWatch notes what the app writes in its user's home while it
 	// runs here (see HomeFiles).
 	homeWatch *homeWatch
+	// handingTo names the device a handoff is moving the app to; while
+	// it is set, only that handoff acts on the app (see Outgoing).
+	handingTo string
 	// tidying is closed when background cleanup after the last operation
 	// (removing a dumped container, a used checkpoint) is done; the next
 	// operation waits for it.
@@ -265,23 +269,25 @@ func (e *Engine) begin(name string) (a *app, end func(), err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	a.op.Lock()
-	a.settle()
-	return a, a.op.Unlock, nil
-}
-
-// beginIn is begin for operations allowed in one state only.
-func (e *Engine) beginIn(name, op string, want State) (*app, func(), error) {
-	a, end, err := e.begin(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	if st := a.info().State; st != want {
+	end = a.hold()
+	a.mu.Lock()
+	to := a.handingTo
+	a.mu.Unlock()
+	if to != "" {
 		end()
-		return nil, nil, &StateError{App: name, Op: op, State: st}
+		return nil, nil, fmt.Errorf("%q: %w: it is being handed to %s", name, ErrBusy, to)
 	}
 	return a, end, nil
 }
+
+// hold takes the app's operation lock once its background cleanup is done;
+// the returned func lets go.
+func (a *app) hold() (end func()) {
+	a.op.Lock()
+	a.settle()
+	return a.op.Unlock
+}
+
 
 // settle waits for an app's background cleanup.
 func (a *app) settle() {
@@ -459,7 +465,29 @@ func (a *app) info() Info {
 	return in
 }
 
-// update changes an app's record under its lock, persists it and notifies.
+// to moves an app to state, and changes its record with f (may be nil), if
+// the lifecycle allows the move; it persists and notifies as update does.
+// A move the table does not allow is a bug: it is refused and logged.
+func (e *Engine) to(a *app, state State, f func(r *record)) error {
+	a.mu.Lock()
+	from := a.rec.State
+	a.mu.Unlock()
+	if !mayMove(from, state) {
+		err := fmt.Errorf("%q: %w: from %s to %s", a.rec.Spec.Name, ErrWrongState, from, state)
+		e.log.Error("illegal lifecycle move", "err", err)
+		return err
+	}
+	e.update(a, func(r *record) {
+		r.State = state
+		if f != nil {
+			f(r)
+		}
+	})
+	return nil
+}
+
+// update changes an app's record (never its state: see to) under its lock,
+// persists it and notifies.
 func (e *Engine) update(a *app, f func(r *record)) {
 	a.mu.Lock()
 	f(&a.rec)
@@ -625,8 +653,8 @@ func (e *Engine) start(ctx context.Context, a *app) error {
 	if err := e.waitDisplay(ctx, a, pid); err != nil {
 		return fmt.Errorf("%w%s", err, a.logTail())
 	}
-	e.update(a, func(r *record) {
-		r.State, r.InitPID, r.Started, r.Error = StateRunning, pid, time.Now().UTC(), ""
+	e.to(a, StateRunning, func(r *record) {
+		r.InitPID, r.Started, r.Error = pid, time.Now().UTC(), ""
 	})
 	e.watchHome(a, pid)
 	e.log.Info("app running", "app", spec.Name, "user", spec.User.Name, "pid", pid, "cmd", spec.Args)
@@ -681,7 +709,7 @@ func (e *Engine) Stop(ctx context.Context, name string) error {
 	if _, err := checkTransition(name, "stop", cur); err != nil {
 		return err
 	}
-	e.update(a, func(r *record) { r.State = StateStopping })
+	e.to(a, StateStopping, nil)
 	if cur == StateRunning || cur == StateStarting {
 		e.terminate(ctx, a)
 	}
@@ -844,7 +872,7 @@ func (e *Engine) initExited(a *app, pid int) {
 	}
 	e.log.Info("app exited", "app", a.rec.Spec.Name, "pid", pid)
 	e.destroyContainer(a)
-	e.update(a, func(r *record) { r.State, r.InitPID = StateExited, 0 })
+	e.to(a, StateExited, func(r *record) { r.InitPID = 0 })
 }
 
 // waitPidfd waits for a process that is not our child to end; it returns

@@ -22,17 +22,44 @@ import (
 // Snapshot writes a full image of a running app into dir and leaves it
 // running: a pre-copy round. The app is paused only while CRIU copies it.
 func (e *Engine) Snapshot(ctx context.Context, name, dir string) error {
-	return e.checkpointIn(name, "snapshot", StateRunning, dir)
+	return e.byName(name, func(a *app) error { return e.checkpointIn(a, "snapshot", StateRunning, dir) })
 }
 
 // Freeze stops every process of the app with the cgroup freezer.
 func (e *Engine) Freeze(ctx context.Context, name string) error {
-	e.beforeCheckpoint(name)
+	return e.byName(name, e.freeze)
+}
+
+// Thaw lets a frozen app run again: the rollback of a handoff.
+func (e *Engine) Thaw(ctx context.Context, name string) error {
+	return e.byName(name, e.thaw)
+}
+
+// DumpFrozen writes the image of a frozen app into dir; the app stays frozen.
+func (e *Engine) DumpFrozen(ctx context.Context, name, dir string) error {
+	return e.byName(name, func(a *app) error { return e.checkpointIn(a, "dump", StateFrozen, dir) })
+}
+
+// Release removes an app that now runs elsewhere: its frozen processes are
+// killed and its container, mounts and files removed.
+func (e *Engine) Release(ctx context.Context, name string) error {
+	return e.byName(name, e.release)
+}
+
+// byName runs op on the named app under its operation lock, unless a
+// handoff holds the app (see Outgoing).
+func (e *Engine) byName(name string, op func(*app) error) error {
 	a, end, err := e.begin(name)
 	if err != nil {
 		return err
 	}
 	defer end()
+	return op(a)
+}
+
+func (e *Engine) freeze(a *app) error {
+	name := a.rec.Spec.Name
+	e.beforeCheckpoint(name)
 	through, err := checkTransition(name, "freeze", a.info().State)
 	if err != nil {
 		return err
@@ -49,41 +76,55 @@ func (e *Engine) Freeze(ctx context.Context, name string) error {
 		}
 		return fmt.Errorf("freeze %q: %w; the app keeps running", name, err)
 	}
-	e.update(a, func(r *record) { r.State = through })
-	return nil
+	return e.to(a, through, nil)
 }
 
-// Thaw lets a frozen app run again: the rollback of a handoff.
-func (e *Engine) Thaw(ctx context.Context, name string) error {
-	a, end, err := e.beginIn(name, "thaw", StateFrozen)
-	if err != nil {
+func (e *Engine) thaw(a *app) error {
+	name := a.rec.Spec.Name
+	if _, err := checkTransition(name, "thaw", a.info().State); err != nil {
 		return err
 	}
-	defer end()
 	a.mu.Lock()
 	ctr := a.ctr
 	a.mu.Unlock()
 	if err := ctr.Resume(); err != nil {
 		return fmt.Errorf("thaw %q: %w", name, err)
 	}
-	e.update(a, func(r *record) { r.State = StateRunning })
-	return nil
+	return e.to(a, StateRunning, nil)
 }
 
-// DumpFrozen writes the image of a frozen app into dir; the app stays frozen.
-func (e *Engine) DumpFrozen(ctx context.Context, name, dir string) error {
-	return e.checkpointIn(name, "dump", StateFrozen, dir)
+func (e *Engine) release(a *app) error {
+	name := a.rec.Spec.Name
+	through, err := checkTransition(name, "release", a.info().State)
+	if err != nil {
+		return err
+	}
+	e.to(a, through, nil)
+	// Unmounting the overlay makes the kernel sync the disk under it,
+	// which took seconds after a large handoff while the disk was busy.
+	// A reference held across the unmount moves that wait to the
+	// background: the mount is gone at once, its last reference later.
+	hold, herr := os.OpenFile(a.dirs.rootfs(), unix.O_PATH|unix.O_DIRECTORY, 0)
+	e.removeAll(a)
+	if herr == nil {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			hold.Close()
+		}()
+	}
+	e.forget(a)
+	e.log.Info("app released to its new machine", "app", name)
+	return nil
 }
 
 // checkpointIn dumps an app that is in state want into dir and leaves it
 // as it was (running, or frozen).
-func (e *Engine) checkpointIn(name, op string, want State, dir string) error {
-	e.beforeCheckpoint(name)
-	a, end, err := e.beginIn(name, op, want)
-	if err != nil {
-		return err
+func (e *Engine) checkpointIn(a *app, op string, want State, dir string) error {
+	e.beforeCheckpoint(a.rec.Spec.Name)
+	if st := a.info().State; st != want {
+		return &StateError{App: a.rec.Spec.Name, Op: op, State: st}
 	}
-	defer end()
 	return e.checkpointTo(a, dir, true)
 }
 
@@ -115,32 +156,6 @@ func (e *Engine) checkpointTo(a *app, dir string, leaveRunning bool) error {
 	}
 }
 
-// Release removes an app that now runs elsewhere: its frozen processes are
-// killed and its container, mounts and files removed.
-func (e *Engine) Release(ctx context.Context, name string) error {
-	a, end, err := e.beginIn(name, "release", StateFrozen)
-	if err != nil {
-		return err
-	}
-	defer end()
-	e.update(a, func(r *record) { r.State = StateStopping })
-	// Unmounting the overlay makes the kernel sync the disk under it,
-	// which took seconds after a large handoff while the disk was busy.
-	// A reference held across the unmount moves that wait to the
-	// background: the mount is gone at once, its last reference later.
-	hold, herr := os.OpenFile(a.dirs.rootfs(), unix.O_PATH|unix.O_DIRECTORY, 0)
-	e.removeAll(a)
-	if herr == nil {
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			hold.Close()
-		}()
-	}
-	e.forget(a)
-	e.log.Info("app released to its new machine", "app", name)
-	return nil
-}
 
 // ExportUpper writes the app's upper dir (the files it changed or created)
 // as a tar stream, plus the base files named in extra (container paths) that
@@ -165,6 +180,37 @@ func (e *Engine) ExportUpper(ctx context.Context, name string, w io.Writer, extr
 // the app's place; on failure everything received is removed and the error
 // says why.
 func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, imageDir string) (Info, error) {
+	return e.InstantiateFrom(ctx, spec, upper, imageDir, Arrival{})
+}
+
+// Arrival says how an app came to this machine: by which handoff, from
+// which device. The engine keeps it with the app, so that the answer to
+// "does the app of handoff H run here?" survives a restart (see Arrived).
+type Arrival struct {
+	Handoff string `json:"handoff"`
+	From    string `json:"from"`
+}
+
+// Arrived returns the app that came by handoff, if it is still here.
+func (e *Engine) Arrived(handoff string) (Info, bool) {
+	if handoff == "" {
+		return Info{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, a := range e.apps {
+		a.mu.Lock()
+		arr := a.rec.Arrival
+		a.mu.Unlock()
+		if arr != nil && arr.Handoff == handoff {
+			return a.info(), true
+		}
+	}
+	return Info{}, false
+}
+
+// InstantiateFrom is Instantiate for an app that arrived by a handoff.
+func (e *Engine) InstantiateFrom(ctx context.Context, spec Spec, upper io.Reader, imageDir string, arrival Arrival) (Info, error) {
 	spec.fillDefaults()
 	if err := spec.validate(); err != nil {
 		return Info{}, fmt.Errorf("receive %w", err)
@@ -178,6 +224,11 @@ func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, im
 	a, err := e.add(spec, StateResuming, true)
 	if err != nil {
 		return Info{}, fmt.Errorf("receive %q: %w", spec.Name, err)
+	}
+	if arrival.Handoff != "" {
+		a.mu.Lock()
+		a.rec.Arrival = &arrival
+		a.mu.Unlock()
 	}
 	defer a.op.Unlock()
 	fail := func(err error) (Info, error) {
@@ -212,7 +263,7 @@ func (e *Engine) Instantiate(ctx context.Context, spec Spec, upper io.Reader, im
 	}
 	e.dropImages(a, lazy)
 	e.log.Debug("instantiate timings", "app", spec.Name, "prepare", t1.Sub(t0), "restore", time.Since(t1))
-	e.update(a, func(r *record) { r.State, r.InitPID, r.Started = StateRunning, pid, time.Now().UTC() })
+	e.to(a, StateRunning, func(r *record) { r.InitPID, r.Started = pid, time.Now().UTC() })
 	e.log.Info("app received and running", "app", spec.Name, "user", spec.User.Name, "pid", pid)
 	e.warmHandles(spec.Name)
 	return a.info(), nil

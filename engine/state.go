@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // State is where an app is in its lifecycle.
@@ -34,17 +35,34 @@ var (
 	ErrBusy        = errors.New("another operation on this app is in progress")
 )
 
-// transitions lists, for every operation, the states it may start from and the
-// state the app is in while the operation runs. Keeping it in one table makes
-// the lifecycle reviewable at a glance (runc's libcontainer does the same).
-var transitions = map[string]struct {
-	from    []State
-	through State
+// lifecycle lists, for every state, the states an app may go to from it.
+// Every change of an app's state goes through it (Engine.to); keeping it in
+// one table makes the lifecycle reviewable at a glance (runc's libcontainer
+// does the same). Stopping ends in the app's removal.
+var lifecycle = map[State][]State{
+	StateStarting:   {StateRunning, StateStopping, StateExited},
+	StateRunning:    {StateSuspending, StateFrozen, StateStopping, StateExited},
+	StateSuspending: {StateSuspended, StateRunning},
+	StateSuspended:  {StateResuming, StateStopping},
+	StateResuming:   {StateRunning, StateSuspended, StateStopping},
+	StateFrozen:     {StateRunning, StateStopping, StateExited},
+	StateExited:     {StateStopping},
+	StateStopping:   nil,
+}
+
+// ops lists, for every operation, the states it may start from and the
+// state it moves the app into; each such move is one of the lifecycle's
+// (TestLifecycleTable checks that the two tables agree).
+var ops = map[string]struct {
+	from []State
+	to   State
 }{
-	"suspend": {from: []State{StateRunning}, through: StateSuspending},
-	"resume":  {from: []State{StateSuspended}, through: StateResuming},
-	"stop":    {from: []State{StateRunning, StateSuspended, StateExited, StateStarting, StateFrozen}, through: StateStopping},
-	"freeze":  {from: []State{StateRunning}, through: StateFrozen},
+	"suspend": {[]State{StateRunning}, StateSuspending},
+	"resume":  {[]State{StateSuspended}, StateResuming},
+	"stop":    {[]State{StateStarting, StateRunning, StateSuspended, StateFrozen, StateExited}, StateStopping},
+	"freeze":  {[]State{StateRunning}, StateFrozen},
+	"thaw":    {[]State{StateFrozen}, StateRunning},
+	"release": {[]State{StateFrozen}, StateStopping},
 }
 
 // StateError is returned when an operation is not allowed in the app's state.
@@ -62,22 +80,27 @@ func (e *StateError) Error() string {
 		hint = "; it is already suspended, use `handoff resume`"
 	case e.Op == "suspend" && e.State == StateExited:
 		hint = "; the app has exited, use `handoff stop` to remove it"
+	case e.State == StateFrozen:
+		hint = "; it is frozen for a handoff"
 	}
 	return fmt.Sprintf("cannot %s %q while it is %s%s", e.Op, e.App, e.State, hint)
 }
 
 func (e *StateError) Unwrap() error { return ErrWrongState }
 
-// checkTransition returns the in-progress state for op, or a *StateError.
+// mayMove reports whether the lifecycle lets an app go from one state to
+// another.
+func mayMove(from, to State) bool { return slices.Contains(lifecycle[from], to) }
+
+// checkTransition returns the state op moves an app in state cur into, or a
+// *StateError (wrapping ErrBusy while another operation runs).
 func checkTransition(app, op string, cur State) (State, error) {
-	t, ok := transitions[op]
+	o, ok := ops[op]
 	if !ok {
 		return "", fmt.Errorf("unknown operation %q", op)
 	}
-	for _, s := range t.from {
-		if s == cur {
-			return t.through, nil
-		}
+	if slices.Contains(o.from, cur) && mayMove(cur, o.to) {
+		return o.to, nil
 	}
 	if cur == StateSuspending || cur == StateResuming || cur == StateStopping || cur == StateStarting {
 		return "", fmt.Errorf("%s %q: %w (it is %s)", op, app, ErrBusy, cur)

@@ -116,6 +116,9 @@ const (
 	PhaseRestore  = "restore"
 	PhaseDone     = "done"
 	PhaseRollback = "rollback"
+	// PhaseUnknown: the answer to the commit was lost; the app stays
+	// frozen at the source while it asks the destination how it ended.
+	PhaseUnknown = "checking"
 )
 
 // Progress reports a handoff as it goes.
@@ -126,6 +129,7 @@ type Progress struct {
 	Total int64         `json:"total"`           // to send in this phase
 	Rate  float64       `json:"rate"`            // bytes per second
 	ETA   time.Duration `json:"eta"`
+	Error string        `json:"error,omitempty"` // why it rolled back
 }
 
 // Result records a finished handoff.

@@ -65,6 +65,14 @@ type Receiver struct {
 	// it (not as it calls itself): for the user's files kept beside
 	// another version, "notes (from ws-a).txt".
 	PeerName func(ctx context.Context) string
+	// PeerID, when set, gives the sending device's ID (from the peer
+	// channel's TLS): every request of a handoff must come from the
+	// device that offered it.
+	PeerID func(ctx context.Context) string
+	// Journal keeps handoffs across a restart; with it, a handoff this
+	// side dropped stays fenced (a late commit is refused) and "how did
+	// it end?" has an answer after a crash (see Recover).
+	Journal *Journal
 	Log      *slog.Logger
 
 	once sync.Once
@@ -105,6 +113,13 @@ type incoming struct {
 	// gives it back once what it received is removed.
 	reserved int64
 	release  func()
+
+	// peer is the device that offered the handoff; smu guards state,
+	// which the outcome endpoint reads without waiting for a commit in
+	// progress (it holds mu for as long as the restore takes).
+	peer  string
+	smu   sync.Mutex
+	state InState
 
 	// The user's files: shared (the home here is the source's), listed
 	// (POST home), and those sent, staged until the commit places them.
@@ -179,6 +194,8 @@ func (rv *Receiver) init() {
 		rv.mux.HandleFunc("PUT /{id}/home/files", rv.with(rv.serveHomeFiles))
 		rv.mux.HandleFunc("POST /{id}/commit", rv.with(rv.serveCommit))
 		rv.mux.HandleFunc("DELETE /{id}", rv.serveDrop)
+		rv.mux.HandleFunc("GET /{id}/outcome", rv.serveOutcome)
+		rv.mux.HandleFunc("POST /{id}/done", rv.serveDone)
 	})
 }
 
@@ -235,11 +252,14 @@ func (rv *Receiver) serveOffer(w http.ResponseWriter, r *http.Request) {
 			from = n
 		}
 	}
-	rv.mu.Lock()
-	rv.in[id] = &incoming{id: id, dir: dir, offer: o, pool: delta.NewPool(),
+	in := &incoming{id: id, dir: dir, offer: o, pool: delta.NewPool(),
 		index: map[string]*delta.Index{}, last: time.Now(),
 		restoreExpected: rv.Engine.ExpectRestore(),
-		reserved:        reservation(o), release: release, sharedHome: shared, from: from}
+		reserved:        reservation(o), release: release, sharedHome: shared, from: from,
+		peer: rv.peerID(r.Context()), state: InOffered}
+	rv.journal(in, false)
+	rv.mu.Lock()
+	rv.in[id] = in
 	rv.mu.Unlock()
 	rv.Log.Info("handoff offered", "app", o.Spec.Name, "user", o.Spec.User.Name, "from", o.From, "id", id, "shared_home", shared)
 	rv.progress(o, PhaseRequest, nil)
@@ -373,6 +393,10 @@ func (rv *Receiver) with(serve func(http.ResponseWriter, *http.Request, *incomin
 			refuse(w, http.StatusNotFound, "not_found", "no such handoff (it may have timed out)")
 			return
 		}
+		if p := rv.peerID(r.Context()); in.peer != "" && p != in.peer {
+			refuse(w, http.StatusForbidden, "not_yours", "this handoff was offered by another device")
+			return
+		}
 		in.mu.Lock()
 		defer in.mu.Unlock()
 		in.last = time.Now()
@@ -382,6 +406,9 @@ func (rv *Receiver) with(serve func(http.ResponseWriter, *http.Request, *incomin
 }
 
 func (rv *Receiver) serveManifest(w http.ResponseWriter, r *http.Request, in *incoming) {
+	if in.getState() == InOffered {
+		_ = rv.move(in, InReceiving)
+	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody))
 	if err != nil {
 		refuse(w, http.StatusBadRequest, "bad_request", err.Error())
@@ -654,6 +681,12 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 		refuse(w, http.StatusConflict, "out_of_order", "the final image and upper dir must arrive before the commit")
 		return
 	}
+	// From here the app may run on this machine: what a restart must know
+	// is on disk before anything is restored.
+	if err := rv.move(in, InRestoring); err != nil {
+		refuse(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
 	start := time.Now()
 	rv.progress(in.offer, PhaseRestore, nil)
 	image := filepath.Join(in.dir, "image")
@@ -680,7 +713,8 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 		refuse(w, http.StatusInternalServerError, "home_files", err.Error())
 		return
 	}
-	info, err := rv.Engine.Instantiate(context.WithoutCancel(r.Context()), in.offer.Spec, upper, image)
+	info, err := rv.Engine.InstantiateFrom(context.WithoutCancel(r.Context()), in.offer.Spec, upper, image,
+		engine.Arrival{Handoff: in.id, From: in.peer})
 	upper.Close()
 	if err == nil {
 		err = firstFrame(rv.Engine, info.Name)
@@ -692,6 +726,9 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 		rv.drop(in.id, fmt.Errorf("restore here failed: %w", err))
 		refuse(w, http.StatusInternalServerError, "restore_failed", "restore here failed: "+err.Error())
 		return
+	}
+	if err := rv.move(in, InRunning); err != nil {
+		rv.Log.Error("journal the app's arrival", "app", info.Name, "err", err)
 	}
 	c := Committed{Info: info, AssembleMillis: assembled.Sub(start).Milliseconds(), RestoreMillis: time.Since(assembled).Milliseconds(), Home: placed}
 	rv.Log.Info("handoff received", "app", info.Name, "from", in.offer.From, "assemble_ms", c.AssembleMillis, "restore_ms", c.RestoreMillis)
@@ -705,7 +742,7 @@ func (rv *Receiver) serveCommit(w http.ResponseWriter, r *http.Request, in *inco
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
-	rv.drop(in.id, nil)
+	rv.forget(in.id)
 }
 
 // maxHomeList bounds the list of the user's files a peer may send.
@@ -787,8 +824,187 @@ func firstFrame(e *engine.Engine, name string) error {
 }
 
 func (rv *Receiver) serveDrop(w http.ResponseWriter, r *http.Request) {
-	rv.drop(r.PathValue("id"), errors.New("the sending device called the handoff off"))
+	id := r.PathValue("id")
+	rv.mu.Lock()
+	in := rv.in[id]
+	rv.mu.Unlock()
+	if in != nil {
+		if p := rv.peerID(r.Context()); in.peer != "" && p != in.peer {
+			refuse(w, http.StatusForbidden, "not_yours", "this handoff was offered by another device")
+			return
+		}
+		if st := in.getState(); st == InRestoring || st == InRunning {
+			refuse(w, http.StatusConflict, "committed", "the app is restored here already; ask how the handoff ended instead")
+			return
+		}
+	}
+	rv.drop(id, errors.New("the sending device called the handoff off"))
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// serveOutcome tells a source whose answer to the commit was lost how the
+// handoff ended here. "aborted" is a promise: from the moment it is given,
+// the handoff is fenced, and a commit that arrives later is refused.
+func (rv *Receiver) serveOutcome(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	writeJSON(w, Outcome{State: rv.outcome(r.Context(), id)})
+}
+
+func (rv *Receiver) outcome(ctx context.Context, id string) string {
+	if _, ok := rv.Engine.Arrived(id); ok {
+		return OutcomeRunning
+	}
+	rv.mu.Lock()
+	in := rv.in[id]
+	rv.mu.Unlock()
+	if in != nil && !rv.abortBeforeCommit(in) {
+		// The commit came first: it restores, or has.
+		switch in.getState() {
+		case InRestoring:
+			return OutcomeRestoring
+		case InRunning, InDone:
+			return OutcomeRunning
+		}
+	}
+	if rv.Journal != nil {
+		if e, ok := rv.Journal.get("in", id); ok {
+			switch e.In {
+			case InRunning, InDone:
+				return OutcomeRunning // it arrived, and was stopped here since
+			case InRestoring:
+				return OutcomeRestoring // a restarted daemon has not settled it yet
+			}
+		}
+	}
+	// Not here, and not on its way: it never will be.
+	rv.fence(id, in)
+	if in != nil {
+		rv.drop(id, errors.New("the sending device gave the handoff up"))
+	}
+	return OutcomeAborted
+}
+
+// abortBeforeCommit fences in if no commit has started on it, in one step
+// with the commit's own move (under the same lock): either the commit or
+// the abort wins, never both.
+func (rv *Receiver) abortBeforeCommit(in *incoming) bool {
+	in.smu.Lock()
+	st := in.state
+	if st != InOffered && st != InReceiving {
+		in.smu.Unlock()
+		return st == InAborted
+	}
+	in.state = InAborted
+	in.smu.Unlock()
+	rv.journal(in, true)
+	return true
+}
+
+// serveDone is the source saying it knows the app runs here: the handoff
+// is over on both sides.
+func (rv *Receiver) serveDone(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if rv.Journal != nil {
+		if e, ok := rv.Journal.get("in", id); ok && (e.In == InRunning || e.In == InDone) {
+			rv.Journal.remove("in", id)
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// move changes an incoming handoff's state along the table, journalling
+// the states a restart must know (with fsync).
+func (rv *Receiver) move(in *incoming, to InState) error {
+	in.smu.Lock()
+	from := in.state
+	if err := checkIn(from, to); err != nil {
+		in.smu.Unlock()
+		return err
+	}
+	in.state = to
+	in.smu.Unlock()
+	rv.journal(in, to == InRestoring || to == InRunning || to == InAborted)
+	failpointHit("in:" + string(to))
+	return nil
+}
+
+func (in *incoming) getState() InState {
+	in.smu.Lock()
+	defer in.smu.Unlock()
+	return in.state
+}
+
+func (rv *Receiver) journal(in *incoming, sync bool) {
+	if rv.Journal == nil {
+		return
+	}
+	e := Entry{ID: in.id, Role: "in", App: in.offer.Spec.Name, User: in.offer.Spec.User.Name,
+		Peer: in.peer, PeerName: in.from, In: in.getState(), Started: time.Now().UTC()}
+	if err := rv.Journal.put(e, sync); err != nil {
+		rv.Log.Error("journal a handoff", "id", in.id, "err", err)
+	}
+}
+
+// fence records that handoff id ended without the app here, for good.
+func (rv *Receiver) fence(id string, in *incoming) {
+	if in != nil {
+		if in.getState() == InAborted {
+			return
+		}
+		if err := rv.move(in, InAborted); err != nil {
+			rv.Log.Error("fence a handoff", "id", id, "err", err)
+		}
+		return
+	}
+	if rv.Journal == nil {
+		return
+	}
+	e, ok := rv.Journal.get("in", id)
+	if !ok {
+		e = Entry{ID: id, Role: "in", Started: time.Now().UTC()}
+	}
+	e.In = InAborted
+	if err := rv.Journal.put(e, true); err != nil {
+		rv.Log.Error("fence a handoff", "id", id, "err", err)
+	}
+}
+
+func (rv *Receiver) peerID(ctx context.Context) string {
+	if rv.PeerID == nil {
+		return ""
+	}
+	return rv.PeerID(ctx)
+}
+
+// Recover settles, after a daemon start, the handoffs this machine was
+// receiving when it stopped: one that was restoring ran or did not (the
+// engine knows which app arrived by it); one still arriving is fenced (what
+// it received is gone); fences older than a day are forgotten.
+func (rv *Receiver) Recover() {
+	rv.init()
+	if rv.Journal == nil {
+		return
+	}
+	for _, e := range rv.Journal.Entries("in") {
+		switch e.In {
+		case InRestoring:
+			if _, ok := rv.Engine.Arrived(e.ID); ok {
+				e.In = InRunning
+			} else {
+				e.In = InAborted
+			}
+			_ = rv.Journal.put(e, true)
+		case InOffered, InReceiving:
+			e.In = InAborted
+			_ = rv.Journal.put(e, true)
+		case InAborted, InRunning:
+			if time.Since(e.Updated) > fenceFor {
+				rv.Journal.remove("in", e.ID)
+			}
+		case InDone:
+			rv.Journal.remove("in", e.ID)
+		}
+	}
 }
 
 func (rv *Receiver) progress(o Offer, phase string, err error) {
@@ -797,16 +1013,25 @@ func (rv *Receiver) progress(o Offer, phase string, err error) {
 	}
 }
 
-// drop forgets a handoff and removes what it received; failure, when not
-// nil, says why it ended without the app.
+// drop ends a handoff without the app: it is fenced (a late commit is
+// refused), and what it received is removed; failure says why.
 func (rv *Receiver) drop(id string, failure error) {
+	rv.mu.Lock()
+	in := rv.in[id]
+	rv.mu.Unlock()
+	rv.fence(id, in)
+	if in != nil && failure != nil {
+		rv.progress(in.offer, PhaseRollback, failure)
+	}
+	rv.forget(id)
+}
+
+// forget removes what a handoff received, once it is over.
+func (rv *Receiver) forget(id string) {
 	rv.mu.Lock()
 	in := rv.in[id]
 	delete(rv.in, id)
 	rv.mu.Unlock()
-	if in != nil && failure != nil {
-		rv.progress(in.offer, PhaseRollback, failure)
-	}
 	if in != nil {
 		in.restoreExpected()
 		in.waitAssembly() // its files would be left behind
@@ -823,7 +1048,7 @@ func (rv *Receiver) expire() {
 	var stale []string
 	for id, in := range rv.in {
 		if in.mu.TryLock() {
-			if time.Since(in.last) > rv.IdleTimeout {
+			if st := in.getState(); time.Since(in.last) > rv.IdleTimeout && st != InRestoring && st != InRunning {
 				stale = append(stale, id)
 			}
 			in.mu.Unlock()
