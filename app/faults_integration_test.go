@@ -185,7 +185,11 @@ func checkNothingLeft(t *testing.T, w *workstation) {
 		}
 		for _, dir := range []string{"apps/notes", "transfers"} {
 			if ents, err := os.ReadDir(filepath.Join(state, dir)); err == nil && (dir == "apps/notes" || len(ents) > 0) {
-				left = append(left, dir)
+				var names []string
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				left = append(left, dir+" ("+strings.Join(names, " ")+")")
 			}
 		}
 		if outs, _ := filepath.Glob(filepath.Join(state, "handoffs", "out-*.json")); len(outs) > 0 {

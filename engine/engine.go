@@ -288,7 +288,6 @@ func (a *app) hold() (end func()) {
 	return a.op.Unlock
 }
 
-
 // settle waits for an app's background cleanup.
 func (a *app) settle() {
 	a.mu.Lock()

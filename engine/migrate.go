@@ -156,7 +156,6 @@ func (e *Engine) checkpointTo(a *app, dir string, leaveRunning bool) error {
 	}
 }
 
-
 // ExportUpper writes the app's upper dir (the files it changed or created)
 // as a tar stream, plus the base files named in extra (container paths) that
 // the destination lacks. The app should be frozen so that files hold still.

@@ -73,7 +73,7 @@ type Receiver struct {
 	// side dropped stays fenced (a late commit is refused) and "how did
 	// it end?" has an answer after a crash (see Recover).
 	Journal *Journal
-	Log      *slog.Logger
+	Log     *slog.Logger
 
 	once sync.Once
 	mux  *http.ServeMux

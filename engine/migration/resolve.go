@@ -38,7 +38,7 @@ type resolution struct {
 // startResolution keeps asking the destination of e how it ended, in the
 // background, holding the app (frozen) until it knows.
 func (s *Sender) startResolution(e Entry, out *engine.Outgoing) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(s.life())
 	r := &resolution{cancel: cancel, here: make(chan struct{}), done: make(chan struct{})}
 	s.mu.Lock()
 	if s.resolving == nil {
@@ -177,6 +177,8 @@ func (s *Sender) RunHere(ctx context.Context, app string) error {
 // Close stops asking destinations; a restarted daemon asks again
 // (Recover).
 func (s *Sender) Close() {
+	s.life()
+	s.stop()
 	s.mu.Lock()
 	rs := make([]*resolution, 0, len(s.resolving))
 	for _, r := range s.resolving {

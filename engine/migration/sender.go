@@ -37,6 +37,18 @@ type Sender struct {
 
 	mu        sync.Mutex
 	resolving map[string]*resolution // by app name
+	ctx       context.Context        // the sender's own work in the background; Close ends it
+	stop      context.CancelFunc
+}
+
+// life is the context of the sender's background work.
+func (s *Sender) life() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil {
+		s.ctx, s.stop = context.WithCancel(context.Background())
+	}
+	return s.ctx
 }
 
 // ErrOutcomeUnknown is returned when the answer to the commit was lost:
@@ -126,7 +138,8 @@ func (o *outgoing) rollBack(ctx context.Context, peer Peer, cause error) error {
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if derr := peer.call(bg, http.MethodDelete, "/"+o.entry.ID, nil, nil); derr != nil {
-		o.s.log().Warn("could not tell the destination to drop the handoff", "peer", peer.Name, "err", derr)
+		o.s.log().Warn("could not tell the destination to drop the handoff; trying again in the background", "peer", peer.Name, "err", derr)
+		go o.s.dropLater(peer, o.entry.ID)
 	}
 	if o.out.State() == engine.StateFrozen {
 		if terr := o.out.Thaw(bg); terr != nil {
@@ -356,6 +369,26 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 		log.Error("handoff done", "app", name, "err", err)
 	}
 	return res, nil
+}
+
+// dropLater keeps telling a destination to drop a handoff it could not be
+// told about (the link was down), so that it removes what it received as
+// soon as the link is back, not only when the handoff times out there.
+func (s *Sender) dropLater(peer Peer, id string) {
+	life := s.life()
+	for wait := 2 * time.Second; wait < 2*time.Minute; wait *= 2 {
+		select {
+		case <-life.Done():
+			return
+		case <-time.After(wait):
+		}
+		ctx, cancel := context.WithTimeout(life, 10*time.Second)
+		err := peer.call(ctx, http.MethodDelete, "/"+id, nil, nil)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
 }
 
 // finish ends a handoff whose app runs on the destination: the frozen copy
