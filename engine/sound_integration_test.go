@@ -10,7 +10,7 @@ import (
 )
 
 // tonePlayer plays a 440 Hz tone for an hour through the app's sound server.
-const tonePlayer = "sox -n -t raw -r 48000 -c 2 -e signed -b 16 - synth 3600 sine 440 | pacat --raw --latency-msec=100"
+const tonePlayer = "sox -n -t raw -r 48000 -c 2 -e signed -b 16 - synth 3600 sine 440 | pacat --raw --rate=48000 --channels=2 --format=s16le --latency-msec=100"
 
 // TestSoundServerAcrossResume: every app has a sound server of its own,
 // which its user's players find without configuration, which runs as the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +23,12 @@ import (
 // HostConfig says which display a Host streams.
 type HostConfig struct {
 	Display Display // the app's framebuffer and X server
-	MaxFPS  int     // frames per second at most; 0 means 60
-	Logger  *slog.Logger
+	// Sound, when set, connects to the app's sound server (PulseAudio's
+	// native protocol), whose sink's sound viewers then hear. Like the X
+	// connections, it is closed by Close, before every checkpoint.
+	Sound  func(ctx context.Context) (net.Conn, error)
+	MaxFPS int // frames per second at most; 0 means 60
+	Logger *slog.Logger
 }
 
 // Host streams one app's display to viewers over WebRTC and types their
@@ -45,6 +50,10 @@ type Host struct {
 	cursorMu sync.Mutex // guards cursor
 	cursor   *cursorWatch
 
+	soundMu    sync.Mutex // guards the sound's fields
+	audioTrack *webrtc.TrackLocalStaticRTP
+	sound      *soundListener
+
 	// udpMux, when set, carries every session's ICE traffic on one socket.
 	// Tests set it to put the host in another network namespace: pion
 	// opens its sockets on goroutines of its own, outside any namespace
@@ -54,6 +63,9 @@ type Host struct {
 	// Frames counts encoded frames over the host's life, for tests and
 	// benchmarks that check a still screen costs nothing.
 	Frames atomic.Int64
+	// AudioPackets and AudioBytes count the sound's packets and their
+	// Opus bytes over the host's life: a silent app sends none.
+	AudioPackets, AudioBytes atomic.Int64
 }
 
 // NewHost prepares a host; nothing runs until a viewer connects.
@@ -130,6 +142,17 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if h.cfg.Sound != nil {
+		track, err := h.soundTrack()
+		if err != nil {
+			return fail(err)
+		}
+		audio, err := pc.AddTrack(track)
+		if err != nil {
+			return fail(err)
+		}
+		go drainRTCP(audio)
+	}
 	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
 		if dc.Label() != "input" {
 			return
@@ -191,6 +214,9 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 	// So does the cursor watch; without it viewers show their own pointer.
 	if _, err := h.cursorWatch(); err != nil {
 		h.log.Warn("the app's cursor is not shown to viewers", "err", err)
+	}
+	if h.cfg.Sound != nil {
+		go h.listen()
 	}
 	go s.readRTCP(sender)
 	go s.repaintAfterGap(runCtx, pc.SCTP().Transport().ICETransport())
@@ -277,6 +303,77 @@ func (h *Host) broadcast(msg []byte) {
 		// As text: a browser's data channel then hands it over as a string.
 		if err := dc.SendText(string(msg)); err != nil {
 			h.log.Debug("send a message to a viewer", "err", err)
+		}
+	}
+}
+
+// soundTrack is the track of the app's sound, which every viewer's peer
+// connection shares.
+func (h *Host) soundTrack() (*webrtc.TrackLocalStaticRTP, error) {
+	h.soundMu.Lock()
+	defer h.soundMu.Unlock()
+	if h.audioTrack == nil {
+		t, err := newAudioTrack()
+		if err != nil {
+			return nil, err
+		}
+		h.audioTrack = t
+	}
+	return h.audioTrack, nil
+}
+
+// listen starts listening to the app's sound server, unless the host
+// listens already or has no viewer left. Viewers get the picture without
+// sound when the app has no sound server.
+func (h *Host) listen() {
+	h.soundMu.Lock()
+	defer h.soundMu.Unlock()
+	h.mu.Lock()
+	closed, viewers := h.closed, len(h.sessions)
+	h.mu.Unlock()
+	if closed || viewers == 0 || h.audioTrack == nil {
+		return
+	}
+	if h.sound != nil {
+		select {
+		case <-h.sound.Done():
+			h.sound.Close() // the server went away
+			h.sound = nil
+		default:
+			return
+		}
+	}
+	sender, err := newAudioSender(h.audioTrack, h.log, &h.AudioPackets, &h.AudioBytes)
+	if err != nil {
+		h.log.Warn("viewers do not hear the app", "err", err)
+		return
+	}
+	l, err := listenSound(context.Background(), h.cfg.Sound, h.log, sender.frame)
+	if err != nil {
+		h.log.Info("viewers do not hear the app", "err", err)
+		return
+	}
+	h.sound = l
+}
+
+// quiet stops listening to the app's sound once no viewer is left, so that
+// nothing is recorded or encoded for nobody.
+func (h *Host) quiet() {
+	h.soundMu.Lock()
+	defer h.soundMu.Unlock()
+	if h.sound == nil || h.Viewers() > 0 {
+		return
+	}
+	h.sound.Close()
+	h.sound = nil
+}
+
+// drainRTCP reads what viewers report on a sender, which the interceptors
+// (NACK, reports) need read, until the sender stops.
+func drainRTCP(sender *webrtc.RTPSender) {
+	for {
+		if _, _, err := sender.ReadRTCP(); err != nil {
+			return
 		}
 	}
 }
@@ -645,6 +742,7 @@ func (s *session) release() {
 	s.h.mu.Lock()
 	delete(s.h.sessions, s)
 	s.h.mu.Unlock()
+	s.h.quiet()
 	s.cap.Close()
 	s.enc.Close()
 }
@@ -690,7 +788,8 @@ func (h *Host) Viewers() int {
 }
 
 // Close ends every viewer's stream and drops the connections to the display
-// (each stream's damage watch, input, clipboard and cursor watch). It must happen before the app is checkpointed: the
+// (each stream's damage watch, input, clipboard and cursor watch) and to
+// the sound server. It must happen before the app is checkpointed: the
 // display's end of those connections would have its peer outside the
 // container. Viewers reconnect to wherever the app runs next; text a viewer
 // put on the app's clipboard goes with the clipboard connection.
@@ -724,5 +823,11 @@ func (h *Host) Close() error {
 		h.cursor = nil
 	}
 	h.cursorMu.Unlock()
+	h.soundMu.Lock()
+	if h.sound != nil {
+		h.sound.Close()
+		h.sound = nil
+	}
+	h.soundMu.Unlock()
 	return nil
 }

@@ -1,0 +1,198 @@
+//go:build integration
+
+package stream
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/handoff/handoff/internal/tone"
+)
+
+// soundServer is a PulseAudio server with the null sink an app's
+// container has (see engine/sound.go), on a socket of its own.
+type soundServer struct{ socket string }
+
+// startSoundServer starts one, and stops it by PID when the test ends.
+func startSoundServer(t testing.TB) soundServer {
+	t.Helper()
+	dir := t.TempDir()
+	socket := filepath.Join(dir, "native")
+	cmd := exec.Command("pulseaudio", "-n", "--daemonize=no", "--system=no", "--use-pid-file=no",
+		"--exit-idle-time=-1", "--disallow-exit", "--disallow-module-loading", "--realtime=no", "--high-priority=no",
+		"--log-target=stderr", "--log-level=error",
+		"-L", "module-null-sink sink_name="+soundSink+" rate=48000 channels=2",
+		"-L", "module-native-protocol-unix socket="+socket+" auth-anonymous=1 auth-cookie-enabled=0",
+		"-L", "module-suspend-on-idle timeout=1")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_RUNTIME_DIR="+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start pulseaudio (make deps installs it): %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	s := soundServer{socket: socket}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.pactl("info") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("pulseaudio did not answer within 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s
+}
+
+func (s soundServer) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", s.socket)
+}
+
+func (s soundServer) pactl(args ...string) error {
+	return exec.Command("pactl", append([]string{"--server", "unix:" + s.socket}, args...)...).Run()
+}
+
+// recordingStreams counts the server's record streams (the host's monitor).
+func (s soundServer) recordingStreams(t testing.TB) int {
+	out, err := exec.Command("pactl", "--server", "unix:"+s.socket, "list", "short", "source-outputs").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(strings.Fields(string(out))) / 5
+}
+
+// play plays the output of a shell command (raw 48 kHz stereo s16le) into
+// the server until stopped; the process group is killed by PID.
+func (s soundServer) play(t testing.TB, source string) (stop func()) {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", source+" | pacat --raw --rate=48000 --channels=2 --format=s16le --latency-msec=40 --server unix:"+s.socket)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// sineSource is a shell command writing a sine of hz at amplitude (of full
+// scale) for an hour.
+func sineSource(hz, amplitude float64) string {
+	return fmt.Sprintf("sox -n -t raw -r 48000 -c 2 -e signed -b 16 - synth 3600 sine %g vol %g", hz, amplitude)
+}
+
+// heard collects what a viewer decodes of the app's sound.
+type heard struct {
+	mu  sync.Mutex
+	pcm []int16
+}
+
+func listenTo(v *Viewer) *heard {
+	h := &heard{}
+	v.OnAudio(func(pcm []int16) {
+		h.mu.Lock()
+		h.pcm = append(h.pcm, pcm...)
+		h.mu.Unlock()
+	})
+	return h
+}
+
+// take returns what was heard since the last take.
+func (h *heard) take() []int16 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := h.pcm
+	h.pcm = nil
+	return p
+}
+
+// checkTone fails unless the last second of pcm, in both channels, is a
+// pure tone of hz at dbfs.
+func checkTone(t testing.TB, what string, pcm []int16, hz, dbfs float64) {
+	t.Helper()
+	if len(pcm) < 48000*2 {
+		t.Fatalf("%s: heard %d ms of sound, want at least 1 s", what, len(pcm)/96)
+	}
+	pcm = pcm[len(pcm)-48000*2:]
+	for ch := 0; ch < 2; ch++ {
+		m, err := tone.Analyze(pcm, 2, ch, 48000)
+		if err != nil {
+			t.Fatalf("%s, channel %d: %v", what, ch, err)
+		}
+		if math.Abs(m.Hz-hz) > 2 || math.Abs(m.DBFS-dbfs) > 1.5 || m.Purity < 0.95 {
+			t.Fatalf("%s, channel %d: heard %.1f Hz at %.1f dBFS (purity %.3f), want %g Hz at %.1f dBFS", what, ch, m.Hz, m.DBFS, m.Purity, hz, dbfs)
+		}
+		t.Logf("%s, channel %d: %.1f Hz at %.1f dBFS, purity %.3f", what, ch, m.Hz, m.DBFS, m.Purity)
+	}
+}
+
+// TestSoundStream: a tone played into the app's sound server reaches the
+// viewer at its frequency and level; nothing is recorded, encoded or sent
+// while nothing plays or what plays is silence.
+func TestSoundStream(t *testing.T) {
+	d := startDisplay(t, "320x240x24")
+	snd := startSoundServer(t)
+	host := NewHost(HostConfig{Display: DisplayAt(d.framebuffer, d.socket), Sound: snd.dial})
+	t.Cleanup(func() { host.Close() })
+	v := NewViewer(host.Answer, nil)
+	got := newFrames(v)
+	ears := listenTo(v)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go v.Run(ctx)
+	defer v.Close()
+	waitFor(t, "a first frame", 15*time.Second, func() bool { _, n := got.snapshot(); return n > 0 })
+
+	// Silent: no record stream on the server, nothing sent.
+	time.Sleep(2 * time.Second)
+	if n := snd.recordingStreams(t); n != 0 {
+		t.Errorf("%d record streams on a silent app's sound server, want 0", n)
+	}
+	if n := host.AudioPackets.Load(); n != 0 {
+		t.Errorf("%d sound packets sent while the app played nothing, want 0", n)
+	}
+
+	// A tone at a quarter of full scale: -15 dBFS RMS.
+	stop := snd.play(t, sineSource(440, 0.25))
+	waitFor(t, "1.5 s of the tone", 15*time.Second, func() bool {
+		ears.mu.Lock()
+		defer ears.mu.Unlock()
+		return len(ears.pcm) >= 48000*2*3/2
+	})
+	checkTone(t, "the tone", ears.take(), 440, -15.05)
+
+	// Stopped: recording ends after its linger, and nothing more is sent.
+	stop()
+	waitFor(t, "the record stream to end", 5*time.Second, func() bool { return snd.recordingStreams(t) == 0 })
+	before := host.AudioPackets.Load()
+	time.Sleep(2 * time.Second)
+	if n := host.AudioPackets.Load() - before; n != 0 {
+		t.Errorf("%d sound packets sent in 2 s after the app stopped playing, want 0", n)
+	}
+
+	// A stream of digital silence is recorded but neither encoded nor sent.
+	snd.play(t, "cat /dev/zero")
+	waitFor(t, "the silent stream to be recorded", 5*time.Second, func() bool { return snd.recordingStreams(t) == 1 })
+	before = host.AudioPackets.Load()
+	time.Sleep(2 * time.Second)
+	if n := host.AudioPackets.Load() - before; n != 0 {
+		t.Errorf("%d sound packets sent in 2 s of digital silence, want 0", n)
+	}
+}
