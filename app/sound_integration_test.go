@@ -4,6 +4,8 @@ package app
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"github.com/handoff/handoff/internal/testnet"
 	"github.com/handoff/handoff/internal/testutil"
 	"github.com/handoff/handoff/internal/tone"
+	"golang.org/x/net/websocket"
 )
 
 // toneApp plays a 440 Hz sine at a quarter of full scale (-15 dBFS RMS)
@@ -108,4 +111,99 @@ func TestSoundAcrossHandoff(t *testing.T) {
 		t.Errorf("after the handoff the sound did not come from ws-b: %s", msg)
 	}
 	checkTone(t, "from ws-b, after the handoff", pcm, 440, -15.05)
+}
+
+// browserSound is what the viewer page's handoffSound() reports: WebRTC's
+// inbound-rtp statistics of the sound.
+type browserSound struct {
+	BytesReceived        int64   `json:"bytesReceived"`
+	PacketsReceived      int64   `json:"packetsReceived"`
+	PacketsLost          int64   `json:"packetsLost"`
+	TotalSamplesReceived int64   `json:"totalSamplesReceived"`
+	ConcealedSamples     int64   `json:"concealedSamples"`
+	AudioLevel           float64 `json:"audioLevel"`
+	TotalAudioEnergy     float64 `json:"totalAudioEnergy"`
+	TotalSamplesDuration float64 `json:"totalSamplesDuration"`
+	CodecID              string  `json:"codecId"`
+}
+
+// TestBrowserHearsTheApp: headless Chromium's viewer page receives the
+// app's sound as a standard WebRTC audio track and decodes it: bytes and
+// samples arrive, few are concealed, and their energy is the tone's.
+func TestBrowserHearsTheApp(t *testing.T) {
+	net := testnet.New(t, "a")
+	a := startWorkstation(t, net.Host("a"), "ws-a")
+	ctx := context.Background()
+	if _, err := a.client.Run(ctx, RunRequest{As: testutil.AppUser(t), Name: "tone", Args: toneApp, Width: 320, Height: 240}); err != nil {
+		t.Fatal(err)
+	}
+	web, err := a.client.Web(ctx, "tone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageWS := openInChromium(t, a, web.URL, "tone")
+	var first, last browserSound
+	err = a.host.Do(func() error {
+		ws, err := websocket.Dial(pageWS, "", "http://127.0.0.1/")
+		if err != nil {
+			return err
+		}
+		defer ws.Close()
+		c := &cdp{ws: ws}
+		// The person's click that lets the page play sound.
+		if _, err := c.eval("document.getElementById('sound').click(), document.getElementById('sound').textContent"); err != nil {
+			return err
+		}
+		stats := func() (browserSound, error) {
+			var s browserSound
+			js, err := c.eval("window.handoffSound()")
+			if err != nil || js == "" {
+				return s, err
+			}
+			return s, json.Unmarshal([]byte(js), &s)
+		}
+		deadline := time.Now().Add(40 * time.Second)
+		for first.TotalSamplesReceived < 48000 {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("no second of sound decoded within 40 s: %+v", first)
+			}
+			time.Sleep(200 * time.Millisecond)
+			if first, err = stats(); err != nil {
+				return err
+			}
+		}
+		time.Sleep(2 * time.Second)
+		last, err = stats()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("browser's sound statistics after 2 s more: %+v", last)
+	samples := last.TotalSamplesReceived - first.TotalSamplesReceived
+	concealed := last.ConcealedSamples - first.ConcealedSamples
+	seconds := last.TotalSamplesDuration - first.TotalSamplesDuration
+	switch {
+	case last.BytesReceived <= first.BytesReceived || last.PacketsReceived-first.PacketsReceived < 80:
+		t.Errorf("the browser received %d packets (%d bytes) of sound in 2 s, want ~100", last.PacketsReceived-first.PacketsReceived, last.BytesReceived-first.BytesReceived)
+	case samples < 48000*3/2:
+		t.Errorf("the browser decoded %d samples in 2 s, want ~96000", samples)
+	case concealed > samples/20:
+		t.Errorf("the browser concealed %d of %d samples in 2 s: decoding failed or packets were lost", concealed, samples)
+	case last.PacketsLost != 0:
+		t.Errorf("%d packets of sound lost on loopback", last.PacketsLost)
+	}
+	// Chromium's energy is the square of each 10 ms's peak level, in
+	// [-1, 1]: the tone's peak, a quarter of full scale, -12 dBFS.
+	if seconds > 0 {
+		energy := (last.TotalAudioEnergy - first.TotalAudioEnergy) / seconds
+		if db := 10 * math.Log10(energy); math.Abs(db-(-12.04)) > 1.5 {
+			t.Errorf("the browser's sound peaks at %.1f dBFS, want the tone's -12.0", db)
+		} else {
+			t.Logf("the browser's sound peaks at %.1f dBFS", db)
+		}
+	}
+	if !strings.Contains(last.CodecID, "stereo=1") {
+		t.Errorf("the browser decodes the sound as %q, want Opus in stereo", last.CodecID)
+	}
 }
