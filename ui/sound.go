@@ -52,15 +52,15 @@ func samplesIn(d time.Duration) int { return int(d.Seconds()*soundRate) * 2 }
 type speaker struct {
 	log *slog.Logger
 
-	mu      sync.Mutex
-	who     string // the viewer that plays, "" for none
-	buf     []int16
-	client  *pulse.Client
-	stream  *pulse.PlaybackStream
-	playing bool
+	mu       sync.Mutex
+	who      string // the viewer that plays, "" for none
+	buf      []int16
+	client   *pulse.Client
+	stream   *pulse.PlaybackStream
+	playing  bool
 	starting bool
-	heard   time.Time // when sound last arrived
-	broken  bool      // no desktop sound server: do not try again
+	heard    time.Time // when sound last arrived
+	broken   bool      // no desktop sound server: do not try again
 }
 
 func newSpeaker(log *slog.Logger) *speaker { return &speaker{log: log} }
