@@ -17,8 +17,13 @@ import (
 // An app's sound comes from its PulseAudio server: the daemon connects as a
 // client (jfreymuth/pulse's protocol layer, over a connection the caller
 // opened) and records the monitor of the sink the app plays into, but only
-// while some stream plays into it. With nothing playing there is no record
-// stream, so the server's sink suspends and neither side does any work.
+// while some stream plays into it. Its record stream is there from the
+// start, corked while nothing plays: a corked stream keeps no sink awake, so
+// the server's sink suspends and neither side does any work, but its
+// latency still counts. Without it the null sink would start each sound by
+// rendering two seconds ahead (its latency when nobody asks for less),
+// before the record stream could ask: the viewer lost the first two
+// seconds of every sound.
 
 // Audio as it travels: Opus at 48 kHz, stereo, in 20 ms frames.
 const (
@@ -59,6 +64,7 @@ type soundListener struct {
 
 	mu         sync.Mutex // guards what the reading goroutine shares
 	record     uint32     // the record stream, or proto.Undefined
+	recording  bool       // the record stream is uncorked
 	pending    []byte     // recorded bytes short of a frame
 	pcm        []int16
 	afterPause bool
@@ -112,6 +118,9 @@ func (l *soundListener) hello() error {
 	if err := l.c.Request(&proto.Subscribe{Mask: proto.SubscriptionMaskSinkInput}, nil); err != nil {
 		return fmt.Errorf("subscribe to its streams: %w", err)
 	}
+	if err := l.openRecord(); err != nil {
+		return fmt.Errorf("record its sink: %w", err)
+	}
 	return nil
 }
 
@@ -124,6 +133,9 @@ func (l *soundListener) heard(msg any) {
 	case *proto.DataPacket:
 		l.recorded(m.StreamIndex, m.Data)
 	case *proto.RecordStreamKilled:
+		l.mu.Lock()
+		l.record, l.recording = proto.Undefined, false
+		l.mu.Unlock()
 		l.poke()
 	case *proto.ConnectionClosed:
 		l.closed()
@@ -149,8 +161,8 @@ func (l *soundListener) closed() {
 func (l *soundListener) recorded(stream uint32, data []byte) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if stream != l.record {
-		return // a stream being deleted
+	if stream != l.record || !l.recording {
+		return // sent before the cork
 	}
 	for len(data) > 0 {
 		n := min(len(data), audioFrameBytes-len(l.pending))
@@ -172,7 +184,7 @@ func (l *soundListener) recorded(stream uint32, data []byte) {
 // follow records while some stream plays, until ctx ends or the server
 // goes away.
 func (l *soundListener) follow(ctx context.Context) {
-	defer l.stopRecording()
+	// Closing the connection ends the record stream on the server.
 	first := true
 	var quiet <-chan time.Time // recording lingers after the last stream
 	for {
@@ -196,7 +208,7 @@ func (l *soundListener) follow(ctx context.Context) {
 			if err := l.startRecording(); err != nil {
 				l.log.Warn("cannot record the app's sound", "err", err)
 			}
-		case l.recording() && quiet == nil:
+		case l.isRecording() && quiet == nil:
 			quiet = time.After(soundLinger)
 		}
 		first = false
@@ -243,18 +255,15 @@ func (l *soundListener) restartClock() {
 	}
 }
 
-func (l *soundListener) recording() bool {
+func (l *soundListener) isRecording() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.record != proto.Undefined
+	return l.recording
 }
 
-// startRecording opens a record stream on the sink's monitor, in 20 ms
-// fragments, unless one is open.
-func (l *soundListener) startRecording() error {
-	if l.recording() {
-		return nil
-	}
+// openRecord opens the record stream on the sink's monitor, in 20 ms
+// fragments, corked.
+func (l *soundListener) openRecord() error {
 	req := proto.CreateRecordStream{
 		SampleSpec:         proto.SampleSpec{Format: proto.FormatInt16LE, Channels: audioChannels, Rate: audioRate},
 		ChannelMap:         proto.ChannelMap{proto.ChannelLeft, proto.ChannelRight},
@@ -266,9 +275,8 @@ func (l *soundListener) startRecording() error {
 		DirectOnInputIndex: proto.Undefined,
 		Properties:         proto.PropList{"media.name": proto.PropListString("viewers")},
 		ChannelVolumes:     proto.ChannelVolumes{uint32(proto.VolumeNorm), uint32(proto.VolumeNorm)},
-		// Corked until its index is known here, so that its first data is
-		// not taken for another stream's.
-		Corked: true,
+		Corked:                 true,
+		DontInhibitAutoSuspend: true,
 	}
 	var reply proto.CreateRecordStreamReply
 	if err := l.c.Request(&req, &reply); err != nil {
@@ -276,22 +284,35 @@ func (l *soundListener) startRecording() error {
 	}
 	l.mu.Lock()
 	l.record = reply.StreamIndex
-	l.pending = l.pending[:0]
-	l.afterPause = true
 	l.mu.Unlock()
-	return l.c.Request(&proto.CorkRecordStream{StreamIndex: reply.StreamIndex, Corked: false}, nil)
+	return nil
 }
 
-// stopRecording deletes the record stream, if any.
+// startRecording uncorks the record stream, unless it records.
+func (l *soundListener) startRecording() error {
+	l.mu.Lock()
+	if l.recording || l.record == proto.Undefined {
+		l.mu.Unlock()
+		return nil
+	}
+	l.recording = true
+	l.pending = l.pending[:0]
+	l.afterPause = true
+	index := l.record
+	l.mu.Unlock()
+	return l.c.Request(&proto.CorkRecordStream{StreamIndex: index, Corked: false}, nil)
+}
+
+// stopRecording corks the record stream, if it records.
 func (l *soundListener) stopRecording() {
 	l.mu.Lock()
-	index := l.record
-	l.record = proto.Undefined
+	index, was := l.record, l.recording
+	l.recording = false
 	l.mu.Unlock()
-	if index == proto.Undefined {
+	if !was {
 		return
 	}
-	if err := l.c.Request(&proto.DeleteRecordStream{StreamIndex: index}, nil); err != nil {
+	if err := l.c.Request(&proto.CorkRecordStream{StreamIndex: index, Corked: true}, nil); err != nil {
 		l.log.Debug("stop recording the app's sound", "err", err)
 	}
 }

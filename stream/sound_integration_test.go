@@ -63,13 +63,26 @@ func (s soundServer) pactl(args ...string) error {
 	return exec.Command("pactl", append([]string{"--server", "unix:" + s.socket}, args...)...).Run()
 }
 
-// recordingStreams counts the server's record streams (the host's monitor).
+// recordingStreams counts the server's record streams that record (the
+// host's monitor, when uncorked).
 func (s soundServer) recordingStreams(t testing.TB) int {
-	out, err := exec.Command("pactl", "--server", "unix:"+s.socket, "list", "short", "source-outputs").Output()
+	out, err := exec.Command("pactl", "--server", "unix:"+s.socket, "list", "source-outputs").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(strings.Fields(string(out))) / 5
+	return strings.Count(string(out), "Corked: no")
+}
+
+// sinkState is the state of the app's sink: SUSPENDED when nothing plays.
+func (s soundServer) sinkState(t testing.TB) string {
+	out, err := exec.Command("pactl", "--server", "unix:"+s.socket, "list", "short", "sinks").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := strings.Fields(string(out)); len(f) > 0 {
+		return f[len(f)-1]
+	}
+	return ""
 }
 
 // play plays the output of a shell command (raw 48 kHz stereo s16le) into
@@ -160,23 +173,35 @@ func TestSoundStream(t *testing.T) {
 	defer v.Close()
 	waitFor(t, "a first frame", 15*time.Second, func() bool { _, n := got.snapshot(); return n > 0 })
 
-	// Silent: no record stream on the server, nothing sent.
+	// Silent: nothing recorded, the sink asleep, nothing sent.
 	time.Sleep(2 * time.Second)
 	if n := snd.recordingStreams(t); n != 0 {
-		t.Errorf("%d record streams on a silent app's sound server, want 0", n)
+		t.Errorf("%d record streams record on a silent app's sound server, want 0", n)
+	}
+	if st := snd.sinkState(t); st != "SUSPENDED" {
+		t.Errorf("the silent app's sink is %s, want SUSPENDED", st)
 	}
 	if n := host.AudioPackets.Load(); n != 0 {
 		t.Errorf("%d sound packets sent while the app played nothing, want 0", n)
 	}
 
-	// A tone at a quarter of full scale: -15 dBFS RMS.
+	// A tone at a quarter of full scale: -15 dBFS RMS. The viewer hears
+	// all of it: nothing is lost while the recording starts.
+	start := time.Now()
 	stop := snd.play(t, sineSource(440, 0.25))
-	waitFor(t, "1.5 s of the tone", 15*time.Second, func() bool {
-		ears.mu.Lock()
-		defer ears.mu.Unlock()
-		return len(ears.pcm) >= 48000*2*3/2
+	var tonePCM []int16
+	waitFor(t, "3 s of the tone", 15*time.Second, func() bool {
+		tonePCM = append(tonePCM, ears.take()...)
+		return len(tonePCM) >= 48000*2*3
 	})
-	checkTone(t, "the tone", ears.take(), 440, -15.05)
+	stop()
+	played := time.Since(start)
+	checkTone(t, "the tone", tonePCM, 440, -15.05)
+	time.Sleep(time.Second)
+	tonePCM = append(tonePCM, ears.take()...)
+	if heard := time.Duration(len(tonePCM)/2) * time.Second / 48000; heard < played-time.Second {
+		t.Errorf("heard %v of a tone that played for %v: its start was lost", heard, played)
+	}
 
 	// Stopped: recording ends after its linger, and nothing more is sent.
 	stop()
@@ -194,5 +219,76 @@ func TestSoundStream(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	if n := host.AudioPackets.Load() - before; n != 0 {
 		t.Errorf("%d sound packets sent in 2 s of digital silence, want 0", n)
+	}
+}
+
+// processCPU is the user and system CPU time process pid used so far.
+func processCPU(t testing.TB, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+// BenchmarkSoundStream reports what an app's sound costs: the CPU share of
+// this process (host and viewer: recording, Opus, WebRTC, decoding) and of
+// the sound server, and the track's bytes a second, while a tone plays and
+// while the app is silent.
+func BenchmarkSoundStream(b *testing.B) {
+	d := startDisplay(b, "320x240x24")
+	snd := startSoundServer(b)
+	server, err := exec.Command("pgrep", "-n", "-f", "socket="+snd.socket).Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var serverPID int
+	fmt.Sscan(string(server), &serverPID)
+	host := NewHost(HostConfig{Display: DisplayAt(d.framebuffer, d.socket), Sound: snd.dial})
+	b.Cleanup(func() { host.Close() })
+	v := NewViewer(host.Answer, nil)
+	got := newFrames(v)
+	ears := listenTo(v)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go v.Run(ctx)
+	defer v.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for _, n := got.snapshot(); n == 0; _, n = got.snapshot() {
+		if time.Now().After(deadline) {
+			b.Fatal("no first frame")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	measure := func(span time.Duration) (self, srv float64, bytesPerSec float64) {
+		s0, v0, by0, t0 := cpuTime(), processCPU(b, serverPID), host.AudioBytes.Load(), time.Now()
+		time.Sleep(span)
+		el := time.Since(t0)
+		return float64(cpuTime()-s0) / float64(el), float64(processCPU(b, serverPID)-v0) / float64(el),
+			float64(host.AudioBytes.Load()-by0) / el.Seconds()
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		selfQuiet, srvQuiet, bytesQuiet := measure(3 * time.Second)
+		stop := snd.play(b, sineSource(440, 0.25))
+		time.Sleep(time.Second)
+		ears.take()
+		selfPlay, srvPlay, bytesPlay := measure(5 * time.Second)
+		stop()
+		time.Sleep(time.Second)
+		if n := len(ears.take()); n < 48000*2*4 {
+			b.Fatalf("the viewer heard %d ms of the 5 s tone, want ≥ 4 s (sent %d packets)", n/96, host.AudioPackets.Load())
+		}
+		b.ReportMetric(100*selfQuiet, "%cpu-host+viewer-silent")
+		b.ReportMetric(100*srvQuiet, "%cpu-server-silent")
+		b.ReportMetric(bytesQuiet, "B/s-silent")
+		b.ReportMetric(100*selfPlay, "%cpu-host+viewer-playing")
+		b.ReportMetric(100*srvPlay, "%cpu-server-playing")
+		b.ReportMetric(bytesPlay, "B/s-playing")
 	}
 }
