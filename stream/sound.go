@@ -265,16 +265,16 @@ func (l *soundListener) isRecording() bool {
 // fragments, corked.
 func (l *soundListener) openRecord() error {
 	req := proto.CreateRecordStream{
-		SampleSpec:         proto.SampleSpec{Format: proto.FormatInt16LE, Channels: audioChannels, Rate: audioRate},
-		ChannelMap:         proto.ChannelMap{proto.ChannelLeft, proto.ChannelRight},
-		SourceIndex:        proto.Undefined,
-		SourceName:         soundSink + ".monitor",
-		BufferMaxLength:    proto.Undefined,
-		BufferFragSize:     audioFrameBytes,
-		AdjustLatency:      true,
-		DirectOnInputIndex: proto.Undefined,
-		Properties:         proto.PropList{"media.name": proto.PropListString("viewers")},
-		ChannelVolumes:     proto.ChannelVolumes{uint32(proto.VolumeNorm), uint32(proto.VolumeNorm)},
+		SampleSpec:             proto.SampleSpec{Format: proto.FormatInt16LE, Channels: audioChannels, Rate: audioRate},
+		ChannelMap:             proto.ChannelMap{proto.ChannelLeft, proto.ChannelRight},
+		SourceIndex:            proto.Undefined,
+		SourceName:             soundSink + ".monitor",
+		BufferMaxLength:        proto.Undefined,
+		BufferFragSize:         audioFrameBytes,
+		AdjustLatency:          true,
+		DirectOnInputIndex:     proto.Undefined,
+		Properties:             proto.PropList{"media.name": proto.PropListString("viewers")},
+		ChannelVolumes:         proto.ChannelVolumes{uint32(proto.VolumeNorm), uint32(proto.VolumeNorm)},
 		Corked:                 true,
 		DontInhibitAutoSuspend: true,
 	}
