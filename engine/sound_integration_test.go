@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/handoff/handoff/internal/testutil"
 )
 
 // tonePlayer plays a 440 Hz tone for an hour through the app's sound server.
@@ -77,5 +79,64 @@ func TestNoSound(t *testing.T) {
 	if conn, err := e.DialSound(ctx, "quiet"); err == nil {
 		conn.Close()
 		t.Fatal("DialSound reached a sound server of an app without sound")
+	}
+}
+
+// BenchmarkSoundServerCheckpoint reports what the sound server adds to a
+// suspend and a resume: xclock without a sound server, with one that is
+// silent, and with one a tone plays through, one after the other in the
+// same run.
+func BenchmarkSoundServerCheckpoint(b *testing.B) {
+	ctx := context.Background()
+	variants := []struct {
+		name    string
+		args    []string
+		noSound bool
+	}{
+		{"none", []string{"xclock", "-update", "1"}, true},
+		{"silent", []string{"xclock", "-update", "1"}, false},
+		{"playing", []string{"sh", "-c", tonePlayer + " & exec xclock -update 1"}, false},
+	}
+	suspend := map[string]time.Duration{}
+	resume := map[string]time.Duration{}
+	image := map[string]int64{}
+	for _, v := range variants {
+		e, err := New(Config{StateDir: testutil.StateDir(b)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Criu(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Run(ctx, Spec{User: appUser(b), Name: v.name, Args: v.args, Width: 1024, Height: 768, NoSound: v.noSound}); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		for i := 0; i < b.N; i++ {
+			t0 := time.Now()
+			if err := e.Suspend(ctx, v.name); err != nil {
+				b.Fatal(err)
+			}
+			t1 := time.Now()
+			in, _ := e.Get(v.name)
+			image[v.name] += in.ImageBytes
+			if err := e.Resume(ctx, v.name); err != nil {
+				b.Fatal(err)
+			}
+			suspend[v.name] += t1.Sub(t0)
+			resume[v.name] += time.Since(t1)
+			time.Sleep(300 * time.Millisecond)
+		}
+		e.Stop(ctx, v.name)
+		e.Close()
+	}
+	for _, v := range variants {
+		b.ReportMetric(ms(suspend[v.name])/float64(b.N), "ms/suspend-"+v.name)
+		b.ReportMetric(ms(resume[v.name])/float64(b.N), "ms/resume-"+v.name)
+		b.ReportMetric(float64(image[v.name])/float64(b.N)/(1<<20), "MB-image-"+v.name)
+	}
+	for _, v := range variants[1:] {
+		b.ReportMetric(float64(suspend[v.name])/float64(suspend["none"]), "ratio-suspend-"+v.name)
+		b.ReportMetric(float64(resume[v.name])/float64(resume["none"]), "ratio-resume-"+v.name)
 	}
 }
