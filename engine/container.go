@@ -59,6 +59,7 @@ Xvfb ` + containerDisplay + ` -screen 0 "$HANDOFF_SCREEN" -fbdir ` + fbDir + ` -
 xvfb=$!
 i=0
 while [ ! -S ` + displaySocket + ` ] && [ $i -lt 200 ]; do sleep 0.025; i=$((i+1)); done
+` + soundWait + `
 cd "$HOME" 2>/dev/null || cd /
 if [ -n "$HANDOFF_UID" ]; then
 	if [ -n "$HANDOFF_GROUPS" ]; then groups="--groups=$HANDOFF_GROUPS"; else groups=--clear-groups; fi

@@ -33,9 +33,10 @@ const (
 )
 
 // soundServer is the init script's part that starts the sound server
-// (unless the spec asked for none) and sets $sound to its PID. It does not
-// wait for the server: an app that plays at once may find it missing for a
-// few milliseconds, as on a desktop whose server starts after the session.
+// (unless the spec asked for none) and sets $sound to its PID; soundWait,
+// after the X server started, waits for its socket (up to 5 s), as for the
+// X server's: an app that plays at once, started before the server
+// listens, fails to connect and stays silent (it happened under load).
 const soundServer = `sound=
 if [ -z "$HANDOFF_NO_SOUND" ]; then
 	mkdir -p -m 755 ` + soundDir + `
@@ -47,6 +48,9 @@ if [ -z "$HANDOFF_NO_SOUND" ]; then
 		-L "module-suspend-on-idle timeout=1" &
 	sound=$!
 fi`
+
+const soundWait = `i=0
+while [ -n "$sound" ] && [ ! -S ` + soundSocket + ` ] && [ $i -lt 200 ]; do sleep 0.025; i=$((i+1)); done`
 
 // DialSound connects to the app's sound server (the PulseAudio native
 // protocol). Like DialDisplay, the socket is found inside the container's

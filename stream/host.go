@@ -52,7 +52,10 @@ type Host struct {
 
 	soundMu    sync.Mutex // guards the sound's fields
 	audioTrack *webrtc.TrackLocalStaticRTP
-	sound      *soundListener
+	sound      *soundListener // the connection to the sound server, while there is one
+	listening  bool           // keepListening runs
+	soundWake  chan struct{}  // tells keepListening that viewers left or the host closes
+	soundDone  chan struct{}  // closed when keepListening ended
 
 	// udpMux, when set, carries every session's ICE traffic on one socket.
 	// Tests set it to put the host in another network namespace: pion
@@ -323,49 +326,111 @@ func (h *Host) soundTrack() (*webrtc.TrackLocalStaticRTP, error) {
 }
 
 // listen starts listening to the app's sound server, unless the host
-// listens already or has no viewer left. Viewers get the picture without
-// sound when the app has no sound server.
+// listens already. Viewers get the picture without sound while the app has
+// no sound server.
 func (h *Host) listen() {
 	h.soundMu.Lock()
 	defer h.soundMu.Unlock()
-	h.mu.Lock()
-	closed, viewers := h.closed, len(h.sessions)
-	h.mu.Unlock()
-	if closed || viewers == 0 || h.audioTrack == nil {
+	if h.listening || h.audioTrack == nil {
 		return
 	}
-	if h.sound != nil {
-		select {
-		case <-h.sound.Done():
-			h.sound.Close() // the server went away
-			h.sound = nil
-		default:
-			return
-		}
-	}
-	sender, err := newAudioSender(h.audioTrack, h.log, &h.AudioPackets, &h.AudioBytes)
-	if err != nil {
-		h.log.Warn("viewers do not hear the app", "err", err)
-		return
-	}
-	l, err := listenSound(context.Background(), h.cfg.Sound, h.log, sender.frame)
-	if err != nil {
-		h.log.Info("viewers do not hear the app", "err", err)
-		return
-	}
-	h.sound = l
+	h.listening = true
+	h.soundWake = make(chan struct{}, 1)
+	h.soundDone = make(chan struct{})
+	go h.keepListening(h.soundWake, h.soundDone)
 }
 
-// quiet stops listening to the app's sound once no viewer is left, so that
-// nothing is recorded or encoded for nobody.
+// Reconnecting to the sound server: after a failed connection or a lost
+// one, at first soon, then less often.
+const (
+	soundRetry    = 250 * time.Millisecond
+	soundRetryMax = 5 * time.Second
+)
+
+// keepListening keeps a connection to the app's sound server while the host
+// has viewers, reconnecting when it fails or ends (a server that was not up
+// yet, or that restarted); it ends with the last viewer, or when the host
+// closes, and closes the connection then: nothing is recorded or encoded
+// for nobody.
+func (h *Host) keepListening(wake <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	backoff := soundRetry
+	var l *soundListener
+	for {
+		// Checked with soundMu held, so that a viewer arriving now either
+		// is seen here or starts a new listener.
+		h.soundMu.Lock()
+		h.mu.Lock()
+		closed, viewers := h.closed, len(h.sessions)
+		h.mu.Unlock()
+		if closed || viewers == 0 {
+			if l != nil {
+				l.Close()
+			}
+			h.sound, h.listening = nil, false
+			h.soundMu.Unlock()
+			return
+		}
+		h.soundMu.Unlock()
+		var ended <-chan struct{}
+		if l == nil {
+			sender, err := newAudioSender(h.audioTrack, h.log, &h.AudioPackets, &h.AudioBytes)
+			if err != nil {
+				h.log.Warn("viewers do not hear the app", "err", err)
+				h.soundMu.Lock()
+				h.listening = false
+				h.soundMu.Unlock()
+				return // the codec is missing: retrying would not help
+			}
+			if l, err = listenSound(context.Background(), h.cfg.Sound, h.log, sender.frame); err != nil {
+				level := slog.LevelDebug
+				if backoff == soundRetry {
+					level = slog.LevelInfo // once, not at every retry
+				}
+				h.log.Log(context.Background(), level, "viewers do not hear the app yet", "err", err, "retry in", backoff)
+				l = nil
+			} else {
+				h.soundMu.Lock()
+				h.sound = l
+				h.soundMu.Unlock()
+				backoff = soundRetry
+			}
+		}
+		var retry <-chan time.Time
+		if l != nil {
+			ended = l.Done()
+		} else {
+			retry = time.After(backoff)
+			backoff = min(2*backoff, soundRetryMax)
+		}
+		select {
+		case <-wake: // a viewer left, or the host closes
+		case <-retry:
+		case <-ended:
+			h.log.Info("the app's sound server went away", "retry in", backoff)
+			h.soundMu.Lock()
+			l.Close()
+			l, h.sound = nil, nil
+			h.soundMu.Unlock()
+			select {
+			case <-wake:
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, soundRetryMax)
+		}
+	}
+}
+
+// quiet wakes the listener when a viewer left: with none left it stops.
 func (h *Host) quiet() {
 	h.soundMu.Lock()
 	defer h.soundMu.Unlock()
-	if h.sound == nil || h.Viewers() > 0 {
-		return
+	if h.soundWake != nil {
+		select {
+		case h.soundWake <- struct{}{}:
+		default:
+		}
 	}
-	h.sound.Close()
-	h.sound = nil
 }
 
 // drainRTCP reads what viewers report on a sender, which the interceptors
@@ -823,11 +888,14 @@ func (h *Host) Close() error {
 		h.cursor = nil
 	}
 	h.cursorMu.Unlock()
+	// The listener closes its connection when it sees the host closed;
+	// wait for that, since the connection must be gone before a dump.
+	h.quiet()
 	h.soundMu.Lock()
-	if h.sound != nil {
-		h.sound.Close()
-		h.sound = nil
-	}
+	done := h.soundDone
 	h.soundMu.Unlock()
+	if done != nil {
+		<-done
+	}
 	return nil
 }

@@ -222,6 +222,48 @@ func TestSoundStream(t *testing.T) {
 	}
 }
 
+// TestSoundServerLate: a viewer that connected before the app's sound
+// server listened (an app still starting, or a server that restarted)
+// hears the app once it does.
+func TestSoundServerLate(t *testing.T) {
+	d := startDisplay(t, "320x240x24")
+	var (
+		mu  sync.Mutex
+		snd soundServer
+	)
+	dial := func(ctx context.Context) (net.Conn, error) {
+		mu.Lock()
+		s := snd
+		mu.Unlock()
+		if s.socket == "" {
+			return nil, fmt.Errorf("no sound server yet")
+		}
+		return s.dial(ctx)
+	}
+	host := NewHost(HostConfig{Display: DisplayAt(d.framebuffer, d.socket), Sound: dial})
+	t.Cleanup(func() { host.Close() })
+	v := NewViewer(host.Answer, nil)
+	got := newFrames(v)
+	ears := listenTo(v)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go v.Run(ctx)
+	defer v.Close()
+	waitFor(t, "a first frame", 15*time.Second, func() bool { _, n := got.snapshot(); return n > 0 })
+	time.Sleep(time.Second)
+	s := startSoundServer(t)
+	mu.Lock()
+	snd = s
+	mu.Unlock()
+	s.play(t, sineSource(440, 0.25))
+	var pcm []int16
+	waitFor(t, "1 s of the tone", 20*time.Second, func() bool {
+		pcm = append(pcm, ears.take()...)
+		return len(pcm) >= 48000*2
+	})
+	checkTone(t, "the tone of a late server", pcm, 440, -15.05)
+}
+
 // processCPU is the user and system CPU time process pid used so far.
 func processCPU(t testing.TB, pid int) time.Duration {
 	t.Helper()
