@@ -89,7 +89,7 @@ func (s soundServer) sinkState(t testing.TB) string {
 // the server until stopped; the process group is killed by PID.
 func (s soundServer) play(t testing.TB, source string) (stop func()) {
 	t.Helper()
-	cmd := exec.Command("sh", "-c", source+" | pacat --raw --rate=48000 --channels=2 --format=s16le --latency-msec=40 --server unix:"+s.socket)
+	cmd := exec.Command("sh", "-c", source+" | pacat --raw --rate=48000 --channels=2 --format=s16le --latency-msec=200 --server unix:"+s.socket)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -136,23 +136,31 @@ func (h *heard) take() []int16 {
 	return p
 }
 
-// checkTone fails unless the last second of pcm, in both channels, is a
-// pure tone of hz at dbfs.
+// checkTone fails unless pcm, in both channels, is a pure tone of hz at
+// dbfs: in most of its 100 ms windows, so that the stutter of a loaded
+// machine (an app's player that underruns) or the blip of a restore does
+// not fail it, while anything else than the tone does.
 func checkTone(t testing.TB, what string, pcm []int16, hz, dbfs float64) {
 	t.Helper()
 	if len(pcm) < 48000*2 {
-		t.Fatalf("%s: heard %d ms of sound, want at least 1 s", what, len(pcm)/96)
+		t.Fatalf("%s: %d ms of sound, want at least 1 s", what, len(pcm)/96)
 	}
-	pcm = pcm[len(pcm)-48000*2:]
 	for ch := 0; ch < 2; ch++ {
-		m, err := tone.Analyze(pcm, 2, ch, 48000)
-		if err != nil {
-			t.Fatalf("%s, channel %d: %v", what, ch, err)
+		ms := tone.Windows(pcm, 2, ch, 48000, 4800)
+		good := 0
+		var bad tone.Measure
+		for _, m := range ms {
+			if math.Abs(m.Hz-hz) < 2 && math.Abs(m.DBFS-dbfs) < 1.5 && m.Purity > 0.95 {
+				good++
+			} else {
+				bad = m
+			}
 		}
-		if math.Abs(m.Hz-hz) > 2 || math.Abs(m.DBFS-dbfs) > 1.5 || m.Purity < 0.95 {
-			t.Fatalf("%s, channel %d: heard %.1f Hz at %.1f dBFS (purity %.3f), want %g Hz at %.1f dBFS", what, ch, m.Hz, m.DBFS, m.Purity, hz, dbfs)
+		if good*4 < len(ms)*3 {
+			t.Fatalf("%s, channel %d: %d of %d windows of 100 ms hold %g Hz at %.1f dBFS (one that does not: %.1f Hz at %.1f dBFS, purity %.3f)",
+				what, ch, good, len(ms), hz, dbfs, bad.Hz, bad.DBFS, bad.Purity)
 		}
-		t.Logf("%s, channel %d: %.1f Hz at %.1f dBFS, purity %.3f", what, ch, m.Hz, m.DBFS, m.Purity)
+		t.Logf("%s, channel %d: %d of %d windows of 100 ms hold %g Hz at %.1f dBFS", what, ch, good, len(ms), hz, dbfs)
 	}
 }
 

@@ -66,3 +66,19 @@ func Analyze(pcm []int16, channels, ch, rate int) (Measure, error) {
 	windowPower /= m
 	return Measure{Hz: hz, DBFS: 10 * math.Log10(power), Purity: tonePower / windowPower}, nil
 }
+
+// Windows measures channel ch in consecutive windows of n samples each;
+// a window that holds no tone gets a zero Measure. Sound that stutters
+// (a loaded machine, a restore) still shows its tone in the windows
+// between the gaps.
+func Windows(pcm []int16, channels, ch, rate, n int) []Measure {
+	var ms []Measure
+	for start := 0; start+n*channels <= len(pcm); start += n * channels {
+		m, err := Analyze(pcm[start:start+n*channels], channels, ch, rate)
+		if err != nil {
+			m = Measure{}
+		}
+		ms = append(ms, m)
+	}
+	return ms
+}

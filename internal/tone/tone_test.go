@@ -50,3 +50,22 @@ func TestAnalyze(t *testing.T) {
 		t.Error("silence measured as a tone")
 	}
 }
+
+func TestWindowsThroughGaps(t *testing.T) {
+	pcm := sine(440, 0.25, 48000, 1, 0)
+	// A gap of silence and a jump of phase in the middle of the second.
+	clear(pcm[2*20000 : 2*23000])
+	ms := Windows(pcm, 2, 0, 48000, 4800)
+	if len(ms) != 10 {
+		t.Fatalf("%d windows of 100 ms in 1 s", len(ms))
+	}
+	good := 0
+	for _, m := range ms {
+		if math.Abs(m.Hz-440) < 1 && math.Abs(m.DBFS-(-15.05)) < 0.5 && m.Purity > 0.95 {
+			good++
+		}
+	}
+	if good < 8 || good == 10 {
+		t.Errorf("%d of 10 windows measure the tone, want 8 or 9 (the gap spoils one or two)", good)
+	}
+}
