@@ -30,6 +30,8 @@ packages=(
 	# every app's sound server (PulseAudio, run inside its container); the sound
 	# tests play tones with sox and pacat and inspect the server with pactl
 	pulseaudio pulseaudio-utils sox
+	# ALSA-only apps (aplay, speaker-test, old games) reach it through ALSA's pulse plugin
+	libasound2-plugins
 	# displays, test apps, input, screenshots
 	xvfb x11-apps x11-utils xterm xdotool imagemagick dbus-x11
 	# make demo: a window manager for the tray's windows on its private Xvfb;
