@@ -394,7 +394,16 @@ func isTransientDumpError(cause string) bool {
 		// just forked in the terminal's session, caught while the shell
 		// still set up its session and process groups. A state that
 		// lasts fails all three attempts and is reported as it is.
-		strings.Contains(cause, "ctty inheritance detected")
+		strings.Contains(cause, "ctty inheritance detected") ||
+		// A message caught unread in a socket whose reader asked for its
+		// sender's credentials (SO_PASSCRED: PulseAudio's server and its
+		// clients do), which CRIU cannot dump; the reader takes it as soon
+		// as it runs again (see thawToDrain).
+		isQueuedMessageError(cause)
+}
+
+func isQueuedMessageError(cause string) bool {
+	return strings.Contains(cause, "Control messages in queue")
 }
 
 // criuNoise are error lines CRIU logs on every run on these kernels without

@@ -104,6 +104,8 @@ type Spec struct {
 	MemoryLimit int64    `json:"memory_limit"`   // bytes
 	Pids        int64    `json:"pids,omitempty"` // most processes and threads at once
 	CPUs        float64  `json:"cpus,omitempty"` // CPU time, in CPUs; 0: no quota
+	// NoSound leaves out the app's sound server (see sound.go).
+	NoSound bool `json:"no_sound,omitempty"`
 }
 
 // Defaults for a Spec's zero fields.

@@ -111,8 +111,34 @@ func (e *Engine) checkpointTo(a *app, dir string, leaveRunning bool) error {
 		if !isTransientDumpError(cause) || attempt == 3 {
 			return fmt.Errorf("checkpoint %q: %v%s", a.rec.Spec.Name, err, withCause(cause))
 		}
+		if isQueuedMessageError(cause) {
+			if err := thawToDrain(ctr); err != nil {
+				return fmt.Errorf("checkpoint %q: %w", a.rec.Spec.Name, err)
+			}
+			continue
+		}
 		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
 	}
+}
+
+// thawToDrain lets a frozen app run for a moment, so that its processes
+// read the messages waiting in their sockets, and freezes it again. A
+// running app (a snapshot) just gets the moment. The handoff's frozen time
+// grows by it, only when a dump caught such a message.
+func thawToDrain(ctr *libcontainer.Container) error {
+	st, err := ctr.Status()
+	if err != nil || st != libcontainer.Paused {
+		time.Sleep(50 * time.Millisecond)
+		return nil
+	}
+	if err := ctr.Resume(); err != nil {
+		return fmt.Errorf("thaw to let the app read its messages: %w", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := pause(ctr); err != nil {
+		return fmt.Errorf("freeze again after letting the app read its messages: %w; the app keeps running", err)
+	}
+	return nil
 }
 
 // Release removes an app that now runs elsewhere: its frozen processes are
