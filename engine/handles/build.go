@@ -340,7 +340,7 @@ func (b *builder) addFD(pid int, comm string, fd int) error {
 	if err != nil {
 		return fmt.Errorf("fd %d of pid %d: %w", fd, pid, err)
 	}
-	u := User{PID: pid, Comm: comm, FD: fd, Flags: flagString(info.Flags), Pos: info.Pos, MntID: info.MntID}
+	u := User{PID: pid, Comm: comm, FD: fd, Flags: flagString(info.Flags), Pos: info.Pos, MntID: info.MntID, Locks: info.Locks}
 	acc := info.Flags & unix.O_ACCMODE
 
 	switch {
