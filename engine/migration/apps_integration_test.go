@@ -443,4 +443,3 @@ func processesOf(uid int) []int {
 	}
 	return pids
 }
-
