@@ -16,6 +16,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moby/profiles/seccomp"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // benchApps are the apps the suspend/resume benchmark measures.
@@ -98,7 +101,15 @@ type RuncApp struct {
 }
 
 // StartRunc runs args in a runc container and removes it when tb ends.
-func StartRunc(tb testing.TB, args []string) *RuncApp {
+func StartRunc(tb testing.TB, args []string) *RuncApp { return startRunc(tb, args, false) }
+
+// StartRuncConfined is StartRunc with the seccomp filter the engine's
+// containers have (Docker's default): an app that makes namespaces of its
+// own where it may (Firefox's content sandbox) does not, and CRIU can dump
+// it.
+func StartRuncConfined(tb testing.TB, args []string) *RuncApp { return startRunc(tb, args, true) }
+
+func startRunc(tb testing.TB, args []string, confined bool) *RuncApp {
 	dir := tb.TempDir()
 	d := appDirs{root: filepath.Join(dir, "app")}
 	root := User{Name: "root", Home: "/root", Shell: "/bin/sh"}
@@ -128,6 +139,15 @@ func StartRunc(tb testing.TB, args []string) *RuncApp {
 	proc["capabilities"] = map[string]any{"bounding": caps, "effective": caps, "permitted": caps}
 	proc["args"] = append([]any{"/bin/sh", initPath}, toAny(args)...)
 	proc["env"] = toAny(containerEnv(Spec{Name: "bench", User: root, Width: 1024, Height: 768, Depth: 24}))
+	if confined {
+		profile, err := seccomp.GetDefaultProfile(&specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
+			Bounding: rootAppCaps, Effective: rootAppCaps, Permitted: rootAppCaps}}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		linux := spec["linux"].(map[string]any)
+		linux["seccomp"] = profile
+	}
 	spec["root"] = map[string]any{"path": d.rootfs(), "readonly": false}
 	mounts := spec["mounts"].([]any)
 	spec["mounts"] = append(mounts, map[string]any{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []any{"nosuid", "nodev", "mode=1777"}})
