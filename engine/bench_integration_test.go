@@ -119,6 +119,11 @@ func startRunc(tb testing.TB, args []string, confined bool) *RuncApp {
 	if err := prepareUpper(d.upper(), upperLayout{user: root, host: hostIDs{Home: "/root"}, base: "/"}); err != nil {
 		tb.Fatal(err)
 	}
+	// The engine bind-mounts the framebuffer's dir; here it is a plain
+	// dir of the upper dir.
+	if err := os.MkdirAll(filepath.Join(d.upper(), strings.TrimPrefix(fbDir, "/")), 0o755); err != nil {
+		tb.Fatal(err)
+	}
 	if err := mountOverlay(d, "/"); err != nil {
 		tb.Fatal(err)
 	}
@@ -149,8 +154,9 @@ func startRunc(tb testing.TB, args []string, confined bool) *RuncApp {
 		linux["seccomp"] = profile
 	}
 	spec["root"] = map[string]any{"path": d.rootfs(), "readonly": false}
-	mounts := spec["mounts"].([]any)
-	spec["mounts"] = append(mounts, map[string]any{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []any{"nosuid", "nodev", "mode=1777"}})
+	// /tmp is the upper dir's, as in the engine's containers: the init
+	// logs and Xvfb keeps its framebuffer there (a tmpfs over it hid
+	// them, and the init ended at once).
 	data, _ = json.Marshal(spec)
 	os.WriteFile(filepath.Join(r.Bundle, "config.json"), data, 0o600)
 	if err := r.CLI("run", "-d", "--bundle", r.Bundle, r.ID); err != nil {
@@ -172,12 +178,17 @@ func (r *RuncApp) CLI(a ...string) error {
 
 // Checkpoint stops the container into an image dir.
 func (r *RuncApp) Checkpoint(img string) error {
-	return r.CLI("checkpoint", "--image-path", img, "--work-path", img+".work", r.ID)
+	// --file-locks as the engine's dumps: browsers lock their profiles.
+	err := r.CLI("checkpoint", "--file-locks", "--image-path", img, "--work-path", img+".work", r.ID)
+	if err != nil {
+		err = fmt.Errorf("%w%s", err, withCause(criuLogErrors(filepath.Join(img+".work", "dump.log"))))
+	}
+	return err
 }
 
 // Restore starts the container again from an image dir.
 func (r *RuncApp) Restore(img string) error {
-	return r.CLI("restore", "-d", "--image-path", img, "--work-path", img+".work", "--bundle", r.Bundle, r.ID)
+	return r.CLI("restore", "-d", "--file-locks", "--image-path", img, "--work-path", img+".work", "--bundle", r.Bundle, r.ID)
 }
 
 // benchRunc checkpoints and restores the same container with the runc CLI.
