@@ -258,9 +258,16 @@ func (m *Manifest) Blocking() []Handle {
 // as with homes on a file server). A destination that sees the same file
 // cannot restore the app's lock while the source still holds it.
 func (m *Manifest) SharedLocks() []Handle {
+	homes := map[string]bool{}
+	for _, mt := range m.Mounts {
+		if mt.Home {
+			homes[mt.Mountpoint] = true
+		}
+	}
 	var out []Handle
 	for _, h := range m.Handles {
-		if h.Class != Present || h.FSType == "overlay" || (h.Kind != KindRegular && h.Kind != KindDir) {
+		onShared := homes[h.Mount] || (h.Class == Present && h.FSType != "overlay")
+		if !onShared || (h.Kind != KindRegular && h.Kind != KindDir) {
 			continue
 		}
 		for _, u := range h.Users {
