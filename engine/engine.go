@@ -490,8 +490,12 @@ func (e *Engine) forget(a *app) {
 
 // Run starts an app in a new container and returns once its display is up.
 // The spec names its user (see LookupUser), who must have an account here.
+// The launch profile of its executable, if any, is applied (profiles.go).
 func (e *Engine) Run(ctx context.Context, spec Spec) (Info, error) {
 	spec.fillDefaults()
+	if p := applyProfile(&spec); p != "" {
+		e.log.Info("launch profile applied", "app", spec.Name, "profile", p, "args", spec.Args, "env", spec.Env)
+	}
 	if err := spec.validate(); err != nil {
 		return Info{}, fmt.Errorf("run %w", err)
 	}

@@ -168,6 +168,59 @@ func (e *Engine) Release(ctx context.Context, name string) error {
 	return nil
 }
 
+// SuspendFrozen turns a frozen app into a suspended one whose checkpoint
+// is dir, a complete image DumpFrozen wrote (it is moved into the app's
+// place). Its processes end, and with them whatever they held: a handoff
+// does this before the destination restores when the app holds locks on
+// files the destination may see too (a home on a file server, or the same
+// machine), which the restore must take and the frozen copy would hold
+// forever. Resume brings the app back here from the image if the handoff
+// fails; Stop removes it once the destination runs it.
+func (e *Engine) SuspendFrozen(ctx context.Context, name, dir string) error {
+	a, end, err := e.begin(name)
+	if err != nil {
+		return err
+	}
+	defer end()
+	through, err := checkTransition(name, "suspend frozen", a.info().State)
+	if err != nil {
+		return err
+	}
+	size, err := writeSums(dir)
+	if err != nil {
+		return fmt.Errorf("suspend %q from its final image: %w; it stays frozen", name, err)
+	}
+	_ = os.RemoveAll(a.dirs.checkpoint())
+	if err := moveDir(dir, a.dirs.checkpoint()); err != nil {
+		return fmt.Errorf("suspend %q from its final image: %w; it stays frozen", name, err)
+	}
+	e.update(a, func(r *record) { r.State = through })
+	a.mu.Lock()
+	ctr := a.ctr
+	a.mu.Unlock()
+	if ctr != nil {
+		killFrozen(ctr) // returns once every process is gone
+	}
+	e.update(a, func(r *record) { r.State, r.InitPID, r.ImageBytes, r.Error = StateSuspended, 0, size, "" })
+	e.tidy(a, func() { e.destroyContainer(a) })
+	e.log.Info("app suspended from its final image", "app", name, "image_bytes", size)
+	return nil
+}
+
+// moveDir renames a directory, or copies it where it cannot be renamed (to
+// another file system) and removes the original.
+func moveDir(from, to string) error {
+	err := os.Rename(from, to)
+	if !errors.Is(err, unix.EXDEV) {
+		return err
+	}
+	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+		_ = os.RemoveAll(to)
+		return err
+	}
+	return os.RemoveAll(from)
+}
+
 // ExportUpper writes the app's upper dir (the files it changed or created)
 // as a tar stream, plus the base files named in extra (container paths) that
 // the destination lacks. The app should be frozen so that files hold still.

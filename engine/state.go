@@ -45,6 +45,9 @@ var transitions = map[string]struct {
 	"resume":  {from: []State{StateSuspended}, through: StateResuming},
 	"stop":    {from: []State{StateRunning, StateSuspended, StateExited, StateStarting, StateFrozen}, through: StateStopping},
 	"freeze":  {from: []State{StateRunning}, through: StateFrozen},
+	// A frozen app whose final image is complete becomes a suspended one
+	// (see SuspendFrozen).
+	"suspend frozen": {from: []State{StateFrozen}, through: StateSuspending},
 }
 
 // StateError is returned when an operation is not allowed in the app's state.

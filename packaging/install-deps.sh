@@ -55,6 +55,11 @@ packages=(
 	# packaging: make package (dpkg-deb, dpkg-shlibdeps, objcopy), lintian, and
 	# systemd-analyze verify for the unit file and its man page (packaging/debtest)
 	dpkg-dev binutils lintian systemd man-db
+	# test-only: the app matrix (engine/migration/apps_integration_test.go) hands
+	# these real desktop apps around: GTK 3, GTK 4, Qt 5, Qt 6, Gecko, Blink,
+	# LibreOffice's VCL, and vim in xterm (Xt)
+	mousepad geany gnome-text-editor featherpad focuswriter firefox-esr
+	libreoffice-writer vim
 	# misc used by tests and scripts
 	procps psmisc ca-certificates curl python3 util-linux
 )

@@ -104,6 +104,10 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	done()
 	id := acc.ID
 	frozen := false
+	// suspended: the app's copy here ended before the destination's
+	// restore (it held locks the destination must take); a failure
+	// resumes it here from the final image.
+	suspended := false
 	defer func() {
 		if err == nil {
 			return
@@ -119,6 +123,11 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 		if frozen {
 			if terr := s.Engine.Thaw(bg, name); terr != nil {
 				err = fmt.Errorf("%w; and thawing the app here failed: %v", err, terr)
+			}
+		}
+		if suspended {
+			if rerr := s.Engine.Resume(context.WithoutCancel(ctx), name); rerr != nil {
+				err = fmt.Errorf("%w; and resuming the app here from its final image failed: %v (it stays suspended here: `handoff resume %s`)", err, rerr, name)
 			}
 		}
 	}()
@@ -192,14 +201,26 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	if err != nil {
 		return res, err
 	}
+	// Locks the app holds on files of a home the destination shares (a
+	// home on a file server) must be free before the restore takes them
+	// there: the copy here then ends before the commit, and stays as a
+	// suspended app on its final image until the destination runs it.
+	var shared []handles.Handle
+	if acc.SharedHome {
+		shared = m.SharedLocks()
+	}
 	// The final dump is sent too: it goes while the destination works (its
 	// dirty pages would otherwise be written back, and unmounting the
 	// app's overlay at release waits for the disk).
 	removed := make(chan struct{})
-	go func() {
-		defer close(removed)
-		_ = os.RemoveAll(final)
-	}()
+	if len(shared) > 0 {
+		close(removed) // the final image is the suspended app's
+	} else {
+		go func() {
+			defer close(removed)
+			_ = os.RemoveAll(final)
+		}()
+	}
 	defer func() { <-removed }()
 	// The user's files the app uses, read while it is frozen.
 	home, homeBytes, err := s.sendHomeFiles(ctx, peer, id, name, m, acc.SharedHome)
@@ -218,6 +239,15 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 		return res, err
 	}
 	done()
+
+	if len(shared) > 0 {
+		log.Info("the app holds locks on files of the home the destination shares; its copy here ends before the restore",
+			"app", name, "files", lockedPaths(shared))
+		if err := s.Engine.SuspendFrozen(ctx, name, final); err != nil {
+			return res, err
+		}
+		frozen, suspended = false, true
+	}
 
 	// 5. Commit: the destination restores and confirms it runs.
 	done = phase(PhaseRestore)
@@ -245,7 +275,12 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	cleanup := time.Now()
 	<-removed
 	removedAt := time.Now()
-	if err := s.Engine.Release(context.WithoutCancel(ctx), name); err != nil {
+	if suspended {
+		suspended = false
+		if err := s.Engine.Stop(context.WithoutCancel(ctx), name); err != nil {
+			log.Warn("remove the suspended copy after handoff", "app", name, "err", err)
+		}
+	} else if err := s.Engine.Release(context.WithoutCancel(ctx), name); err != nil {
 		log.Warn("release after handoff", "app", name, "err", err)
 	}
 	log.Debug("cleaned up after the handoff", "app", name, "final dump", removedAt.Sub(cleanup), "release", time.Since(removedAt))
@@ -312,6 +347,15 @@ func writeHomeEntry(tw *tar.Writer, e *engine.Engine, name string, f engine.Home
 		return fmt.Errorf("send %s: %w", f.Path, err)
 	}
 	return nil
+}
+
+// lockedPaths names the files of handles, for logs.
+func lockedPaths(hs []handles.Handle) []string {
+	out := make([]string, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, h.Path)
+	}
+	return out
 }
 
 // Pre-copy rounds. Without the kernel's dirty-page tracking every round is
