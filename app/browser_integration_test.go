@@ -40,7 +40,7 @@ type cdp struct {
 
 func (c *cdp) eval(expr string) (string, error) {
 	c.id++
-	req := map[string]any{"id": c.id, "method": "Runtime.evaluate", "params": map[string]any{"expression": expr, "returnByValue": true}}
+	req := map[string]any{"id": c.id, "method": "Runtime.evaluate", "params": map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true}}
 	if err := websocket.JSON.Send(c.ws, req); err != nil {
 		return "", err
 	}
@@ -95,6 +95,31 @@ func TestBrowserViewer(t *testing.T) {
 		t.Errorf("the page without its token answered %q, want 403", out)
 	}
 
+	pageWS := openInChromium(t, a, page, "notes")
+	// The test process is outside the namespace: relay the DevTools socket.
+	frame, cursor := evalInNamespace(t, a, pageWS, 30*time.Second)
+	// The video holds no pointer: the page draws the app's, sent as a PNG.
+	if !strings.HasPrefix(cursor, `url("data:image/png;base64,`) {
+		t.Errorf("the video's cursor is %.80q, want the app's as a data: PNG", cursor)
+	}
+	shot := decodePNG(t, settledShot(t, a, "notes"))
+	got := decodePNG(t, frame)
+	if got.Rect != shot.Rect {
+		t.Fatalf("the browser shows %v, the app's screen is %v", got.Rect, shot.Rect)
+	}
+	p := fb.PSNR(shot, got)
+	t.Logf("browser frame vs the app's screen: PSNR %.1f dB", p)
+	if p < 30 {
+		t.Errorf("the browser's picture does not match the app: PSNR %.1f dB < 30", p)
+	}
+}
+
+// openInChromium opens page in a headless Chromium in w's namespace, which
+// the test stops by PID, and returns the DevTools socket of the page
+// (whose URL names app).
+func openInChromium(t *testing.T, a *workstation, page, app string) string {
+	t.Helper()
+	ctx := context.Background()
 	profile := t.TempDir()
 	cmd := a.host.Command(ctx, "chromium", append(chromiumFlags, "--user-data-dir="+profile, page)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -133,7 +158,7 @@ func TestBrowserViewer(t *testing.T) {
 		var targets []struct{ Type, URL, WebSocketDebuggerURL string }
 		json.Unmarshal(out, &targets)
 		for _, tg := range targets {
-			if tg.Type == "page" && strings.Contains(tg.URL, "app=notes") {
+			if tg.Type == "page" && strings.Contains(tg.URL, "app="+app) {
 				pageWS = tg.WebSocketDebuggerURL
 			}
 		}
@@ -142,22 +167,7 @@ func TestBrowserViewer(t *testing.T) {
 	if pageWS == "" {
 		t.Fatal("the viewer page did not open")
 	}
-	// The test process is outside the namespace: relay the DevTools socket.
-	frame, cursor := evalInNamespace(t, a, pageWS, 30*time.Second)
-	// The video holds no pointer: the page draws the app's, sent as a PNG.
-	if !strings.HasPrefix(cursor, `url("data:image/png;base64,`) {
-		t.Errorf("the video's cursor is %.80q, want the app's as a data: PNG", cursor)
-	}
-	shot := decodePNG(t, settledShot(t, a, "notes"))
-	got := decodePNG(t, frame)
-	if got.Rect != shot.Rect {
-		t.Fatalf("the browser shows %v, the app's screen is %v", got.Rect, shot.Rect)
-	}
-	p := fb.PSNR(shot, got)
-	t.Logf("browser frame vs the app's screen: PSNR %.1f dB", p)
-	if p < 30 {
-		t.Errorf("the browser's picture does not match the app: PSNR %.1f dB < 30", p)
-	}
+	return pageWS
 }
 
 // evalInNamespace polls window.handoffFrame() in the page through DevTools,

@@ -47,7 +47,7 @@ func init() {
 		{"handles", "NAME [--json]", "show the handles an app holds and whether each can move", runHandles},
 		{"screenshot", "NAME OUT.png", "save the app's display as PNG", runScreenshot},
 		{"web", "NAME", "print a link for a browser on this machine to show an app (open it within 2 minutes)", runWeb},
-		{"view", "NAME [--snapshot OUT.png]", "show the app, here or on the peer running it; --snapshot saves the first streamed frame", runView},
+		{"view", "NAME [--snapshot OUT.png | --sound OUT.wav]", "show the app, here or on the peer running it; --snapshot saves the first streamed frame, --sound what it plays", runView},
 		{"suspend", "NAME", "checkpoint the app to disk; its processes end, nothing is lost", lifecycleCmd("suspend")},
 		{"resume", "NAME", "restore a suspended app where it was", lifecycleCmd("resume")},
 		{"stop", "NAME", "end the app and remove its container", lifecycleCmd("stop")},

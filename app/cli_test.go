@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +82,20 @@ func TestAppTable(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+func TestWAVRoundTrip(t *testing.T) {
+	pcm := []int16{0, 1, -1, 32767, -32768, 1234}
+	var b bytes.Buffer
+	if err := writeWAV(&b, pcm); err != nil {
+		t.Fatal(err)
+	}
+	if b.Len() != 44+len(pcm)*2 {
+		t.Fatalf("WAV of %d samples is %d bytes, want %d", len(pcm), b.Len(), 44+len(pcm)*2)
+	}
+	got, err := readWAV(&b)
+	if err != nil || !slices.Equal(got, pcm) {
+		t.Fatalf("read back %v (%v), want %v", got, err, pcm)
 	}
 }

@@ -64,7 +64,8 @@ func (s *streams) answer(ctx context.Context, name, offer string) (string, error
 			OpenFramebuffer: func() (*os.File, error) { return s.d.engine.OpenFramebuffer(name) },
 			Dial:            func(ctx context.Context) (net.Conn, error) { return s.d.engine.DialDisplay(ctx, name) },
 		}
-		h = &streamHost{Host: stream.NewHost(stream.HostConfig{Display: display, Logger: s.d.log.With("app", name)}), pid: info.PID}
+		sound := func(ctx context.Context) (net.Conn, error) { return s.d.engine.DialSound(ctx, name) }
+		h = &streamHost{Host: stream.NewHost(stream.HostConfig{Display: display, Sound: sound, Logger: s.d.log.With("app", name)}), pid: info.PID}
 		s.hosts[name] = h
 	}
 	s.mu.Unlock()
@@ -73,7 +74,8 @@ func (s *streams) answer(ctx context.Context, name, offer string) (string, error
 
 // drop ends the viewers' streams of an app: before a checkpoint, or when it
 // stopped running here. Viewers reconnect to wherever it runs next. It
-// reports whether there was a stream (with X connections into the app).
+// reports whether there was a stream (with X and sound connections into
+// the app).
 func (s *streams) drop(name string) bool {
 	s.mu.Lock()
 	h := s.hosts[name]

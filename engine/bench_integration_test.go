@@ -16,6 +16,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moby/profiles/seccomp"
+	"github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // benchApps are the apps the suspend/resume benchmark measures.
@@ -98,7 +101,15 @@ type RuncApp struct {
 }
 
 // StartRunc runs args in a runc container and removes it when tb ends.
-func StartRunc(tb testing.TB, args []string) *RuncApp {
+func StartRunc(tb testing.TB, args []string) *RuncApp { return startRunc(tb, args, false) }
+
+// StartRuncConfined is StartRunc with the seccomp filter the engine's
+// containers have (Docker's default): an app that makes namespaces of its
+// own where it may (Firefox's content sandbox) does not, and CRIU can dump
+// it.
+func StartRuncConfined(tb testing.TB, args []string) *RuncApp { return startRunc(tb, args, true) }
+
+func startRunc(tb testing.TB, args []string, confined bool) *RuncApp {
 	dir := tb.TempDir()
 	d := appDirs{root: filepath.Join(dir, "app")}
 	root := User{Name: "root", Home: "/root", Shell: "/bin/sh"}
@@ -106,6 +117,11 @@ func StartRunc(tb testing.TB, args []string) *RuncApp {
 		tb.Fatal(err)
 	}
 	if err := prepareUpper(d.upper(), upperLayout{user: root, host: hostIDs{Home: "/root"}, base: "/"}); err != nil {
+		tb.Fatal(err)
+	}
+	// The engine bind-mounts the framebuffer's dir; here it is a plain
+	// dir of the upper dir.
+	if err := os.MkdirAll(filepath.Join(d.upper(), strings.TrimPrefix(fbDir, "/")), 0o755); err != nil {
 		tb.Fatal(err)
 	}
 	if err := mountOverlay(d, "/"); err != nil {
@@ -128,9 +144,19 @@ func StartRunc(tb testing.TB, args []string) *RuncApp {
 	proc["capabilities"] = map[string]any{"bounding": caps, "effective": caps, "permitted": caps}
 	proc["args"] = append([]any{"/bin/sh", initPath}, toAny(args)...)
 	proc["env"] = toAny(containerEnv(Spec{Name: "bench", User: root, Width: 1024, Height: 768, Depth: 24}))
+	if confined {
+		profile, err := seccomp.GetDefaultProfile(&specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
+			Bounding: rootAppCaps, Effective: rootAppCaps, Permitted: rootAppCaps}}})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		linux := spec["linux"].(map[string]any)
+		linux["seccomp"] = profile
+	}
 	spec["root"] = map[string]any{"path": d.rootfs(), "readonly": false}
-	mounts := spec["mounts"].([]any)
-	spec["mounts"] = append(mounts, map[string]any{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []any{"nosuid", "nodev", "mode=1777"}})
+	// /tmp is the upper dir's, as in the engine's containers: the init
+	// logs and Xvfb keeps its framebuffer there (a tmpfs over it hid
+	// them, and the init ended at once).
 	data, _ = json.Marshal(spec)
 	os.WriteFile(filepath.Join(r.Bundle, "config.json"), data, 0o600)
 	if err := r.CLI("run", "-d", "--bundle", r.Bundle, r.ID); err != nil {
@@ -152,12 +178,17 @@ func (r *RuncApp) CLI(a ...string) error {
 
 // Checkpoint stops the container into an image dir.
 func (r *RuncApp) Checkpoint(img string) error {
-	return r.CLI("checkpoint", "--image-path", img, "--work-path", img+".work", r.ID)
+	// --file-locks as the engine's dumps: browsers lock their profiles.
+	err := r.CLI("checkpoint", "--file-locks", "--image-path", img, "--work-path", img+".work", r.ID)
+	if err != nil {
+		err = fmt.Errorf("%w%s", err, withCause(criuLogErrors(filepath.Join(img+".work", "dump.log"))))
+	}
+	return err
 }
 
 // Restore starts the container again from an image dir.
 func (r *RuncApp) Restore(img string) error {
-	return r.CLI("restore", "-d", "--image-path", img, "--work-path", img+".work", "--bundle", r.Bundle, r.ID)
+	return r.CLI("restore", "-d", "--file-locks", "--image-path", img, "--work-path", img+".work", "--bundle", r.Bundle, r.ID)
 }
 
 // benchRunc checkpoints and restores the same container with the runc CLI.

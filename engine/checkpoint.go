@@ -168,11 +168,11 @@ func (e *Engine) dump(a *app, tcpEstablished bool) (int64, error) {
 // Resume restores a suspended app. A missing or damaged checkpoint is
 // reported and kept; nothing is deleted on failure.
 func (e *Engine) Resume(ctx context.Context, name string) error {
-	a, end, err := e.begin(name)
-	if err != nil {
-		return err
-	}
-	defer end()
+	return e.byName(name, func(a *app) error { return e.resume(ctx, a) })
+}
+
+func (e *Engine) resume(ctx context.Context, a *app) error {
+	name := a.rec.Spec.Name
 	through, err := checkTransition(name, "resume", a.info().State)
 	if err != nil {
 		return err
@@ -232,10 +232,15 @@ func (e *Engine) restore(a *app, target *restoreTarget) (int, *exec.Cmd, error) 
 	opts.LazyPages = lazy != nil
 	t1 := time.Now()
 	proc := &libcontainer.Process{Init: true, Args: []string{"/bin/sh", initPath}, Env: containerEnv(spec)}
+	watchdog := watchRestore(target.ctr, restoreTimeout)
 	err := inNetns(a.dirs.netns(), func() error { return target.ctr.Restore(proc, opts) })
+	stuck := watchdog()
 	e.log.Debug("restore timings", "app", spec.Name, "waits", t1.Sub(t0), "criu", time.Since(t1))
 	if err != nil {
 		stopLazyPages(lazy)
+		if stuck != "" {
+			return 0, nil, fmt.Errorf("restore failed: %s", stuck)
+		}
 		cause := criuLogErrors(filepath.Join(a.dirs.criuWork(), "restore.log"))
 		return 0, nil, fmt.Errorf("restore failed: %v%s", err, withCause(cause))
 	}
@@ -254,6 +259,50 @@ func (e *Engine) restore(a *app, target *restoreTarget) (int, *exec.Cmd, error) 
 	e.watch(a, pid, proc)
 	e.watchHome(a, pid)
 	return pid, lazy, nil
+}
+
+// restoreTimeout bounds a restore. One takes well under a second here
+// (800 MB: ~0.1 s eager from a warm page cache); one that takes this long
+// waits for something that may never come, such as a file lock another
+// process holds, while a source may keep the app frozen for it.
+var restoreTimeout = 30 * time.Second
+
+// watchRestore ends a restore into ctr that takes longer than limit: CRIU
+// and the tasks it restores are in the container's cgroups, and are
+// killed there. The function it returns stops the watch and says why the
+// restore was ended, in words, or "" if it was not.
+func watchRestore(ctr *libcontainer.Container, limit time.Duration) (stop func() string) {
+	done := make(chan struct{})
+	why := make(chan string, 1)
+	go func() {
+		select {
+		case <-done:
+			why <- ""
+			return
+		case <-time.After(limit):
+		}
+		pids, _ := ctr.Processes()
+		reason := fmt.Sprintf("it did not finish within %v", limit)
+		for _, pid := range pids {
+			if w, _ := os.ReadFile(fmt.Sprintf("/proc/%d/wchan", pid)); isLockWait(string(w)) {
+				reason = fmt.Sprintf("it waited %v for a file lock the app held, which another process here holds now (is the app's home shared with the machine it came from, and the app still running there?)", limit)
+				break
+			}
+		}
+		for _, pid := range pids {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		why <- reason
+	}()
+	return func() string {
+		close(done)
+		return <-why
+	}
+}
+
+// isLockWait reports whether a task's wchan is a wait for a file lock.
+func isLockWait(wchan string) bool {
+	return strings.Contains(wchan, "setlk") || strings.Contains(wchan, "flock") || strings.Contains(wchan, "locks_lock")
 }
 
 // dropImages removes the checkpoint a restore used, once the lazy-pages
@@ -398,7 +447,16 @@ func isTransientDumpError(cause string) bool {
 		// just forked in the terminal's session, caught while the shell
 		// still set up its session and process groups. A state that
 		// lasts fails all three attempts and is reported as it is.
-		strings.Contains(cause, "ctty inheritance detected")
+		strings.Contains(cause, "ctty inheritance detected") ||
+		// A message caught unread in a socket whose reader asked for its
+		// sender's credentials (SO_PASSCRED: PulseAudio's server and its
+		// clients do), which CRIU cannot dump; the reader takes it as soon
+		// as it runs again (see thawToDrain).
+		isQueuedMessageError(cause)
+}
+
+func isQueuedMessageError(cause string) bool {
+	return strings.Contains(cause, "Control messages in queue")
 }
 
 // criuNoise are error lines CRIU logs on every run on these kernels without

@@ -38,10 +38,11 @@ func TestCriuLogErrors(t *testing.T) {
 
 func TestIsTransientDumpError(t *testing.T) {
 	for cause, want := range map[string]bool{
-		"Unseizable non-zombie 22804 found, state D, err -1/4":                                true,
-		"sk unix: Can't dump in-flight socket":                                                true,
-		"Can't dump half of stream unix connection":                                           false,
-		"tty: ctty inheritance detected sid/pgrp 14 (ctty pid_real 20716 pty pid_real 20664)": true,
+		"Unseizable non-zombie 22804 found, state D, err -1/4":                                      true,
+		"sk unix: Can't dump in-flight socket":                                                      true,
+		"Can't dump half of stream unix connection":                                                 false,
+		"tty: ctty inheritance detected sid/pgrp 14 (ctty pid_real 20716 pty pid_real 20664)":       true,
+		"skqueue: Control messages in queue, not supported; Dump files (pid: 14266) failed with -1": true,
 		"": false,
 	} {
 		if got := isTransientDumpError(cause); got != want {

@@ -39,7 +39,8 @@ const (
 // initScript is the container's PID 1. It runs as the container's root (an
 // unprivileged id of its own outside, see userns.go), keeps every stdio
 // handle inside the container (a handle to a host file would make the dump
-// fail), starts the private X server, waits for its socket and runs the app
+// fail), starts the app's sound server (see sound.go) and the private X
+// server, waits for the X server's socket and runs the app
 // as its user, with no capabilities and no way to gain any; it ends
 // everything when the app ends. The TERM trap matters: a PID-namespace init
 // ignores signals it has no handler for, and `handoff stop` asks politely
@@ -52,11 +53,13 @@ const (
 const initScript = `#!/bin/sh
 exec </dev/null >>` + initLogPath + ` 2>&1
 mkdir -p -m 1777 /dev/shm
-trap 'kill -TERM $app $xvfb 2>/dev/null' TERM INT
+trap 'kill -TERM $app $xvfb $sound 2>/dev/null' TERM INT
+` + soundServer + `
 Xvfb ` + containerDisplay + ` -screen 0 "$HANDOFF_SCREEN" -fbdir ` + fbDir + ` -nolisten tcp -noreset &
 xvfb=$!
 i=0
 while [ ! -S ` + displaySocket + ` ] && [ $i -lt 200 ]; do sleep 0.025; i=$((i+1)); done
+` + soundWait + `
 cd "$HOME" 2>/dev/null || cd /
 if [ -n "$HANDOFF_UID" ]; then
 	if [ -n "$HANDOFF_GROUPS" ]; then groups="--groups=$HANDOFF_GROUPS"; else groups=--clear-groups; fi
@@ -67,7 +70,7 @@ else
 fi
 app=$!
 while kill -0 $app 2>/dev/null; do wait $app; done
-kill -TERM $xvfb 2>/dev/null
+kill -TERM $xvfb $sound 2>/dev/null
 exit 0
 `
 
@@ -371,6 +374,12 @@ func containerEnv(spec Spec) []string {
 		"XDG_RUNTIME_DIR=" + runtimeDir(u),
 		fmt.Sprintf("HANDOFF_SCREEN=%dx%dx%d", spec.Width, spec.Height, spec.Depth),
 		"HANDOFF_APP=" + spec.Name,
+	}
+	// The app's own sound server (see sound.go).
+	if spec.NoSound {
+		env = append(env, "HANDOFF_NO_SOUND=1")
+	} else {
+		env = append(env, "PULSE_SERVER=unix:"+soundSocket)
 	}
 	if !u.IsRoot() {
 		groups := make([]string, 0, len(u.Groups))

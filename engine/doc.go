@@ -2,8 +2,9 @@
 // them through their lifecycle: each app gets a libcontainer container with its
 // own PID, mount, IPC, UTS and network namespaces, an overlay root (the host's
 // read-only root plus a private upper dir, whose /tmp hides the host's), a
-// memory-limited cgroup and a private Xvfb whose framebuffer the host can read
-// without an X connection. The network namespace (loopback only) and the
+// memory-limited cgroup, a private Xvfb whose framebuffer the host can read
+// without an X connection, and a PulseAudio server of its own whose null sink
+// the host can listen to (see DialSound). The network namespace (loopback only) and the
 // framebuffer's directory (a bind mount) are made by the engine on the host, so
 // that CRIU neither saves nor restores them: the framebuffer travels in the
 // image dir as a page image instead. CRIU runs inside the app's network

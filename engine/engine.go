@@ -104,6 +104,8 @@ type Spec struct {
 	MemoryLimit int64    `json:"memory_limit"`   // bytes
 	Pids        int64    `json:"pids,omitempty"` // most processes and threads at once
 	CPUs        float64  `json:"cpus,omitempty"` // CPU time, in CPUs; 0: no quota
+	// NoSound leaves out the app's sound server (see sound.go).
+	NoSound bool `json:"no_sound,omitempty"`
 }
 
 // Defaults for a Spec's zero fields.
@@ -515,8 +517,12 @@ func (e *Engine) forget(a *app) {
 
 // Run starts an app in a new container and returns once its display is up.
 // The spec names its user (see LookupUser), who must have an account here.
+// The launch profile of its executable, if any, is applied (profiles.go).
 func (e *Engine) Run(ctx context.Context, spec Spec) (Info, error) {
 	spec.fillDefaults()
+	if p := applyProfile(&spec); p != "" {
+		e.log.Info("launch profile applied", "app", spec.Name, "profile", p, "args", spec.Args, "env", spec.Env)
+	}
 	if err := spec.validate(); err != nil {
 		return Info{}, fmt.Errorf("run %w", err)
 	}
@@ -699,11 +705,11 @@ func (e *Engine) waitDisplay(ctx context.Context, a *app, pid int) error {
 
 // Stop ends the app and removes its container, mounts, cgroup and files.
 func (e *Engine) Stop(ctx context.Context, name string) error {
-	a, end, err := e.begin(name)
-	if err != nil {
-		return err
-	}
-	defer end()
+	return e.byName(name, func(a *app) error { return e.stop(ctx, a) })
+}
+
+func (e *Engine) stop(ctx context.Context, a *app) error {
+	name := a.rec.Spec.Name
 	cur := a.info().State
 	if _, err := checkTransition(name, "stop", cur); err != nil {
 		return err

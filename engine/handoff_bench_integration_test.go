@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,14 +66,30 @@ func BenchmarkHandoff(b *testing.B) {
 	if os.Getenv("HANDOFF_BENCH_DEBUG") != "" {
 		defer slog.SetLogLoggerLevel(slog.SetLogLoggerLevel(slog.LevelDebug))
 	}
+	page := benchPage(b)
 	for _, app := range []struct {
 		name string
 		args []string
+		// ready succeeds, in the app's container, once the app is ready
+		// to be handed off.
+		ready []string
+		// confined: the naive baseline gets the engine's seccomp filter
+		// too (Firefox would make namespaces of its own, which CRIU
+		// cannot dump).
+		confined bool
 	}{
-		{"mem50", memApp(50, false)},
-		{"mem200-dirtying", memApp(200, true)},
-		{"mem800", memApp(800, false)},
+		{name: "mem50", args: memApp(50, false)},
+		{name: "mem200-dirtying", args: memApp(200, true)},
+		{name: "mem800", args: memApp(800, false)},
+		// A real browser with a page open: its content processes, GL
+		// through llvmpipe, its sandbox, the locks on its profile.
+		{name: "firefox-esr-page", args: []string{"firefox-esr", page},
+			ready:    []string{"timeout", "60", "xdotool", "search", "--sync", "--onlyvisible", "--name", benchPageTitle},
+			confined: true},
 	} {
+		if app.ready == nil {
+			app.ready = []string{"test", "-e", "/tmp/ready"}
+		}
 		b.Run(app.name, func(b *testing.B) {
 			n := testnet.New(b, "ws-a", "ws-b")
 			hosts := n.Hosts()
@@ -81,8 +98,8 @@ func BenchmarkHandoff(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			ours := benchOurs(b, hosts, app.args)
-			base := benchNaive(b, hosts, app.args)
+			ours := benchOurs(b, hosts, app.args, app.ready)
+			base := benchNaive(b, hosts, app.args, app.ready, app.confined)
 			down := ours.Downtime.Seconds()
 			b.ReportMetric(ms(ours.Downtime), "ms/downtime")
 			b.ReportMetric(ms(ours.total), "ms/total")
@@ -111,7 +128,7 @@ type oursResult struct {
 }
 
 // benchOurs hands the app back and forth b.N times and returns the mean.
-func benchOurs(b *testing.B, hosts []*testnet.Host, args []string) oursResult {
+func benchOurs(b *testing.B, hosts []*testnet.Host, args, ready []string) oursResult {
 	ctx := context.Background()
 	type side struct {
 		eng    *engine.Engine
@@ -158,7 +175,7 @@ func benchOurs(b *testing.B, hosts []*testnet.Host, args []string) oursResult {
 		b.Fatal(err)
 	}
 	waitReady(b, func() error {
-		_, err := sides[0].eng.Exec(ctx, "bench", "test", "-e", "/tmp/ready")
+		_, err := sides[0].eng.Exec(ctx, "bench", ready...)
 		return err
 	})
 	var sum oursResult
@@ -204,9 +221,13 @@ type naiveResult struct {
 }
 
 // benchNaive moves the same app the naive way over the same link, b.N times.
-func benchNaive(b *testing.B, hosts []*testnet.Host, args []string) naiveResult {
-	r := engine.StartRunc(b, args)
-	waitReady(b, func() error { return r.CLI("exec", r.ID, "test", "-e", "/tmp/ready") })
+func benchNaive(b *testing.B, hosts []*testnet.Host, args, ready []string, confined bool) naiveResult {
+	start := engine.StartRunc
+	if confined {
+		start = engine.StartRuncConfined
+	}
+	r := start(b, args)
+	waitReady(b, func() error { return r.CLI(append([]string{"exec", "--env", "DISPLAY=:1", r.ID}, ready...)...) })
 	var sum naiveResult
 	for i := 0; i < b.N; i++ {
 		from, to := hosts[i%2], hosts[1-i%2]
@@ -337,12 +358,40 @@ func untar(r io.Reader, dir string) error {
 	}
 }
 
-// waitReady waits until the app filled its memory.
+// benchPageTitle is the title of benchPage's page.
+const benchPageTitle = "Handoff bench page"
+
+// benchPage writes a local page, text and a form, where every app's
+// container can read it (a directory of the base that no container hides,
+// as each hides /tmp), and returns its URL.
+func benchPage(b *testing.B) string {
+	dir, err := os.MkdirTemp("/srv", "handoff-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var page strings.Builder
+	page.WriteString("<!doctype html><html><head><meta charset=\"utf-8\"><title>" + benchPageTitle + "</title></head><body><form><textarea autofocus></textarea></form>\n")
+	for i := 1; i <= 300; i++ {
+		fmt.Fprintf(&page, "<p>Paragraph %d of a page that a browser holds open while it moves.</p>\n", i)
+	}
+	page.WriteString("</body></html>\n")
+	path := filepath.Join(dir, "page.html")
+	if err := os.WriteFile(path, []byte(page.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return "file://" + path
+}
+
+// waitReady waits until the app is ready (filled its memory, showed its page).
 func waitReady(b *testing.B, ready func() error) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for ready() != nil {
 		if time.Now().After(deadline) {
-			b.Fatal("the app did not fill its memory within 2 minutes")
+			b.Fatal("the app was not ready within 2 minutes")
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

@@ -152,8 +152,90 @@ func (e *Engine) checkpointTo(a *app, dir string, leaveRunning bool) error {
 		if !isTransientDumpError(cause) || attempt == 3 {
 			return fmt.Errorf("checkpoint %q: %v%s", a.rec.Spec.Name, err, withCause(cause))
 		}
+		if isQueuedMessageError(cause) {
+			if err := thawToDrain(ctr); err != nil {
+				return fmt.Errorf("checkpoint %q: %w", a.rec.Spec.Name, err)
+			}
+			continue
+		}
 		time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
 	}
+}
+
+// thawToDrain lets a frozen app run for a moment, so that its processes
+// read the messages waiting in their sockets, and freezes it again. A
+// running app (a snapshot) just gets the moment. The handoff's frozen time
+// grows by it, only when a dump caught such a message.
+func thawToDrain(ctr *libcontainer.Container) error {
+	st, err := ctr.Status()
+	if err != nil || st != libcontainer.Paused {
+		time.Sleep(50 * time.Millisecond)
+		return nil
+	}
+	if err := ctr.Resume(); err != nil {
+		return fmt.Errorf("thaw to let the app read its messages: %w", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := pause(ctr); err != nil {
+		return fmt.Errorf("freeze again after letting the app read its messages: %w; the app keeps running", err)
+	}
+	return nil
+}
+
+
+// SuspendFrozen turns a frozen app into a suspended one whose checkpoint
+// is dir, a complete image DumpFrozen wrote (it is moved into the app's
+// place). Its processes end, and with them whatever they held: a handoff
+// does this before the destination restores when the app holds locks on
+// files the destination may see too (a home on a file server, or the same
+// machine), which the restore must take and the frozen copy would hold
+// forever. Resume brings the app back here from the image if the handoff
+// fails; Stop removes it once the destination runs it.
+func (e *Engine) SuspendFrozen(ctx context.Context, name, dir string) error {
+	return e.byName(name, func(a *app) error { return e.suspendFrozen(a, dir) })
+}
+
+func (e *Engine) suspendFrozen(a *app, dir string) error {
+	name := a.rec.Spec.Name
+	through, err := checkTransition(name, "suspend frozen", a.info().State)
+	if err != nil {
+		return err
+	}
+	size, err := writeSums(dir)
+	if err != nil {
+		return fmt.Errorf("suspend %q from its final image: %w; it stays frozen", name, err)
+	}
+	_ = os.RemoveAll(a.dirs.checkpoint())
+	if err := moveDir(dir, a.dirs.checkpoint()); err != nil {
+		return fmt.Errorf("suspend %q from its final image: %w; it stays frozen", name, err)
+	}
+	if err := e.to(a, through, nil); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	ctr := a.ctr
+	a.mu.Unlock()
+	if ctr != nil {
+		killFrozen(ctr) // returns once every process is gone
+	}
+	e.to(a, StateSuspended, func(r *record) { r.InitPID, r.ImageBytes, r.Error = 0, size, "" })
+	e.tidy(a, func() { e.destroyContainer(a) })
+	e.log.Info("app suspended from its final image", "app", name, "image_bytes", size)
+	return nil
+}
+
+// moveDir renames a directory, or copies it where it cannot be renamed (to
+// another file system) and removes the original.
+func moveDir(from, to string) error {
+	err := os.Rename(from, to)
+	if !errors.Is(err, unix.EXDEV) {
+		return err
+	}
+	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+		_ = os.RemoveAll(to)
+		return err
+	}
+	return os.RemoveAll(from)
 }
 
 // ExportUpper writes the app's upper dir (the files it changed or created)

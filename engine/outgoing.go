@@ -25,7 +25,8 @@ func (e *Engine) Outgoing(name, to string) (*Outgoing, error) {
 		return nil, err
 	}
 	defer end()
-	if st := a.info().State; st != StateRunning && st != StateFrozen {
+	// Frozen or suspended: a restarted daemon settling a handoff it was in.
+	if st := a.info().State; st != StateRunning && st != StateFrozen && st != StateSuspended {
 		return nil, &StateError{App: name, Op: "hand off", State: st}
 	}
 	a.mu.Lock()
@@ -75,6 +76,23 @@ func (o *Outgoing) DumpFrozen(ctx context.Context, dir string) error {
 
 // Thaw lets the frozen app run again here: the handoff rolled back.
 func (o *Outgoing) Thaw(ctx context.Context) error { return o.do(o.e.thaw) }
+
+// SuspendFrozen turns the frozen app into a suspended one on its final
+// image dir (see Engine.SuspendFrozen).
+func (o *Outgoing) SuspendFrozen(ctx context.Context, dir string) error {
+	return o.do(func(a *app) error { return o.e.suspendFrozen(a, dir) })
+}
+
+// Resume brings a suspended app back here (the handoff failed after
+// SuspendFrozen).
+func (o *Outgoing) Resume(ctx context.Context) error {
+	return o.do(func(a *app) error { return o.e.resume(ctx, a) })
+}
+
+// Stop removes the app: after SuspendFrozen, once it runs elsewhere.
+func (o *Outgoing) Stop(ctx context.Context) error {
+	return o.do(func(a *app) error { return o.e.stop(ctx, a) })
+}
 
 // Release removes the frozen copy: the app runs on the other machine.
 func (o *Outgoing) Release(ctx context.Context) error { return o.do(o.e.release) }

@@ -45,7 +45,7 @@ var lifecycle = map[State][]State{
 	StateSuspending: {StateSuspended, StateRunning},
 	StateSuspended:  {StateResuming, StateStopping},
 	StateResuming:   {StateRunning, StateSuspended, StateStopping},
-	StateFrozen:     {StateRunning, StateStopping, StateExited},
+	StateFrozen:     {StateRunning, StateStopping, StateExited, StateSuspending},
 	StateExited:     {StateStopping},
 	StateStopping:   nil,
 }
@@ -63,6 +63,9 @@ var ops = map[string]struct {
 	"freeze":  {[]State{StateRunning}, StateFrozen},
 	"thaw":    {[]State{StateFrozen}, StateRunning},
 	"release": {[]State{StateFrozen}, StateStopping},
+	// A frozen app whose final image is complete becomes a suspended one
+	// (see SuspendFrozen).
+	"suspend frozen": {[]State{StateFrozen}, StateSuspending},
 }
 
 // StateError is returned when an operation is not allowed in the app's state.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
@@ -75,6 +76,10 @@ func writeUpperTar(upperPath string, w io.Writer, base string, extra []string, i
 		hdr.Name = rel
 		hdr.Uname, hdr.Gname = "", ""
 		hdr.Uid, hdr.Gid = inside(hdr.Uid, hdr.Gid)
+		// PAX keeps times to the nanosecond; left to itself the writer
+		// rounds them to the second, and an editor that wrote a file
+		// (vim) then finds it "changed since reading it" after a handoff.
+		hdr.Format = tar.FormatPAX
 		if d.IsDir() {
 			hdr.Name += "/"
 			if opaque, err := isOpaque(root, rel); err != nil {
@@ -145,6 +150,7 @@ func writeBaseFile(tw *tar.Writer, upper *os.Root, base, p string) error {
 	}
 	hdr.Name, hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = rel, overflowID, overflowID, "", ""
 	hdr.Mode &= 0o777
+	hdr.Format = tar.FormatPAX
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
@@ -190,9 +196,19 @@ func extractUpperTar(r io.Reader, upperPath string, host idMapper) error {
 	free := freeBytes(upperPath)
 	tr := tar.NewReader(r)
 	var total int64
+	// A directory's times are set once everything in it is written:
+	// writing its entries would change them again.
+	type dirTimes struct {
+		name         string
+		atime, mtime time.Time
+	}
+	var dirs []dirTimes
 	for n := 0; ; n++ {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
+			for i := len(dirs) - 1; i >= 0; i-- {
+				_ = root.Chtimes(dirs[i].name, dirs[i].atime, dirs[i].mtime)
+			}
 			return nil
 		}
 		if err != nil {
@@ -276,7 +292,11 @@ func extractUpperTar(r io.Reader, upperPath string, host idMapper) error {
 		if err := root.Lchown(name, uid, gid); err != nil {
 			return fmt.Errorf("own %s: %w", name, err)
 		}
-		if hdr.Typeflag != tar.TypeSymlink {
+		switch hdr.Typeflag {
+		case tar.TypeSymlink:
+		case tar.TypeDir:
+			dirs = append(dirs, dirTimes{name, hdr.AccessTime, hdr.ModTime})
+		default:
 			_ = root.Chtimes(name, hdr.AccessTime, hdr.ModTime)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -172,6 +173,13 @@ func TestUpperRoundTrip(t *testing.T) {
 		t.Skipf("cannot set trusted xattrs here (need root): %v", err)
 	}
 	os.Chown(filepath.Join(src, "root/notes/todo.txt"), 5000, 5001)
+	// Times to the nanosecond: vim compares them with what it wrote.
+	written := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	for _, p := range []string{"root/notes/todo.txt", "root/notes"} {
+		if err := os.Chtimes(filepath.Join(src, p), written, written); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// The X server's socket lives in the upper dir's /tmp; CRIU binds it anew.
 	os.Mkdir(filepath.Join(src, "tmp"), 0o777)
 	l, err := net.Listen("unix", filepath.Join(src, "tmp/X1"))
@@ -196,6 +204,11 @@ func TestUpperRoundTrip(t *testing.T) {
 	var own unix.Stat_t
 	if err := unix.Lstat(filepath.Join(dst, "root/notes/todo.txt"), &own); err != nil || own.Uid != 7000 || own.Gid != 7001 {
 		t.Fatalf("owner %d:%d, want 7000:7001 (%v)", own.Uid, own.Gid, err)
+	}
+	for _, p := range []string{"root/notes/todo.txt", "root/notes"} {
+		if st, err := os.Stat(filepath.Join(dst, p)); err != nil || !st.ModTime().Equal(written) {
+			t.Errorf("%s modified at %v, want %v (%v)", p, st.ModTime(), written, err)
+		}
 	}
 	if l, _ := os.Readlink(filepath.Join(dst, "root/notes/link")); l != "todo.txt" {
 		t.Fatalf("symlink %q", l)

@@ -21,10 +21,17 @@ fi
 packages=(
 	# build: cgo, Fyne (GL + X headers), VP8, colour conversion (libyuv)
 	gcc pkg-config libgl1-mesa-dev xorg-dev libvpx-dev libyuv-dev
+	# sound: Opus (cgo, hraban/opus, which also links opusfile)
+	libopus-dev libopusfile-dev
 	# apps run behind a seccomp filter: libcontainer's seccomp support (cgo)
 	libseccomp-dev
 	# containers and CRIU's runtime needs (iptables locks a container's netns during dump)
 	iptables runc iproute2 criu
+	# every app's sound server (PulseAudio, run inside its container); the sound
+	# tests play tones with sox and pacat and inspect the server with pactl
+	pulseaudio pulseaudio-utils sox
+	# ALSA-only apps (aplay, speaker-test, old games) reach it through ALSA's pulse plugin
+	libasound2-plugins
 	# displays, test apps, input, screenshots
 	xvfb x11-apps x11-utils xterm xdotool imagemagick dbus-x11
 	# make demo: a window manager for the tray's windows on its private Xvfb;
@@ -48,6 +55,11 @@ packages=(
 	# packaging: make package (dpkg-deb, dpkg-shlibdeps, objcopy), lintian, and
 	# systemd-analyze verify for the unit file and its man page (packaging/debtest)
 	dpkg-dev binutils lintian systemd man-db
+	# test-only: the app matrix (engine/migration/apps_integration_test.go) hands
+	# these real desktop apps around: GTK 3, GTK 4, Qt 5, Qt 6, Gecko, Blink,
+	# LibreOffice's VCL, and vim in xterm (Xt)
+	mousepad geany gnome-text-editor featherpad focuswriter firefox-esr
+	libreoffice-writer vim
 	# misc used by tests and scripts
 	procps psmisc ca-certificates curl python3 util-linux
 )
@@ -65,6 +77,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 	if [ ! -e $prc ]; then printf '#!/bin/sh\nexit 101\n' >$prc; chmod +x $prc; created_prc=1; fi
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 	[ -n "$created_prc" ] && rm -f $prc
+fi
+
+# Handoff runs the pulseaudio binary inside each app's container only. Debian's
+# pulseaudio package also enables its per-user service for every desktop
+# session, which would fight a PipeWire desktop's pipewire-pulse for the
+# session's sound: leave the desktop's sound to PipeWire where it has it.
+if dpkg-query -W -f='${Status}' pipewire-pulse 2>/dev/null | grep -q 'install ok installed' &&
+	systemctl --global is-enabled pulseaudio.socket >/dev/null 2>&1; then
+	log "pipewire-pulse serves the desktop: disabling pulseaudio's per-user service (apps' containers still use pulseaudio)"
+	systemctl --global disable pulseaudio.service pulseaudio.socket >/dev/null 2>&1 || true
 fi
 
 # criu_ok runs `criu check` and then a real dump of a scratch process: on some

@@ -3,8 +3,11 @@
 // it when the display has no DAMAGE extension), encodes it as VP8,
 // sends it over pion WebRTC, decodes it on the receiving side and carries
 // input events back to the app's display; text on the clipboard goes both
-// ways, through the display's X selections.
+// ways, through the display's X selections. The app's sound, recorded from
+// its PulseAudio server's sink while something plays, travels beside the
+// picture as Opus on the same peer connection.
 //
 // It knows nothing of containers or of the UI toolkit: it is given a
-// framebuffer path and an X display socket, and hands out frames.
+// framebuffer, an X display socket and a sound server's socket, and hands
+// out frames and samples.
 package stream

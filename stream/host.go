@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,8 +23,12 @@ import (
 // HostConfig says which display a Host streams.
 type HostConfig struct {
 	Display Display // the app's framebuffer and X server
-	MaxFPS  int     // frames per second at most; 0 means 60
-	Logger  *slog.Logger
+	// Sound, when set, connects to the app's sound server (PulseAudio's
+	// native protocol), whose sink's sound viewers then hear. Like the X
+	// connections, it is closed by Close, before every checkpoint.
+	Sound  func(ctx context.Context) (net.Conn, error)
+	MaxFPS int // frames per second at most; 0 means 60
+	Logger *slog.Logger
 }
 
 // Host streams one app's display to viewers over WebRTC and types their
@@ -45,6 +50,13 @@ type Host struct {
 	cursorMu sync.Mutex // guards cursor
 	cursor   *cursorWatch
 
+	soundMu    sync.Mutex // guards the sound's fields
+	audioTrack *webrtc.TrackLocalStaticRTP
+	sound      *soundListener // the connection to the sound server, while there is one
+	listening  bool           // keepListening runs
+	soundWake  chan struct{}  // tells keepListening that viewers left or the host closes
+	soundDone  chan struct{}  // closed when keepListening ended
+
 	// udpMux, when set, carries every session's ICE traffic on one socket.
 	// Tests set it to put the host in another network namespace: pion
 	// opens its sockets on goroutines of its own, outside any namespace
@@ -54,6 +66,9 @@ type Host struct {
 	// Frames counts encoded frames over the host's life, for tests and
 	// benchmarks that check a still screen costs nothing.
 	Frames atomic.Int64
+	// AudioPackets and AudioBytes count the sound's packets and their
+	// Opus bytes over the host's life: a silent app sends none.
+	AudioPackets, AudioBytes atomic.Int64
 }
 
 // NewHost prepares a host; nothing runs until a viewer connects.
@@ -130,6 +145,17 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if h.cfg.Sound != nil {
+		track, err := h.soundTrack()
+		if err != nil {
+			return fail(err)
+		}
+		audio, err := pc.AddTrack(track)
+		if err != nil {
+			return fail(err)
+		}
+		go drainRTCP(audio)
+	}
 	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
 		if dc.Label() != "input" {
 			return
@@ -191,6 +217,9 @@ func (h *Host) Answer(ctx context.Context, offer string) (string, error) {
 	// So does the cursor watch; without it viewers show their own pointer.
 	if _, err := h.cursorWatch(); err != nil {
 		h.log.Warn("the app's cursor is not shown to viewers", "err", err)
+	}
+	if h.cfg.Sound != nil {
+		go h.listen()
 	}
 	go s.readRTCP(sender)
 	go s.repaintAfterGap(runCtx, pc.SCTP().Transport().ICETransport())
@@ -277,6 +306,139 @@ func (h *Host) broadcast(msg []byte) {
 		// As text: a browser's data channel then hands it over as a string.
 		if err := dc.SendText(string(msg)); err != nil {
 			h.log.Debug("send a message to a viewer", "err", err)
+		}
+	}
+}
+
+// soundTrack is the track of the app's sound, which every viewer's peer
+// connection shares.
+func (h *Host) soundTrack() (*webrtc.TrackLocalStaticRTP, error) {
+	h.soundMu.Lock()
+	defer h.soundMu.Unlock()
+	if h.audioTrack == nil {
+		t, err := newAudioTrack()
+		if err != nil {
+			return nil, err
+		}
+		h.audioTrack = t
+	}
+	return h.audioTrack, nil
+}
+
+// listen starts listening to the app's sound server, unless the host
+// listens already. Viewers get the picture without sound while the app has
+// no sound server.
+func (h *Host) listen() {
+	h.soundMu.Lock()
+	defer h.soundMu.Unlock()
+	if h.listening || h.audioTrack == nil {
+		return
+	}
+	h.listening = true
+	h.soundWake = make(chan struct{}, 1)
+	h.soundDone = make(chan struct{})
+	go h.keepListening(h.soundWake, h.soundDone)
+}
+
+// Reconnecting to the sound server: after a failed connection or a lost
+// one, at first soon, then less often.
+const (
+	soundRetry    = 250 * time.Millisecond
+	soundRetryMax = 5 * time.Second
+)
+
+// keepListening keeps a connection to the app's sound server while the host
+// has viewers, reconnecting when it fails or ends (a server that was not up
+// yet, or that restarted); it ends with the last viewer, or when the host
+// closes, and closes the connection then: nothing is recorded or encoded
+// for nobody.
+func (h *Host) keepListening(wake <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	backoff := soundRetry
+	var l *soundListener
+	for {
+		// Checked with soundMu held, so that a viewer arriving now either
+		// is seen here or starts a new listener.
+		h.soundMu.Lock()
+		h.mu.Lock()
+		closed, viewers := h.closed, len(h.sessions)
+		h.mu.Unlock()
+		if closed || viewers == 0 {
+			if l != nil {
+				l.Close()
+			}
+			h.sound, h.listening = nil, false
+			h.soundMu.Unlock()
+			return
+		}
+		h.soundMu.Unlock()
+		var ended <-chan struct{}
+		if l == nil {
+			sender, err := newAudioSender(h.audioTrack, h.log, &h.AudioPackets, &h.AudioBytes)
+			if err != nil {
+				h.log.Warn("viewers do not hear the app", "err", err)
+				h.soundMu.Lock()
+				h.listening = false
+				h.soundMu.Unlock()
+				return // the codec is missing: retrying would not help
+			}
+			if l, err = listenSound(context.Background(), h.cfg.Sound, h.log, sender.frame); err != nil {
+				level := slog.LevelDebug
+				if backoff == soundRetry {
+					level = slog.LevelInfo // once, not at every retry
+				}
+				h.log.Log(context.Background(), level, "viewers do not hear the app yet", "err", err, "retry in", backoff)
+				l = nil
+			} else {
+				h.soundMu.Lock()
+				h.sound = l
+				h.soundMu.Unlock()
+				backoff = soundRetry
+			}
+		}
+		var retry <-chan time.Time
+		if l != nil {
+			ended = l.Done()
+		} else {
+			retry = time.After(backoff)
+			backoff = min(2*backoff, soundRetryMax)
+		}
+		select {
+		case <-wake: // a viewer left, or the host closes
+		case <-retry:
+		case <-ended:
+			h.log.Info("the app's sound server went away", "retry in", backoff)
+			h.soundMu.Lock()
+			l.Close()
+			l, h.sound = nil, nil
+			h.soundMu.Unlock()
+			select {
+			case <-wake:
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, soundRetryMax)
+		}
+	}
+}
+
+// quiet wakes the listener when a viewer left: with none left it stops.
+func (h *Host) quiet() {
+	h.soundMu.Lock()
+	defer h.soundMu.Unlock()
+	if h.soundWake != nil {
+		select {
+		case h.soundWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// drainRTCP reads what viewers report on a sender, which the interceptors
+// (NACK, reports) need read, until the sender stops.
+func drainRTCP(sender *webrtc.RTPSender) {
+	for {
+		if _, _, err := sender.ReadRTCP(); err != nil {
+			return
 		}
 	}
 }
@@ -645,6 +807,7 @@ func (s *session) release() {
 	s.h.mu.Lock()
 	delete(s.h.sessions, s)
 	s.h.mu.Unlock()
+	s.h.quiet()
 	s.cap.Close()
 	s.enc.Close()
 }
@@ -690,7 +853,8 @@ func (h *Host) Viewers() int {
 }
 
 // Close ends every viewer's stream and drops the connections to the display
-// (each stream's damage watch, input, clipboard and cursor watch). It must happen before the app is checkpointed: the
+// (each stream's damage watch, input, clipboard and cursor watch) and to
+// the sound server. It must happen before the app is checkpointed: the
 // display's end of those connections would have its peer outside the
 // container. Viewers reconnect to wherever the app runs next; text a viewer
 // put on the app's clipboard goes with the clipboard connection.
@@ -724,5 +888,14 @@ func (h *Host) Close() error {
 		h.cursor = nil
 	}
 	h.cursorMu.Unlock()
+	// The listener closes its connection when it sees the host closed;
+	// wait for that, since the connection must be gone before a dump.
+	h.quiet()
+	h.soundMu.Lock()
+	done := h.soundDone
+	h.soundMu.Unlock()
+	if done != nil {
+		<-done
+	}
 	return nil
 }

@@ -43,6 +43,7 @@ type Viewer struct {
 	onState     func(ViewerState)
 	onClipboard func(string)
 	onCursor    func(image.Image, int, int)
+	onAudio     func([]int16)
 	dc          *webrtc.DataChannel
 	cancel      context.CancelFunc
 	closed      bool
@@ -91,6 +92,16 @@ func (v *Viewer) OnClipboard(f func(string)) {
 func (v *Viewer) OnCursor(f func(img image.Image, hotX, hotY int)) {
 	v.mu.Lock()
 	v.onCursor = f
+	v.mu.Unlock()
+}
+
+// OnAudio sets the function the app's sound goes to, as it arrives: 48 kHz
+// stereo samples, left and right interleaved, usually 20 ms at a time.
+// Nothing arrives while the app is silent. pcm is only valid during the
+// call.
+func (v *Viewer) OnAudio(f func(pcm []int16)) {
+	v.mu.Lock()
+	v.onAudio = f
 	v.mu.Unlock()
 }
 
@@ -196,6 +207,9 @@ func (v *Viewer) session(ctx context.Context) error {
 	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		return err
 	}
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeAudio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		return err
+	}
 	dc, err := pc.CreateDataChannel("input", nil)
 	if err != nil {
 		return err
@@ -205,6 +219,13 @@ func (v *Viewer) session(ctx context.Context) error {
 	var streaming, lost atomic.Bool
 	var ssrc atomic.Uint32
 	pc.OnTrack(func(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		if track.Kind() == webrtc.RTPCodecTypeAudio {
+			// The picture decides when a session ends; sound comes and goes.
+			if err := v.receiveAudio(ctx, track); err != nil && ctx.Err() == nil {
+				v.log.Debug("the app's sound ended", "err", err)
+			}
+			return
+		}
 		ssrc.Store(uint32(track.SSRC()))
 		end(v.receive(ctx, pc, track, &streaming))
 	})
@@ -340,6 +361,35 @@ func (v *Viewer) receive(ctx context.Context, pc *webrtc.PeerConnection, track *
 		v.mu.Unlock()
 		if f != nil {
 			f(img)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// receiveAudio decodes the app's sound and hands it out until the track
+// ends.
+func (v *Viewer) receiveAudio(ctx context.Context, track *webrtc.TrackRemote) error {
+	dec, err := newAudioDecoder()
+	if err != nil {
+		return err
+	}
+	out := func(pcm []int16) {
+		v.mu.Lock()
+		f := v.onAudio
+		v.mu.Unlock()
+		if f != nil {
+			f(pcm)
+		}
+	}
+	for {
+		pkt, _, err := track.ReadRTP()
+		if err != nil {
+			return err
+		}
+		if err := dec.decode(pkt, out); err != nil {
+			v.log.Debug("decode the app's sound", "err", err)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

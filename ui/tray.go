@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -79,6 +80,8 @@ type Tray struct {
 	runWin   *runWindow
 	chooser  *chooser
 	focused  string          // the app whose viewer has the keyboard
+	opened   []string        // the apps whose viewers are open, in the order they opened
+	speaker  *speaker        // plays one viewer's sound (see sound.go)
 	sending  map[string]bool // handoffs this tray started: their result is told by Send's answer
 	quitting bool
 
@@ -101,6 +104,7 @@ func NewTray(fa fyne.App, m *Model, opt Options) *Tray {
 	t := &Tray{fa: fa, client: opt.Client, do: opt.Actions, model: m, log: opt.Log, ctx: ctx, cancel: cancel,
 		hotkey: opt.Hotkey, viewers: map[string]*viewerWindow{}, prompts: map[string]*prompt{},
 		sending: map[string]bool{}, async: func(f func()) { go f() }}
+	t.speaker = newSpeaker(t.log)
 	if t.do == nil && opt.Client != nil {
 		t.do = opt.Client
 	}
@@ -139,6 +143,17 @@ func (t *Tray) Close() {
 	for _, v := range t.viewers {
 		v.disconnect()
 	}
+	t.speaker.Close()
+}
+
+// updateSound gives the speaker to the viewer whose turn it is: the one
+// with the focus, or else the one opened last.
+func (t *Tray) updateSound() {
+	muted := map[string]bool{}
+	for name, v := range t.viewers {
+		muted[name] = v.muted
+	}
+	t.speaker.turn(soundFrom(t.focused, t.opened, muted))
 }
 
 // render shows a new state and tells the user what they should hear about.
@@ -352,6 +367,8 @@ func (t *Tray) showViewer(name string) {
 	}
 	v := newViewerWindow(t, name)
 	t.viewers[name] = v
+	t.opened = append(t.opened, name)
+	t.updateSound()
 	v.update(t.state)
 	v.win.Show()
 	v.connect()
@@ -359,9 +376,11 @@ func (t *Tray) showViewer(name string) {
 
 func (t *Tray) viewerClosed(name string) {
 	delete(t.viewers, name)
+	t.opened = slices.DeleteFunc(t.opened, func(n string) bool { return n == name })
 	if t.focused == name {
 		t.focused = ""
 	}
+	t.updateSound()
 }
 
 func (t *Tray) showRun() {

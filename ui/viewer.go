@@ -33,6 +33,9 @@ type Display interface {
 	// spot, which the window draws at the mouse's position; it is called on
 	// the display's goroutine.
 	OnCursor(func(img image.Image, hotX, hotY int))
+	// OnAudio sets the function told the app's sound as it arrives (48 kHz
+	// stereo, interleaved); it is called on the display's goroutine.
+	OnAudio(func(pcm []int16))
 	Send(stream.Input) error
 	Close() error
 }

@@ -31,6 +31,7 @@ func (f *fakeDisplay) OnCursor(fn func(image.Image, int, int)) {
 	f.cursor = fn
 	f.mu.Unlock()
 }
+func (f *fakeDisplay) OnAudio(func([]int16)) {}
 func (f *fakeDisplay) Send(in stream.Input) error {
 	f.mu.Lock()
 	f.sent = append(f.sent, in)

@@ -27,6 +27,8 @@ type viewerWindow struct {
 	screen  *screen
 	sendBtn *widget.Button
 	backBtn *widget.Button
+	muteBtn *widget.Button
+	muted   bool // the user turned this viewer's sound off
 	where   *widget.Label
 	display Display
 	cancel  context.CancelFunc
@@ -45,7 +47,8 @@ func newViewerWindow(t *Tray, name string) *viewerWindow {
 	v.backBtn = widget.NewButtonWithIcon("Bring back", iconBringBack, func() { t.bringBack(name) })
 	v.where = widget.NewLabelWithStyle("", fyne.TextAlignTrailing, fyne.TextStyle{})
 	v.where.Truncation = fyne.TextTruncateEllipsis
-	bar := container.NewBorder(nil, nil, container.NewHBox(v.sendBtn, v.backBtn), nil, v.where)
+	v.muteBtn = widget.NewButtonWithIcon("", theme.VolumeUpIcon(), v.toggleSound)
+	bar := container.NewBorder(nil, nil, container.NewHBox(v.sendBtn, v.backBtn), v.muteBtn, v.where)
 	v.win.SetContent(container.NewBorder(container.NewVBox(bar, widget.NewSeparator()), nil, nil, nil, v.screen))
 	v.win.Resize(fyne.NewSize(640, 400+bar.MinSize().Height))
 	v.screen.hotkey = t.hotkey
@@ -57,6 +60,7 @@ func newViewerWindow(t *Tray, name string) *viewerWindow {
 		} else if t.focused == name {
 			t.focused = ""
 		}
+		t.updateSound()
 	}
 	v.screen.onPaste = func() { v.offerClipboard(true) }
 	v.screen.onResize = v.fitToFrame
@@ -66,6 +70,17 @@ func newViewerWindow(t *Tray, name string) *viewerWindow {
 	})
 	v.win.Canvas().Focus(v.screen)
 	return v
+}
+
+// toggleSound turns this viewer's sound off or on again.
+func (v *viewerWindow) toggleSound() {
+	v.muted = !v.muted
+	if v.muted {
+		v.muteBtn.SetIcon(theme.VolumeMuteIcon())
+	} else {
+		v.muteBtn.SetIcon(theme.VolumeUpIcon())
+	}
+	v.t.updateSound()
 }
 
 // fitToFrame sizes the window so that the frame shows at its own size, once.
@@ -128,6 +143,8 @@ func (v *viewerWindow) connect() {
 func (v *viewerWindow) attach(d Display) {
 	v.display = d
 	v.screen.send = d.Send
+	// The speaker plays it when it is this viewer's turn.
+	d.OnAudio(func(pcm []int16) { v.t.speaker.play(v.name, pcm) })
 	d.OnClipboard(func(text string) {
 		fyne.Do(func() {
 			if v.display != d {

@@ -340,7 +340,7 @@ func (b *builder) addFD(pid int, comm string, fd int) error {
 	if err != nil {
 		return fmt.Errorf("fd %d of pid %d: %w", fd, pid, err)
 	}
-	u := User{PID: pid, Comm: comm, FD: fd, Flags: flagString(info.Flags), Pos: info.Pos, MntID: info.MntID}
+	u := User{PID: pid, Comm: comm, FD: fd, Flags: flagString(info.Flags), Pos: info.Pos, MntID: info.MntID, Locks: info.Locks}
 	acc := info.Flags & unix.O_ACCMODE
 
 	switch {
@@ -407,6 +407,11 @@ func (b *builder) addFD(pid int, comm string, fd int) error {
 	b.fillStat(st, &sb)
 	st.f.MntID = info.MntID
 	st.f.Outside = mt == nil
+	if mt == nil && isMqueue(fdPath) {
+		// A POSIX message queue lives on its IPC namespace's internal
+		// mount, which no mountinfo lists: not a file from outside.
+		st.h.FSType, st.f.FSType = "mqueue", "mqueue"
+	}
 	if mt != nil {
 		st.h.Mount, st.h.FSType = mt.Mountpoint, mt.FSType
 		st.f.Mountpoint, st.f.FSType, st.f.Travels, st.f.Home = mt.Mountpoint, mt.FSType, mt.Travels, mt.Home
@@ -428,6 +433,16 @@ func (b *builder) addFD(pid int, comm string, fd int) error {
 	st.h.Users = append(st.h.Users, u)
 	return nil
 }
+
+// isMqueue reports whether the file an fd link points at is on an mqueue
+// file system.
+func isMqueue(fdPath string) bool {
+	var fs unix.Statfs_t
+	return unix.Statfs(fdPath, &fs) == nil && fs.Type == mqueueMagic
+}
+
+// mqueueMagic is MQUEUE_MAGIC of linux/magic.h, which x/sys/unix lacks.
+const mqueueMagic = 0x19800202
 
 func layerName(upper bool) string {
 	if upper {

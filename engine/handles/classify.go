@@ -81,7 +81,7 @@ var dumpableAnon = map[string]bool{
 // kernelFS are filesystems whose files the kernel provides on every machine;
 // CRIU reopens them by path.
 var kernelFS = map[string]bool{
-	"proc": true, "sysfs": true, "mqueue": true, "cgroup": true, "cgroup2": true,
+	"proc": true, "sysfs": true, "cgroup": true, "cgroup2": true,
 	"securityfs": true, "debugfs": true, "tracefs": true, "bpf": true, "nsfs": true,
 	"devpts": true,
 }
@@ -119,6 +119,13 @@ func peerName(p *Peer) string {
 func classify(f facts) verdict {
 	quit := "quit " + holderOr(f, "the program holding it")
 
+	// POSIX message queues: CRIU checkpoints System V queues, not these
+	// (it cannot even find their mount: "Can't lookup mount=N").
+	if f.FSType == "mqueue" && isFileKind(f.Kind) {
+		return blocks(
+			fmt.Sprintf("POSIX message queue %s: CRIU cannot checkpoint POSIX message queues", f.Path),
+			"close the queue in the program (mq_close) or "+quit)
+	}
 	// A file-system object from outside the container's mounts: CRIU cannot
 	// even look its mount up ("Can't lookup mount=N for fd=…").
 	if f.Outside && isFileKind(f.Kind) {

@@ -19,6 +19,10 @@ func TestClassify(t *testing.T) {
 		reason string // substring of Reason (blocks) or Note (others)
 		remedy string // substring of Remedy
 	}{
+		// a POSIX message queue, found on its IPC namespace's mount (which
+		// no mountinfo lists) or by its path under /dev/mqueue
+		{"posix message queue", facts{Kind: KindRegular, Path: "/q", FSType: "mqueue", Outside: true}, Blocks, "POSIX message queue /q", "mq_close"},
+		{"posix message queue by path", facts{Kind: KindRegular, Path: "/dev/mqueue/q", FSType: "mqueue", Mountpoint: "/dev/mqueue"}, Blocks, "POSIX message queue", "mq_close"},
 		// moves
 		{"file in upper dir", facts{Kind: KindRegular, Path: "/etc/x", FSType: "overlay", Mountpoint: "/", InUpper: true}, Moves, "upper dir", ""},
 		{"mapped file in upper dir", facts{Kind: KindMapped, Path: "/opt/lib.so", FSType: "overlay", Mountpoint: "/", InUpper: true}, Moves, "upper dir", ""},

@@ -53,8 +53,9 @@
 //     outside the container (an X client of the host, D-Bus); TCP connections
 //     and connected UDP sockets to a non-loopback address; sockets made in the
 //     host's network namespace; non-standard character and block devices and
-//     terminals of the machine; io_uring, userfaultfd, perf_event, bpf and
-//     other anon inodes CRIU cannot dump; namespaces outside the container.
+//     terminals of the machine; POSIX message queues; io_uring,
+//     userfaultfd, perf_event, bpf, landlock and other anon inodes CRIU
+//     cannot dump; namespaces outside the container.
 //
 // # Deduplication
 //

@@ -216,6 +216,9 @@ type User struct {
 	Pos   int64  `json:"pos,omitempty"`
 	MntID int    `json:"mnt_id,omitempty"`
 	Map   string `json:"map,omitempty"` // mapping permissions, e.g. "r--p,r-xp"
+	// Locks are the file locks held through this fd: "POSIX ADVISORY
+	// WRITE 0-EOF" (kind, mode, type, range).
+	Locks []string `json:"locks,omitempty"`
 }
 
 // Summary counts handles per class.
@@ -246,6 +249,34 @@ func (m *Manifest) Blocking() []Handle {
 		}
 	}
 	sortForDisplay(out)
+	return out
+}
+
+// SharedLocks returns the files the app holds locks on that another
+// machine may see too: files that neither travel with the app nor live in
+// its own root (the user's home, which may be the same on both machines,
+// as with homes on a file server). A destination that sees the same file
+// cannot restore the app's lock while the source still holds it.
+func (m *Manifest) SharedLocks() []Handle {
+	homes := map[string]bool{}
+	for _, mt := range m.Mounts {
+		if mt.Home {
+			homes[mt.Mountpoint] = true
+		}
+	}
+	var out []Handle
+	for _, h := range m.Handles {
+		onShared := homes[h.Mount] || (h.Class == Present && h.FSType != "overlay")
+		if !onShared || (h.Kind != KindRegular && h.Kind != KindDir) {
+			continue
+		}
+		for _, u := range h.Users {
+			if len(u.Locks) > 0 {
+				out = append(out, h)
+				break
+			}
+		}
+	}
 	return out
 }
 

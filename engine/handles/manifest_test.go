@@ -349,3 +349,29 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+func TestSharedLocks(t *testing.T) {
+	locked := []User{{PID: 7, FD: 3, Locks: []string{"POSIX ADVISORY WRITE 0-EOF"}}}
+	open := []User{{PID: 7, FD: 4}}
+	m := &Manifest{
+		Mounts: []Mount{{Mountpoint: "/", FSType: "overlay"}, {Mountpoint: "/home/u", FSType: "ext4", Home: true}, {Mountpoint: "/tmp", FSType: "tmpfs"}},
+		Handles: []Handle{
+			{ID: "file:/home/u/.mozilla/lock", Kind: KindRegular, Class: Moves, Path: "/home/u/.mozilla/lock", Mount: "/home/u", FSType: "ext4", Users: locked},
+			{ID: "file:/home/u/notes.txt", Kind: KindRegular, Class: Moves, Path: "/home/u/notes.txt", Mount: "/home/u", FSType: "ext4", Users: open},
+			{ID: "file:/srv/data", Kind: KindRegular, Class: Present, Path: "/srv/data", Mount: "/srv", FSType: "nfs4", Users: locked},
+			{ID: "file:/var/lib/x.db", Kind: KindRegular, Class: Present, Path: "/var/lib/x.db", Mount: "/", FSType: "overlay", Users: locked},
+			{ID: "file:/tmp/x.lock", Kind: KindRegular, Class: Moves, Path: "/tmp/x.lock", Mount: "/tmp", FSType: "tmpfs", Users: locked},
+		},
+	}
+	var got []string
+	for _, h := range m.SharedLocks() {
+		got = append(got, h.Path)
+	}
+	// Locked files of the home and of other persistent mounts another
+	// machine may share; not an unlocked one, nor the app's own root's or
+	// tmpfs's, which no other machine sees.
+	want := []string{"/home/u/.mozilla/lock", "/srv/data"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("shared locks %v, want %v", got, want)
+	}
+}

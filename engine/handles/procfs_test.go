@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -19,6 +20,8 @@ func TestParseFdinfo(t *testing.T) {
 	}{
 		{"regular", "pos:\t4096\nflags:\t02100002\nmnt_id:\t27\nino:\t1311\n", fdInfo{Pos: 4096, Flags: 0o2100002, MntID: 27, Ino: 1311}, false},
 		{"eventfd extra lines", "pos:\t0\nflags:\t02004002\nmnt_id:\t16\nino:\t1057\neventfd-count:                0\neventfd-id: 5\n", fdInfo{Flags: 0o2004002, MntID: 16, Ino: 1057}, false},
+		{"locks", "pos:\t0\nflags:\t0100002\nmnt_id:\t30\nino:\t9978255\nlock:\t1: POSIX  ADVISORY  WRITE 22323 fe:00:9978255 0 EOF\nlock:\t1: -> POSIX  ADVISORY  WRITE 22607 fe:00:9978255 0 EOF\nlock:\t2: FLOCK  ADVISORY  READ 22323 fe:00:9978255 0 EOF\n",
+			fdInfo{Flags: 0o100002, MntID: 30, Ino: 9978255, Locks: []string{"POSIX ADVISORY WRITE 0-EOF", "FLOCK ADVISORY READ 0-EOF"}}, false},
 		{"missing mnt_id", "pos:\t0\nflags:\t02\n", fdInfo{}, true},
 		{"bad flags", "pos:\t0\nflags:\t9x\nmnt_id:\t1\n", fdInfo{}, true},
 	}
@@ -28,7 +31,7 @@ func TestParseFdinfo(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
 			}
-			if !tc.wantErr && got != tc.want {
+			if !tc.wantErr && !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})

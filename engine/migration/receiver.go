@@ -309,10 +309,13 @@ func (rv *Receiver) check(ctx context.Context, o Offer) (release func(), err err
 }
 
 // reservation is the room an offer needs: the pre-copy and the final
-// image may both be here before assembly, each about the app's memory.
+// image may both be here before assembly, each about the app's memory as
+// its cgroup counts it, and up to half again: CRIU's image of Firefox was
+// 13% larger than that, Chromium's 28% (shared memory and file pages
+// first touched by another cgroup are counted there).
 func reservation(o Offer) int64 {
 	mem := min(max(o.MemoryBytes, 0), delta.MaxFiles*delta.MaxFileSize) // no overflow below
-	return max(2*mem+spaceMargin, minReserve)
+	return max(3*mem+spaceMargin, minReserve)
 }
 
 // reserve takes a slot and need bytes of the work dir's free space, less

@@ -88,7 +88,7 @@ func TestOffersReserveRoom(t *testing.T) {
 	smallDisk(t, b.work, "600m")
 	rv := &Receiver{Engine: b.eng, WorkDir: b.work}
 	peer := newRawPeer(t, rv)
-	const memory = 150 << 20 // reserves 2×150 + 64 MB of the 600
+	const memory = 150 << 20 // reserves 3×150 + 64 MB of the 600
 	first, status, r := peer.offer(b, "first", memory)
 	if first == "" {
 		t.Fatalf("first offer refused: %d %+v", status, r)

@@ -118,11 +118,11 @@ func (s *Sender) askOutcome(ctx context.Context, e Entry) (string, Peer, error) 
 }
 
 func (s *Sender) thawHere(ctx context.Context, e Entry, out *engine.Outgoing) {
-	if out == nil || out.State() != engine.StateFrozen {
+	if out == nil {
 		return
 	}
-	if err := out.Thaw(context.WithoutCancel(ctx)); err != nil {
-		s.log().Error("thaw after the handoff was dropped", "app", e.App, "err", err)
+	if err := runHere(context.WithoutCancel(ctx), out); err != nil {
+		s.log().Error("the app's copy here after the handoff was dropped", "app", e.App, "err", err)
 	}
 }
 
@@ -213,6 +213,12 @@ func (s *Sender) Recover(ctx context.Context) {
 				continue
 			}
 			s.log().Info("rolling back a handoff the daemon stopped in", "app", e.App, "state", e.Out)
+			if out, err := s.Engine.Outgoing(e.App, e.PeerName); err == nil {
+				if err := runHere(ctx, out); err != nil {
+					s.log().Error("the app's copy here after a handoff the daemon stopped in", "app", e.App, "err", err)
+				}
+				out.Close()
+			}
 			if s.Reach != nil {
 				go func(e Entry) {
 					bg, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -141,10 +141,8 @@ func (o *outgoing) rollBack(ctx context.Context, peer Peer, cause error) error {
 		o.s.log().Warn("could not tell the destination to drop the handoff; trying again in the background", "peer", peer.Name, "err", derr)
 		go o.s.dropLater(peer, o.entry.ID)
 	}
-	if o.out.State() == engine.StateFrozen {
-		if terr := o.out.Thaw(bg); terr != nil {
-			cause = fmt.Errorf("%w; and thawing the app here failed: %v", cause, terr)
-		}
+	if terr := runHere(bg, o.out); terr != nil {
+		cause = fmt.Errorf("%w; and %v", cause, terr)
 	}
 	if err := o.toBecause(OutRolledBack, cause); err != nil {
 		o.s.log().Error("roll back", "app", o.entry.App, "err", err)
@@ -295,14 +293,26 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	if err != nil {
 		return res, err
 	}
+	// Locks the app holds on files of a home the destination shares (a
+	// home on a file server) must be free before the restore takes them
+	// there: the copy here then ends before the commit, and stays as a
+	// suspended app on its final image until the destination runs it.
+	var shared []handles.Handle
+	if acc.SharedHome {
+		shared = m.SharedLocks()
+	}
 	// The final dump is sent too: it goes while the destination works (its
 	// dirty pages would otherwise be written back, and unmounting the
 	// app's overlay at release waits for the disk).
 	removed := make(chan struct{})
-	go func() {
-		defer close(removed)
-		_ = os.RemoveAll(final)
-	}()
+	if len(shared) > 0 {
+		close(removed) // the final image is the suspended app's
+	} else {
+		go func() {
+			defer close(removed)
+			_ = os.RemoveAll(final)
+		}()
+	}
 	defer func() { <-removed }()
 	// The user's files the app uses, read while it is frozen.
 	home, homeBytes, err := s.sendHomeFiles(ctx, peer, id, out, m, acc.SharedHome)
@@ -323,6 +333,14 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 	// What the app read of the user's files is remembered once it runs
 	// there; the list is taken now, while the app is still here.
 	read := out.HomeRead()
+
+	if len(shared) > 0 {
+		log.Info("the app holds locks on files of the home the destination shares; its copy here ends before the restore",
+			"app", name, "files", lockedPaths(shared))
+		if err = out.SuspendFrozen(ctx, final); err != nil {
+			return res, err
+		}
+	}
 
 	// 5. Commit: from here the destination may run the app, so nothing
 	// thaws it here on its own any more.
@@ -394,9 +412,14 @@ func (s *Sender) dropLater(peer Peer, id string) {
 // finish ends a handoff whose app runs on the destination: the frozen copy
 // here goes, and the destination hears that the source knows.
 func (s *Sender) finish(ctx context.Context, e Entry, out *engine.Outgoing, peer Peer) {
-	if out.State() == engine.StateFrozen {
+	switch out.State() {
+	case engine.StateFrozen:
 		if err := out.Release(context.WithoutCancel(ctx)); err != nil {
 			s.log().Warn("release after handoff", "app", e.App, "err", err)
+		}
+	case engine.StateSuspended: // ended before the commit (its locks)
+		if err := out.Stop(context.WithoutCancel(ctx)); err != nil {
+			s.log().Warn("remove the suspended copy after handoff", "app", e.App, "err", err)
 		}
 	}
 	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -511,4 +534,29 @@ func filesToShip(required []handles.Requirement, asked []handles.Requirement) ([
 		return nil, fmt.Errorf("%w: %s%s; none was sent", ErrUnlistedFile, strings.Join(refused, ", "), more)
 	}
 	return out, nil
+}
+
+// lockedPaths names the files of handles, for logs.
+func lockedPaths(hs []handles.Handle) []string {
+	out := make([]string, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, h.Path)
+	}
+	return out
+}
+
+// runHere brings the copy of the app here back: thawed if frozen, resumed
+// from its final image if its copy here had ended (SuspendFrozen).
+func runHere(ctx context.Context, out *engine.Outgoing) error {
+	switch out.State() {
+	case engine.StateFrozen:
+		if err := out.Thaw(ctx); err != nil {
+			return fmt.Errorf("thawing the app here failed: %w", err)
+		}
+	case engine.StateSuspended:
+		if err := out.Resume(ctx); err != nil {
+			return fmt.Errorf("resuming the app here from its final image failed: %w (it stays suspended here: `handoff resume %s`)", err, out.Name())
+		}
+	}
+	return nil
 }
