@@ -26,11 +26,10 @@ import (
 
 // faultDesk is two workstations whose daemons stop where failpoints say.
 type faultDesk struct {
-	net      *testnet.Net
-	a, b     *workstation
-	failDir  string
-	before   []byte // the app's screen before the handoff
-	wantText string
+	net     *testnet.Net
+	a, b    *workstation
+	failDir string
+	before  []byte // the app's screen before the handoff
 }
 
 func newFaultDesk(t *testing.T, failA, failB string) *faultDesk {

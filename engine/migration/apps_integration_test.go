@@ -40,10 +40,6 @@ type matrixApp struct {
 	// prepare, when set, runs once the window is up and settled: what a
 	// person does before typing (close a dialog, scroll the page).
 	prepare func(t *testing.T, e *engine.Engine, name string)
-	// readText returns the text the app holds (its document, its form
-	// field) the way a person would find it out; nil: copy all to the
-	// clipboard and read the clipboard.
-	readText func(t *testing.T, e *engine.Engine, name string, want string) string
 	// vim: the app is vim in a terminal, typed into with vim's commands.
 	vim bool
 	// quiet is how long its screen must hold still to count as settled,
