@@ -182,7 +182,6 @@ func thawToDrain(ctr *libcontainer.Container) error {
 	return nil
 }
 
-
 // SuspendFrozen turns a frozen app into a suspended one whose checkpoint
 // is dir, a complete image DumpFrozen wrote (it is moved into the app's
 // place). Its processes end, and with them whatever they held: a handoff
