@@ -219,15 +219,7 @@ func (s *Sender) Recover(ctx context.Context) {
 				}
 				out.Close()
 			}
-			if s.Reach != nil {
-				go func(e Entry) {
-					bg, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
-					if peer, err := s.Reach(bg, e.Peer); err == nil {
-						_ = peer.call(bg, http.MethodDelete, "/"+e.ID, nil, nil)
-					}
-				}(e)
-			}
+			go s.dropLater(e.Peer, e.ID)
 			s.end(e, OutRolledBack)
 		}
 	}

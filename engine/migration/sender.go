@@ -139,7 +139,7 @@ func (o *outgoing) rollBack(ctx context.Context, peer Peer, cause error) error {
 	defer cancel()
 	if derr := peer.call(bg, http.MethodDelete, "/"+o.entry.ID, nil, nil); derr != nil {
 		o.s.log().Warn("could not tell the destination to drop the handoff; trying again in the background", "peer", peer.Name, "err", derr)
-		go o.s.dropLater(peer, o.entry.ID)
+		go o.s.dropLater(peer.ID, o.entry.ID)
 	}
 	if terr := runHere(bg, o.out); terr != nil {
 		cause = fmt.Errorf("%w; and %v", cause, terr)
@@ -392,19 +392,28 @@ func (s *Sender) Send(ctx context.Context, name string, peer Peer, progress func
 // dropLater keeps telling a destination to drop a handoff it could not be
 // told about (the link was down), so that it removes what it received as
 // soon as the link is back, not only when the handoff times out there.
-func (s *Sender) dropLater(peer Peer, id string) {
+// The device is found anew each time (Reach): it may have moved, or this
+// daemon may have just started and not seen it yet.
+func (s *Sender) dropLater(device, id string) {
+	if s.Reach == nil {
+		return
+	}
 	life := s.life()
-	for wait := 2 * time.Second; wait < 2*time.Minute; wait *= 2 {
+	for wait := time.Second; wait < 2*time.Minute; wait *= 2 {
 		select {
 		case <-life.Done():
 			return
 		case <-time.After(wait):
 		}
 		ctx, cancel := context.WithTimeout(life, 10*time.Second)
-		err := peer.call(ctx, http.MethodDelete, "/"+id, nil, nil)
-		cancel()
+		peer, err := s.Reach(ctx, device)
 		if err == nil {
-			return
+			err = peer.call(ctx, http.MethodDelete, "/"+id, nil, nil)
+		}
+		cancel()
+		var answered *AnsweredError
+		if err == nil || errors.As(err, &answered) {
+			return // dropped, or it no longer knows the handoff
 		}
 	}
 }
